@@ -1,0 +1,17 @@
+"""The one exception type for user mistakes: the CLI prints it as a single line."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def where(path: object, line: int | None = None, field: str | None = None) -> str:
+    """Format a location as `file:line: field` for error messages."""
+    text = str(path)
+    if line is not None:
+        text += f":{line}"
+    if field is not None:
+        text += f": field '{field}'"
+    return text
