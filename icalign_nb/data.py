@@ -370,7 +370,7 @@ def load_pool(
     records = _records_in(path)
     if not records:
         raise UserError(f"{path}: the pool is empty")
-    ids = _ids(records, path.stem)
+    ids = _ids(records, str(spec) if str(spec) in BUILTIN_POOLS else path.stem)
     rows, dropped = [], []
     for rid, (loc, obj) in zip(ids, records, strict=True):
         prompt, response = _prompt_response(loc, obj, fields)

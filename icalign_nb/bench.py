@@ -1,0 +1,5 @@
+"""Benchmarks: the package's paths side by side with reference-style baselines, in one process."""
+
+from __future__ import annotations
+
+import argparse

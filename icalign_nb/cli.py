@@ -1,0 +1,94 @@
+"""The `icalign` command: pipeline steps, benchmarks and notebook runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import UserError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="local folder with the public data layout (else ICALIGN_DATA_DIR, else fetch)",
+    )
+
+
+def _cmd_retrieve(args: argparse.Namespace) -> int:
+    from .pipeline import run_retrieve
+
+    run_retrieve(args)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "retrieval":
+        from .bench import bench_retrieval
+
+        return bench_retrieval(args)
+    if args.what == "generation":
+        from .bench import bench_generation
+
+        return bench_generation(args)
+    raise UserError(f"unknown benchmark '{args.what}' (retrieval, generation)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(prog="icalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("retrieve", help="retrieve and pack demonstrations; one JSON line per query")
+    p.add_argument("--pool", default="starter", help="built-in pool name or a file (.jsonl/.json/.parquet)")
+    p.add_argument("--eval", default="starter", help="built-in eval set name or a file")
+    p.add_argument(
+        "--preset", default="paper", help="paper | paper-short | paper-cosine | random | zero-shot | urial"
+    )
+    p.add_argument("--encoder", default=None, help="minilm (default) | contriever | HF id | folder")
+    p.add_argument("--tokenizer", default=None, help="model name whose tokenizer counts demo tokens")
+    p.add_argument("--urial-prompt", default=None, help="URIAL prompt file for the urial preset")
+    p.add_argument("--fields", default=None, help="field mapping for plain files: prompt=NAME,response=NAME")
+    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random preset")
+    p.add_argument("--out", required=True, help="output .jsonl file (written atomically)")
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_retrieve)
+
+    p = sub.add_parser("bench", help="benchmarks against a reference-style baseline")
+    p.add_argument("what", choices=["retrieval", "generation"])
+    p.add_argument("--pool", default="alpaca", help="pool for the retrieval benchmark")
+    p.add_argument("--eval", default="lima-test", help="queries for the benchmark")
+    p.add_argument("--queries", type=int, default=300, help="number of queries")
+    p.add_argument("--encoder", default=None, help="encoder (default minilm)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer for demo lengths")
+    p.add_argument("--model", default="smollm2-135m", help="model for the generation benchmark")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="generation benchmark: new-token cap")
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_bench)
+
+    # --- further subcommands register here (generation, judging, analysis, notebooks) ---
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user mistakes print one line to stderr and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"icalign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "icalign: interrupted (finished work is kept; re-run the same command to resume)", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
