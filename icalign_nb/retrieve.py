@@ -10,6 +10,7 @@ Every retrieval records, for each candidate, why it was kept or skipped:
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass, field, replace
 
@@ -17,8 +18,9 @@ import numpy as np
 import polars as pl
 
 from . import prompts
-from .embed import Encoder, embed_pool, normalize_rows
+from .embed import Encoder, embed_pool, normalize_rows, pool_fingerprint
 from .errors import UserError
+from .files import atomic_write_text, cache_dir, sha256_text
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,26 @@ def pack(
     return decisions
 
 
+def tokenizer_key(tokenizer: object) -> str:
+    """What identifies a tokenizer for the length cache."""
+    return f"{type(tokenizer).__name__}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}"
+
+
+def demo_token_lengths(pool: pl.DataFrame, tokenizer: object, use_cache: bool = True) -> list[int]:
+    """Token count of each demo's budget text (the paper counts demo + separator, no special tokens)."""
+    key = sha256_text(pool_fingerprint(pool), *pool["response"].to_list(), tokenizer_key(tokenizer))
+    path = cache_dir() / "lengths" / f"{key[:32]}.json"
+    if use_cache and path.exists():
+        lengths = json.loads(path.read_text())
+        if len(lengths) == pool.height:
+            return lengths
+    texts = [prompts.demo_budget_text(p, r) for p, r in zip(pool["prompt"], pool["response"], strict=True)]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    if use_cache:
+        atomic_write_text(path, json.dumps(lengths))
+    return lengths
+
+
 class Retriever:
     """Selects and packs demonstrations for many queries at once."""
 
@@ -133,7 +155,7 @@ class Retriever:
         self._ids = pool["id"].to_list()
         self._prompts = pool["prompt"].to_list()
         self._responses = pool["response"].to_list()
-        self._lengths: dict[int, int] = {}
+        self._lengths: list[int] | None = None
         self._emb: np.ndarray | None = None
         self._urial = prompts.read_urial_prefix(config.urial_path) if config.method == "urial" else None
         if config.method == "retrieve":
@@ -146,43 +168,41 @@ class Retriever:
         """Stop strings of this method's template."""
         return list(prompts.URIAL_STOP if self.config.method == "urial" else prompts.PAPER_STOP)
 
-    def demo_lengths(self, indices: set[int]) -> dict[int, int]:
-        """Token counts of formatted demos, each computed once (one batched call for new ones)."""
-        missing = sorted(i for i in indices if i not in self._lengths)
-        if missing:
-            texts = [prompts.demo_budget_text(self._prompts[i], self._responses[i]) for i in missing]
-            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            self._lengths.update({i: len(t) for i, t in zip(missing, ids, strict=True)})
+    def demo_lengths(self) -> list[int]:
+        """Token counts of every formatted demo, computed once per pool and tokenizer (cached on disk)."""
+        if self._lengths is None:
+            self._lengths = demo_token_lengths(self.pool, self.tokenizer)
         return self._lengths
 
-    def candidates(
-        self, queries: list[str], query_ids: list[str], sample: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Candidate indices (best first) and scores for each query: one encode, one top-k."""
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Query embeddings in one batched call (normalised for cosine)."""
+        q = self.encoder.encode(texts)
+        return normalize_rows(q) if self.config.similarity == "cosine" else q
+
+    def rank(self, query_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top `max_k` pool indices per query, best first, and their scores: one product, one top-k."""
         k = min(self.config.max_k, self.pool.height)
-        if self.config.method == "random":
-            if self.config.max_k > self.pool.height:
-                raise UserError(
-                    f"max_k={self.config.max_k} is larger than the pool ({self.pool.height} demos)"
-                )
-            rows = [
-                random.Random(f"{self.config.seed}|{qid}|{sample}").sample(range(self.pool.height), k)
-                for qid in query_ids
-            ]
-            return np.array(rows, dtype=np.int64).reshape(len(queries), k), None
-        q = self.encoder.encode(queries)
-        if self.config.similarity == "cosine":
-            q = normalize_rows(q)
-        scores = q @ self._emb.T
+        scores = query_emb @ self._emb.T
         if k < self.pool.height:
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         else:
-            top = np.tile(np.arange(self.pool.height), (len(queries), 1))
+            top = np.tile(np.arange(self.pool.height), (len(query_emb), 1))
         top_scores = np.take_along_axis(scores, top, axis=1)
-        # best first; ties broken by pool order, as a stable descending sort would
-        order = np.lexsort((top, -top_scores), axis=1)
+        order = np.lexsort((top, -top_scores), axis=1)  # best first; ties by pool order
         top = np.take_along_axis(top, order, axis=1)
         return top, np.take_along_axis(scores, top, axis=1)
+
+    def random_candidates(self, query_ids: list[str], sample: int) -> np.ndarray:
+        """The random control: `max_k` demos drawn uniformly, seeded by (seed, query, sample)."""
+        if self.config.max_k > self.pool.height:
+            raise UserError(f"max_k={self.config.max_k} is larger than the pool ({self.pool.height} demos)")
+        rows = [
+            random.Random(f"{self.config.seed}|{qid}|{sample}").sample(
+                range(self.pool.height), self.config.max_k
+            )
+            for qid in query_ids
+        ]
+        return np.array(rows, dtype=np.int64).reshape(len(query_ids), self.config.max_k)
 
     def retrieve(
         self, queries: pl.DataFrame, sample: int = 0, context_limit: int | None = None
@@ -195,22 +215,36 @@ class Retriever:
         qids, texts = queries["id"].to_list(), queries["prompt"].to_list()
         method = self.config.method
         if method in {"zero-shot", "urial"}:
-            make = (
-                prompts.zero_shot_prompt
-                if method == "zero-shot"
-                else (lambda q: prompts.urial_prompt(q, self._urial))
-            )
             return [
-                Retrieval(qid, q, self.preset_name, [], [], make(q), self.stop, 0, sample)
+                Retrieval(qid, q, self.preset_name, [], [], self._fixed_prompt(q), self.stop, 0, sample)
                 for qid, q in zip(qids, texts, strict=True)
             ]
-        top, scores = self.candidates(texts, qids, sample)
-        lengths = self.demo_lengths(set(top.ravel().tolist()))
-        budgets = self._budgets(texts, context_limit)
+        if method == "random":
+            top, scores = self.random_candidates(qids, sample), None
+        else:
+            top, scores = self.rank(self.encode_queries(texts))
+        return self.assemble(qids, texts, top, scores, self._budgets(texts, context_limit), sample)
+
+    def _fixed_prompt(self, query: str) -> str:
+        """The prompt of a method without demos chosen per query."""
+        if self.config.method == "urial":
+            return prompts.urial_prompt(query, self._urial)
+        return prompts.zero_shot_prompt(query)
+
+    def assemble(
+        self,
+        qids: list[str],
+        texts: list[str],
+        top: np.ndarray,
+        scores: np.ndarray | None,
+        budgets: list[int],
+        sample: int = 0,
+    ) -> list[Retrieval]:
+        """Pack each query's candidates and build its prompt, recording every decision."""
+        lengths = self.demo_lengths()
         out = []
         for row, (qid, q) in enumerate(zip(qids, texts, strict=True)):
-            order = top[row].tolist()
-            decisions = pack(order, lengths, self.config, budgets[row])
+            decisions = pack(top[row].tolist(), lengths, self.config, budgets[row])
             cands = [
                 Candidate(
                     self._ids[idx],
