@@ -3,3 +3,122 @@
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import prompts
+from .errors import UserError
+
+
+@contextmanager
+def _timed(times: dict[str, float], stage: str) -> object:
+    """Add the wall time of a block to `times[stage]`."""
+    start = time.perf_counter()
+    yield
+    times[stage] = times.get(stage, 0.0) + time.perf_counter() - start
+
+
+def reference_style_retrieval(
+    retriever: object, queries: list[str], times: dict[str, float], batch_size: int = 64
+) -> list[list[str]]:
+    """The reference code's path: embed the pool in file order, then per query encode, sort, re-tokenise."""
+    import torch
+
+    enc, pool, config = retriever.encoder, retriever.pool, retriever.config
+    with _timed(times, "embed pool"):
+        texts = pool["prompt"].to_list()
+        emb = torch.from_numpy(
+            np.concatenate(
+                [enc.encode_unsorted(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+            )
+        )
+    ids, prompts_, responses = pool["id"].to_list(), texts, pool["response"].to_list()
+    chosen = []
+    for query in queries:
+        with _timed(times, "encode queries"):
+            q = torch.from_numpy(enc.encode_unsorted([query]))
+        with _timed(times, "select + pack"):
+            scores = emb.matmul(q.T)
+            order = torch.argsort(scores, dim=0, descending=True)[: config.max_k].squeeze(-1).tolist()
+            kept, total = [], 0
+            for idx in order:
+                text = prompts.demo_budget_text(prompts_[idx], responses[idx])
+                n = len(retriever.tokenizer(text, add_special_tokens=False).input_ids)
+                if n > config.max_per_instance_tokens:
+                    continue
+                total += n
+                if total > config.max_tokens:
+                    break
+                kept.append(ids[idx])
+            chosen.append(list(reversed(kept)))
+    return chosen
+
+
+def package_retrieval(
+    retriever: object, query_ids: list[str], queries: list[str], times: dict[str, float]
+) -> list[list[str]]:
+    """The package's path: cached pool embeddings, batched query encoding, one top-k, cached lengths."""
+    from .embed import embed_pool
+
+    with _timed(times, "embed pool"):
+        embed_pool(retriever.pool, retriever.encoder)  # warm cache: a read
+    with _timed(times, "encode queries"):
+        q = retriever.encode_queries(queries)
+    with _timed(times, "select + pack"):
+        top, scores = retriever.rank(q)
+        out = retriever.assemble(
+            query_ids, queries, top, scores, [retriever.config.max_tokens] * len(queries)
+        )
+    return [r.demo_ids for r in out]
+
+
+def _report(
+    title: str, stages: list[str], ref: dict[str, float], pkg: dict[str, float], say: Callable[[str], None]
+) -> float:
+    """Print stage times side by side and return the end-to-end speedup."""
+    say(f"{title}\n{'stage':<16}{'reference (s)':>15}{'package (s)':>14}{'ratio':>9}")
+    for stage in [*stages, "total"]:
+        r = sum(ref.values()) if stage == "total" else ref.get(stage, 0.0)
+        p = sum(pkg.values()) if stage == "total" else pkg.get(stage, 0.0)
+        say(f"{stage:<16}{r:>15.3f}{p:>14.3f}{r / max(p, 1e-9):>8.1f}x")
+    return sum(ref.values()) / max(sum(pkg.values()), 1e-9)
+
+
+def bench_retrieval(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
+    """`icalign bench retrieval`: reference-style vs package retrieval on the same inputs."""
+    from .pipeline import DEFAULT_MODEL, RetrievalSetup, build_retriever, load_queries
+
+    setup = RetrievalSetup(
+        pool=args.pool,
+        eval=args.eval,
+        encoder=args.encoder or "minilm",
+        tokenizer=args.tokenizer or DEFAULT_MODEL,
+        limit=args.queries,
+        data_dir=args.data_dir,
+    )
+    queries = load_queries(setup)
+    retriever = build_retriever(setup)  # loads models and warms the package's caches (not timed)
+    retriever.demo_lengths()
+    qids, texts = queries["id"].to_list(), queries["prompt"].to_list()
+    say(
+        f"pool {setup.pool}: {retriever.pool.height} demos; {len(texts)} queries; encoder {setup.encoder}; "
+        f"tokenizer {setup.tokenizer}"
+    )
+    ref_t: dict[str, float] = {}
+    pkg_t: dict[str, float] = {}
+    ref = reference_style_retrieval(retriever, texts, ref_t)
+    pkg = package_retrieval(retriever, qids, texts, pkg_t)
+    differ = [qid for qid, a, b in zip(qids, ref, pkg, strict=True) if a != b]
+    if differ:
+        raise UserError(
+            f"the two paths selected different demos for {len(differ)} queries (first: {differ[0]})"
+        )
+    say(f"same demos selected for all {len(qids)} queries (mean kept {np.mean([len(c) for c in pkg]):.1f})")
+    stages = ["embed pool", "encode queries", "select + pack"]
+    speedup = _report("wall time by stage", stages, ref_t, pkg_t, say)
+    say(f"selection + packing alone: {ref_t['select + pack'] / max(pkg_t['select + pack'], 1e-9):.1f}x")
+    say(f"speedup: {speedup:.1f}x")
+    return 0

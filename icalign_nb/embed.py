@@ -75,20 +75,25 @@ class Encoder:
         """What identifies this encoder's embeddings in the cache."""
         return f"{self.name}|{resolve_encoder(self.name)}|{self.max_length}"
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_unsorted(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts as one padded batch, in the given order (the reference code's way)."""
+        return self.encode(texts, sort=False, batch_size=max(len(texts), 1))
+
+    def encode(self, texts: Sequence[str], sort: bool = True, batch_size: int | None = None) -> np.ndarray:
         """Embed texts (float32, one row each); batches are formed from texts of similar length."""
         import torch
 
         self.load()
         texts = list(texts)
+        batch_size = batch_size or self.batch_size
         out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
         if not texts:
             return out
         limit = min(self.max_length, getattr(self._tokenizer, "model_max_length", self.max_length))
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        order = np.argsort([-len(t) for t in texts], kind="stable") if sort else np.arange(len(texts))
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for start in range(0, len(texts), batch_size):
+                idx = order[start : start + batch_size]
                 batch = self._tokenizer(
                     [texts[i] for i in idx],
                     padding=True,
