@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     # --- further subcommands register here (generation, judging, analysis, notebooks) ---
+    from .judging_cli import add_judging_commands
+
+    add_judging_commands(sub, _data_dir_option)
     return parser
 
 
