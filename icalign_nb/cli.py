@@ -38,6 +38,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     raise UserError(f"unknown benchmark '{args.what}' (retrieval, generation)")
 
 
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import cmd_notebooks
+
+    return cmd_notebooks(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
     parser = argparse.ArgumentParser(prog="icalign", description=__doc__)
@@ -55,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields", default=None, help="field mapping for plain files: prompt=NAME,response=NAME")
     p.add_argument("--limit", type=int, default=None, help="only the first N queries")
     p.add_argument("--seed", type=int, default=0, help="seed of the random preset")
+    p.add_argument("--max-k", type=int, default=None, help="candidates considered (paper: 20)")
+    p.add_argument("--max-tokens", type=int, default=None, help="demo token budget (paper: 3000)")
+    p.add_argument("--max-demo-tokens", type=int, default=None, help="per-demo token limit (paper: 500)")
+    p.add_argument("--similarity", default=None, choices=["dot", "cosine"], help="score (paper: dot)")
     p.add_argument("--out", required=True, help="output .jsonl file (written atomically)")
     _data_dir_option(p)
     p.set_defaults(func=_cmd_retrieve)
@@ -71,6 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_option(p)
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser(
+        "notebooks",
+        help="run the notebooks with papermill (executed records in runs/notebooks/, figures in figures/)",
+    )
+    p.add_argument("action", choices=["run", "list"], help="run: execute; list: names and parameters")
+    p.add_argument("names", nargs="*", help="notebooks by name, number or name part (default: all)")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="set a notebook parameter (repeatable), e.g. -p model llama-2-13b",
+    )
+    p.add_argument("--notebook-dir", default=None, help="folder of the notebooks (default: notebooks/)")
+    p.add_argument("--figures-dir", default=None, help="where figures are written (default: figures/)")
+    p.add_argument("--runs-dir", default=None, help="where run folders go (default: runs/notebooks/)")
+    p.add_argument("--work-dir", default=None, help="generations/judgments shared by notebooks (runs/work/)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: this environment's)")
+    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    p.set_defaults(func=_cmd_notebooks)
+
     # --- further subcommands register here (generation, judging, analysis, notebooks) ---
     from .judging_cli import add_judging_commands
 
@@ -78,9 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Hide per-file weight-loading bars of transformers; the command prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes print one line to stderr and exit 2."""
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -39,6 +39,11 @@ def resolve_encoder(name: str) -> str:
     target = ENCODER_ALIASES.get(name, name)
     if target.startswith("package:"):
         return str(packaged_model_dir(target))
+    if not Path(target).expanduser().is_dir() and target.count("/") != 1:
+        raise UserError(
+            f"unknown encoder '{name}'; built-in: {', '.join(ENCODER_ALIASES)} "
+            "(or a Hugging Face id like org/name, or a local folder)"
+        )
     return target
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -11,7 +11,7 @@ from .data import load_eval, load_pool, parse_field_map
 from .embed import DEFAULT_ENCODER, Encoder
 from .files import write_jsonl
 from .models import load_tokenizer
-from .retrieve import Retrieval, Retriever, get_preset
+from .retrieve import Retrieval, Retriever, check_pool_size, get_preset
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -30,6 +30,7 @@ class RetrievalSetup:
     seed: int = 0
     limit: int | None = None
     data_dir: str | None = None
+    overrides: dict = field(default_factory=dict)  # RetrievalConfig fields, e.g. max_k, max_tokens
 
 
 def load_queries(setup: RetrievalSetup) -> pl.DataFrame:
@@ -42,17 +43,14 @@ def build_retriever(
     setup: RetrievalSetup, tokenizer: object | None = None, encoder: Encoder | None = None
 ) -> Retriever:
     """A ready retriever for the setup (pool embedded or read from the cache)."""
-    config = get_preset(setup.preset, seed=setup.seed, urial_path=setup.urial_prompt)
+    config = get_preset(setup.preset, seed=setup.seed, urial_path=setup.urial_prompt, **setup.overrides)
     needs_pool = config.method in {"retrieve", "random"}
     pool = (
         load_pool(setup.pool, setup.data_dir, parse_field_map(setup.fields))
         if needs_pool
         else pl.DataFrame({"id": ["-"], "prompt": ["-"], "response": ["-"]})
     )
-    if config.method == "random" and config.max_k > pool.height:
-        from .errors import UserError
-
-        raise UserError(f"max_k={config.max_k} is larger than the pool '{setup.pool}' ({pool.height} demos)")
+    check_pool_size(config, pool)
     tokenizer = tokenizer or load_tokenizer(setup.tokenizer)
     if config.method == "retrieve":
         encoder = encoder or Encoder(setup.encoder).load()
@@ -78,8 +76,14 @@ def run_retrieve(args: argparse.Namespace) -> None:
         seed=args.seed,
         limit=args.limit,
         data_dir=args.data_dir,
+        overrides={
+            "max_k": args.max_k,
+            "max_tokens": args.max_tokens,
+            "max_per_instance_tokens": args.max_demo_tokens,
+            "similarity": args.similarity,
+        },
     )
-    get_preset(setup.preset)  # fail on a bad preset before loading anything
+    get_preset(setup.preset, **setup.overrides)  # fail on a bad preset before loading anything
     results = retrieve_all(setup)
     write_jsonl(args.out, [r.to_json() for r in results])
     kept = [len(r.demo_ids) for r in results]

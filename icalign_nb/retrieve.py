@@ -134,6 +134,12 @@ def demo_token_lengths(pool: pl.DataFrame, tokenizer: object, use_cache: bool = 
     return lengths
 
 
+def check_pool_size(config: RetrievalConfig, pool: pl.DataFrame) -> None:
+    """Refuse a candidate count larger than the pool."""
+    if config.method in {"retrieve", "random"} and config.max_k > pool.height:
+        raise UserError(f"max_k={config.max_k} is larger than the pool ({pool.height} demos)")
+
+
 class Retriever:
     """Selects and packs demonstrations for many queries at once."""
 
@@ -158,6 +164,7 @@ class Retriever:
         self._lengths: list[int] | None = None
         self._emb: np.ndarray | None = None
         self._urial = prompts.read_urial_prefix(config.urial_path) if config.method == "urial" else None
+        check_pool_size(config, pool)
         if config.method == "retrieve":
             self.encoder = encoder or Encoder()
             emb = embed_pool(pool, self.encoder)
@@ -181,7 +188,7 @@ class Retriever:
 
     def rank(self, query_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top `max_k` pool indices per query, best first, and their scores: one product, one top-k."""
-        k = min(self.config.max_k, self.pool.height)
+        k = self.config.max_k
         scores = query_emb @ self._emb.T
         if k < self.pool.height:
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -194,8 +201,6 @@ class Retriever:
 
     def random_candidates(self, query_ids: list[str], sample: int) -> np.ndarray:
         """The random control: `max_k` demos drawn uniformly, seeded by (seed, query, sample)."""
-        if self.config.max_k > self.pool.height:
-            raise UserError(f"max_k={self.config.max_k} is larger than the pool ({self.pool.height} demos)")
         rows = [
             random.Random(f"{self.config.seed}|{qid}|{sample}").sample(
                 range(self.pool.height), self.config.max_k
