@@ -1,0 +1,48 @@
+"""The set-up promises: conda file in sync with pyproject, CI runs the README's command, ruff clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject_requirements() -> set[str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = meta["optional-dependencies"]
+    reqs = set(meta["dependencies"]) | set(extras["cpu"]) | set(extras["test"])
+    torch_pin = {r for r in reqs if r.startswith("torch==")}
+    return {r for r in reqs if not (r.startswith("torch>=") and torch_pin)}
+
+
+def _environment_pip_requirements() -> set[str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    return {line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")} - {"-e ."}
+
+
+def test_environment_yml_matches_pyproject():
+    assert _environment_pip_requirements() == _pyproject_requirements()
+
+
+def _readme_command(marker: str) -> str:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("# " + marker))
+    return lines[i + 1].strip()
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci_last = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
+    assert ci_last == _readme_command("run the tests")
+    main_job = _readme_command("run the main job")
+    assert main_job.split("&&")[:-1] == ci_last.replace("'.[cpu,test]'", "'.[cpu]'").split("&&")[:-1]
+    assert main_job.endswith("icalign notebooks run")
+
+
+def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "icalign_nb", "tests"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
