@@ -149,11 +149,15 @@ def plot_demo_map(
             handles.append(
                 Line2D([0], [0], marker="*", color="black", lw=0, markersize=14, label="evaluation query")
             )
-            for i, label in enumerate(query_labels or []):
+            labels = list(query_labels or [])
+            numbered = len(labels) > 1  # several queries: numbers on the map, texts in the legend
+            for i, label in enumerate(labels):
+                if numbered:
+                    handles.append(Line2D([], [], lw=0, label=f"Q{i + 1}: {_short(label, 48)}"))
                 ax.annotate(
-                    _short(label, 34),
+                    f"Q{i + 1}" if numbered else _short(label, 40),
                     queries_xy[i],
-                    xytext=(6, 6),
+                    xytext=(5, 5 + 9 * (i % 3)) if numbered else (6, 6),
                     textcoords="offset points",
                     fontsize=9,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.85},
@@ -170,6 +174,7 @@ def plot_demo_map(
             bbox_to_anchor=(1.01, 1),
             frameon=False,
             title_fontproperties={"weight": "bold"},
+            alignment="left",
         )
         _finish(fig, title, subtitle)
     return fig

@@ -7,15 +7,18 @@ that are most typical of its prompts compared with the other clusters (class-bas
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from .embed import normalize_rows
-from .files import cache_dir
+from .files import atomic_write_bytes, cache_dir, sha256_text
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class DemoMap:
     names: list[str]
     categories: list[str]
     config: MapConfig
-    _reducer: object = field(repr=False, default=None)
-    _kmeans: object = field(repr=False, default=None)
+    unit: np.ndarray = field(repr=False, default=None)  # L2-normalised demo embeddings
+    centres: np.ndarray = field(repr=False, default=None)  # k-means centres (on the unit vectors)
 
     def frame(self) -> pl.DataFrame:
         """One row per demo: id, x, y, cluster number and name, category."""
@@ -57,10 +60,16 @@ class DemoMap:
             }
         )
 
-    def place(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Map coordinates and nearest cluster for new texts' embeddings (e.g. eval queries)."""
-        xy = np.asarray(self._reducer.transform(embeddings), dtype=np.float64)
-        return xy, self._kmeans.predict(normalize_rows(embeddings).astype(np.float64))
+    def place(self, embeddings: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Map positions (similarity-weighted mean of the k most similar demos) and nearest clusters."""
+        unit = normalize_rows(np.asarray(embeddings, dtype=np.float64))
+        sims = unit @ self.unit.T
+        k = min(k, sims.shape[1])
+        top = np.argsort(-sims, axis=1)[:, :k]
+        weights = np.clip(np.take_along_axis(sims, top, axis=1), 1e-6, None) ** 4
+        xy = (weights[:, :, None] * self.xy[top]).sum(axis=1) / weights.sum(axis=1, keepdims=True)
+        dist = ((unit[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2)
+        return xy, dist.argmin(axis=1)
 
     def positions(self, ids: list[str]) -> np.ndarray:
         """Map coordinates of pool demos by id."""
@@ -136,32 +145,60 @@ def cluster_names(
     return unique
 
 
-def build_demo_map(pool: pl.DataFrame, embeddings: np.ndarray, config: MapConfig | None = None) -> DemoMap:
-    """Fit UMAP and k-means on the pool's embeddings and name the clusters."""
+def _cache_path(pool: pl.DataFrame, embeddings: np.ndarray, config: MapConfig) -> Path:
+    """Where the map of these demos, embeddings and settings is kept."""
+    key = sha256_text(*pool["id"].to_list(), *pool["prompt"].to_list(), repr(config))
+    digest = hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes()).hexdigest()
+    return cache_dir() / "maps" / f"{sha256_text(key, digest)[:32]}.npz"
+
+
+def build_demo_map(
+    pool: pl.DataFrame, embeddings: np.ndarray, config: MapConfig | None = None, use_cache: bool = True
+) -> DemoMap:
+    """Fit UMAP and k-means on the pool's embeddings and name the clusters (cached on disk)."""
     config = config or MapConfig()
+    unit = normalize_rows(embeddings).astype(np.float64)
+    path = _cache_path(pool, embeddings, config)
+    if use_cache and path.exists():
+        saved = np.load(path, allow_pickle=False)
+        return DemoMap(
+            pool["id"].to_list(),
+            saved["xy"],
+            saved["cluster"],
+            saved["names"].tolist(),
+            pool["category"].to_list(),
+            config,
+            unit,
+            saved["centres"],
+        )
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_env()["NUMBA_CACHE_DIR"])
     import umap
     from sklearn.cluster import KMeans
 
-    unit = normalize_rows(embeddings).astype(np.float64)
     k = choose_k(unit, config)
     kmeans = KMeans(k, n_init=8, random_state=config.seed).fit(unit)
-    labels = kmeans.labels_
+    labels = np.asarray(kmeans.labels_)
     reducer = umap.UMAP(
         n_neighbors=min(config.n_neighbors, max(2, pool.height - 1)),
         min_dist=config.min_dist,
         metric="cosine",
         random_state=config.seed,
         n_jobs=1,
-    ).fit(embeddings)
+    )
+    xy = np.asarray(reducer.fit_transform(embeddings), dtype=np.float64)
     names = cluster_names(pool["prompt"].to_list(), pool["category"].to_list(), labels, k, config.n_terms)
-    return DemoMap(
+    demo_map = DemoMap(
         pool["id"].to_list(),
-        np.asarray(reducer.embedding_, dtype=np.float64),
-        np.asarray(labels),
+        xy,
+        labels,
         names,
         pool["category"].to_list(),
         config,
-        reducer,
-        kmeans,
+        unit,
+        kmeans.cluster_centers_,
     )
+    if use_cache:
+        buf = io.BytesIO()
+        np.savez(buf, xy=xy, cluster=labels, names=np.array(names), centres=kmeans.cluster_centers_)
+        atomic_write_bytes(path, buf.getvalue())
+    return demo_map
