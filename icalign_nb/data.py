@@ -246,7 +246,7 @@ def _download(remote: RemoteFile, path: Path) -> Path:
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise UserError(
-            f"{remote.url}: download failed ({exc}); offline? point --data-dir or {DATA_DIR_ENV} "
+            f"{remote.url}: download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); offline? point --data-dir or {DATA_DIR_ENV} "
             "at a directory with the same layout"
         ) from None
     digest = hashlib.sha256(response.content).hexdigest()
