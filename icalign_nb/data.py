@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import UserError, where
+from .errors import UserError, first_line, where
 from .files import atomic_write_bytes, cache_dir, iter_jsonl, sha256_file
 
 DATA_DIR_ENV = "ICALIGN_DATA_DIR"
@@ -246,7 +246,7 @@ def _download(remote: RemoteFile, path: Path) -> Path:
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise UserError(
-            f"{remote.url}: download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); offline? point --data-dir or {DATA_DIR_ENV} "
+            f"{remote.url}: download failed ({first_line(exc)}); offline? point --data-dir or {DATA_DIR_ENV} "
             "at a directory with the same layout"
         ) from None
     digest = hashlib.sha256(response.content).hexdigest()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .files import atomic_write_bytes, cache_dir, sha256_text
 
 # Encoders a user can name; anything else is taken as a Hugging Face id or a local folder.
@@ -68,9 +68,8 @@ class Encoder:
                 self._tokenizer = AutoTokenizer.from_pretrained(where)
                 self._model = AutoModel.from_pretrained(where).to(self.device).eval()
             except (OSError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(
-                    f"encoder '{self.name}' could not be loaded from {where} ({first}); "
+                    f"encoder '{self.name}' could not be loaded from {where} ({first_line(exc)}); "
                     f"built-in names: {', '.join(ENCODER_ALIASES)}"
                 ) from None
         return self

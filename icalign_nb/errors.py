@@ -15,3 +15,9 @@ def where(path: object, line: int | None = None, field: str | None = None) -> st
     if field is not None:
         text += f": field '{field}'"
     return text
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
