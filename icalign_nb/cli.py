@@ -26,7 +26,16 @@ def _cmd_retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_DEFAULTS = {
+    "retrieval": {"pool": "alpaca", "eval": "lima-test", "queries": 300},
+    "generation": {"pool": "starter", "eval": "starter", "queries": 4},
+}
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    for key, value in BENCH_DEFAULTS.get(args.what, {}).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
     if args.what == "retrieval":
         from .bench import bench_retrieval
 
@@ -71,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks against a reference-style baseline")
     p.add_argument("what", choices=["retrieval", "generation"])
-    p.add_argument("--pool", default="alpaca", help="pool for the retrieval benchmark")
-    p.add_argument("--eval", default="lima-test", help="queries for the benchmark")
-    p.add_argument("--queries", type=int, default=300, help="number of queries")
+    p.add_argument("--pool", default=None, help="demo pool (retrieval: alpaca, generation: starter)")
+    p.add_argument("--eval", default=None, help="queries (retrieval: lima-test, generation: starter)")
+    p.add_argument("--queries", type=int, default=None, help="queries (retrieval: 300, generation: 4)")
     p.add_argument("--encoder", default=None, help="encoder (default minilm)")
     p.add_argument("--tokenizer", default=None, help="tokenizer for demo lengths")
     p.add_argument("--model", default="smollm2-135m", help="model for the generation benchmark")
@@ -104,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_notebooks)
 
     # --- further subcommands register here (generation, judging, analysis, notebooks) ---
+    from .generation_cli import add_generation_commands
+
+    add_generation_commands(sub, _data_dir_option)
     from .judging_cli import add_judging_commands
 
     add_judging_commands(sub, _data_dir_option)

@@ -164,3 +164,34 @@ def context_length(name: str, model: object | None = None) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def pick_device(device: str | None = None) -> str:
+    """The device to run on: the one asked for, else CUDA when present, else CPU."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device '{device}' asked for, but CUDA is not available here")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name: str, device: str | None = None) -> object:
+    """A causal LM ready for generation: fp32 on CPU, bf16 with `device_map="auto"` on CUDA."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = local_dir(name)
+    device = pick_device(device)
+    if device.startswith("cuda"):
+        kwargs: dict = {"dtype": torch.bfloat16, "device_map": "auto" if device == "cuda" else device}
+    else:
+        kwargs = {"dtype": torch.float32}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model '{name}' could not be loaded from {where}: {_first_line(exc)}") from None
+    if not device.startswith("cuda"):
+        model.to(device)
+    return model.eval()

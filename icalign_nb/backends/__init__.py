@@ -1,0 +1,1 @@
+"""Optional generation backends: vLLM in-process, and any OpenAI-compatible completions server."""
