@@ -135,19 +135,20 @@ def win_rates(df: pl.DataFrame, boot: Bootstrap | None = None) -> pl.DataFrame:
 
 
 def bin_column(df: pl.DataFrame, column: str, bins: int = 4) -> pl.DataFrame:
-    """Add `<column>_bin`: quantile bins (labelled by their range) of a numeric column."""
+    """Add `<column>_bin`: quantile bins of a numeric column, labelled by range, ordered low to high."""
+    name = f"{column}_bin"
     values = df[column].drop_nulls()
     if values.is_empty():
-        return df.with_columns(pl.lit(None, pl.String).alias(f"{column}_bin"))
+        return df.with_columns(pl.lit(None, pl.String).alias(name))
     edges = np.unique(np.quantile(values.to_numpy(), np.linspace(0, 1, bins + 1)[1:-1]))
     if len(edges) == 0:
-        return df.with_columns(pl.col(column).cast(pl.String).alias(f"{column}_bin"))
+        return df.with_columns(pl.col(column).cast(pl.String).alias(name))
     labels = [f"<= {edges[0]:.3g}"]
     labels += [f"({a:.3g}, {b:.3g}]" for a, b in zip(edges[:-1], edges[1:], strict=True)]
     labels.append(f"> {edges[-1]:.3g}")
-    return df.with_columns(
-        pl.col(column).cut(list(edges), labels=labels).cast(pl.String).alias(f"{column}_bin")
-    )
+    index = [None if v is None else int(np.searchsorted(edges, v, side="left")) for v in df[column].to_list()]
+    binned = pl.Series(name, [None if i is None else labels[i] for i in index], dtype=pl.Enum(labels))
+    return df.with_columns(binned)
 
 
 def breakdown(
@@ -171,7 +172,11 @@ def breakdown(
     for key, group in table.group_by([*KEYS, column], maintain_order=True):
         rows.append({**dict(zip([*KEYS, column], key, strict=True)), **win_rate_row(group, boot)})
     out = pl.DataFrame(rows)
-    return out.sort([*KEYS, column], nulls_last=True) if not out.is_empty() else out
+    if out.is_empty():
+        return out
+    if isinstance(table.schema[column], pl.Enum):  # bins sort low to high, not alphabetically
+        out = out.with_columns(pl.col(column).cast(table.schema[column]))
+    return out.sort([*KEYS, column], nulls_last=True)
 
 
 def _words(text: str) -> int:
@@ -284,6 +289,8 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     return {
         "system_a": a["system"][0],
         "system_b": b["system"][0],
+        "judge_a": a["judge"][0],
+        "judge_b": b["judge"][0],
         "prompts": both.height,
         "win_a": float(wa.sum() / na.sum()),
         "win_b": float(wb.sum() / nb.sum()),

@@ -26,8 +26,8 @@ PAPER_MODEL = "gpt-4-0613"
 KINDS = ("openai", "local", "embedding", "recorded")
 
 # The embedding judge's default draw margin: a system answer whose cosine similarity to the
-# reference is within this of the baseline answer's is a draw (see `judge_embed`).
-EMBEDDING_DRAW_MARGIN = 0.02
+# reference is within this of the baseline answer's is a draw (see `judge_embed` for the choice).
+EMBEDDING_DRAW_MARGIN = 0.005
 EMBEDDING_MAX_TOKENS = 256
 
 
@@ -48,7 +48,7 @@ class JudgeSpec:
 
     @property
     def name(self) -> str:
-        """The label results carry, e.g. `gpt-4-0613/paper` or `embedding:minilm@256 margin=0.02`."""
+        """The label results carry, e.g. `gpt-4-0613/paper` or `embedding:minilm@256 margin=0.005`."""
         if self.kind == "recorded":
             return f"{PAPER_MODEL}/paper (recorded: {Path(self.model).name})"
         if self.kind == "embedding":

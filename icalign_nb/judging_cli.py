@@ -134,6 +134,7 @@ def cmd_paper_table(args: argparse.Namespace) -> int:
 def cmd_judge_agreement(args: argparse.Namespace) -> int:
     """`icalign judge-agreement`: a judge's agreement with the release's GPT-4 verdicts, with a CI."""
     from .agreement import agreement_table, judge_agreement
+    from .errors import UserError
     from .judge import JudgeRun, judgment_rows_frame, make_backend
     from .judge_cache import JudgmentCache
     from .judgments import load_release_verdicts, load_verdicts, release_names
@@ -146,11 +147,11 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
         wanted = set(args.systems.split(","))
         files = [f for f in files if release_names(f)[0] in wanted]
     if not files:
-        from .errors import UserError
-
         raise UserError(f"no release judgment files for baseline '{args.baseline}' and the systems asked for")
     rows = []
     if args.judgments:
+        if len(files) != 1:
+            raise UserError("--judgments: name the one release system they judged with --systems")
         judged = load_verdicts(args.judgments)
         rows.append(judge_agreement(judged, load_release_verdicts(files[0]), _boot(args)))
     else:
