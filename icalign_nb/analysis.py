@@ -10,6 +10,7 @@ independent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -299,3 +300,25 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
         "ci_high": float(high),
         "p_value": float(min(1.0, p)),
     }
+
+
+def run_features(
+    run_dir: str | Path,
+    baseline: str | None = None,
+    eval_set: str | None = None,
+    retrievals: str | Path | None = None,
+    clusters: pl.DataFrame | None = None,
+    data_dir: str | None = None,
+) -> pl.DataFrame:
+    """`item_features` of a run directory, loading the baseline, eval set and retrieval records named."""
+    from .data import load_baseline, load_eval
+    from .files import read_jsonl
+    from .judge import read_generations
+
+    return item_features(
+        read_generations(Path(run_dir)),
+        load_baseline(baseline, data_dir) if baseline else None,
+        load_eval(eval_set, data_dir) if eval_set else None,
+        read_jsonl(Path(retrievals)) if retrievals else None,
+        clusters,
+    )

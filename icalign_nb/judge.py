@@ -14,6 +14,7 @@ else draw; margin is 0 for LLM judges (the paper's rule) and the draw margin of 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,42 @@ def build_comparisons(
     return out
 
 
+def eval_references(name: str, data_dir: str | None = None) -> pl.DataFrame | None:
+    """An eval set's reference answers as ``id, prompt, response``, or None when it has none."""
+    from .data import load_eval
+
+    refs = load_eval(name, data_dir).filter(pl.col("reference").is_not_null())
+    if refs.is_empty():
+        return None
+    return refs.select("id", "prompt", pl.col("reference").alias("response"))
+
+
+def run_eval_name(run_dir: Path) -> str | None:
+    """The eval set a run was generated from (its config.json), if recorded."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
+    identity = config.get("identity", config) if isinstance(config, dict) else {}
+    name = identity.get("eval") if isinstance(identity, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
+    """Reference answers: `--reference` (a baseline spec, or eval:NAME), else the run's eval set's."""
+    if run.reference:
+        if run.reference.startswith("eval:"):
+            return eval_references(run.reference.removeprefix("eval:"), run.data_dir)
+        return load_baseline(run.reference, run.data_dir)
+    if run.judge.kind != "embedding":
+        return None
+    name = run_eval_name(run.run_dir)
+    return eval_references(name, run.data_dir) if name else None
+
+
 # ---------------------------------------------------------------- backends
 
 
@@ -239,9 +276,12 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     """Judge a run directory and write its judgments file atomically; return the counts."""
     rows = read_generations(run.run_dir)
     baseline = load_baseline(run.baseline, run.data_dir)
-    reference = load_baseline(run.reference, run.data_dir) if run.reference else None
+    reference = reference_answers(run)
     if run.judge.kind == "embedding" and reference is None:
-        raise UserError("--judge embedding needs --reference (answers to compare against, e.g. chatgpt)")
+        raise UserError(
+            "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
+            "for an eval set's references); the run's eval set has none"
+        )
     comparisons = build_comparisons(rows, baseline, reference, run.swap)
     backend = make_backend(run)
     cache = JudgmentCache(run.judge.key, run.cache_root)

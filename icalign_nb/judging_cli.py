@@ -190,7 +190,9 @@ def add_judging_commands(
     )
     _judge_options(p, "embedding")
     p.add_argument(
-        "--reference", default=None, help="reference answers for the embedding judge (e.g. chatgpt)"
+        "--reference",
+        default=None,
+        help="embedding judge references: a baseline name/file or eval:NAME (default: the run's eval set)",
     )
     p.add_argument(
         "--swap",

@@ -219,3 +219,33 @@ def test_bad_judgments_name_file_line_and_field(tmp_path: Path, capsys: pytest.C
     with pytest.raises(Exception, match=r"judgments.jsonl:1: field 'verdict'"):
         load_verdicts(bad)
     assert main(["winrate", str(tmp_path / "missing_dir")]) == 2
+
+
+def test_run_features_and_topic_clusters(tmp_path: Path) -> None:
+    from icalign_nb.analysis import run_features, topic_clusters
+
+    run = tmp_path / "run"
+    run.mkdir()
+    prompts = [
+        "How do I bake bread?",
+        "Best bread flour?",
+        "Sourdough starter tips?",
+        "What is a black hole?",
+        "How far is Mars?",
+        "Why is the sky blue?",
+    ]
+    rows = [
+        {"query_id": f"q{i}", "sample": 0, "query": p, "response": "word " * (i + 1), "demo_ids": ["a"] * i}
+        for i, p in enumerate(prompts)
+    ]
+    (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = tmp_path / "base.jsonl"
+    base.write_text("".join(json.dumps({"prompt": p, "response": "x y"}) + "\n" for p in prompts))
+    clusters = topic_clusters(pl.DataFrame({"query_id": [f"q{i}" for i in range(6)], "prompt": prompts}), k=2)
+    features = run_features(run, str(base), clusters=clusters)
+    assert features["length_diff"].to_list() == [-1, 0, 1, 2, 3, 4]
+    assert features["n_demos"].to_list() == list(range(6))
+    assert features["cluster"].n_unique() == 2
+    verdicts = verdict_table([["win"], ["win"], ["win"], ["lose"], ["lose"], ["lose"]])
+    by_cluster = breakdown(verdicts, features, "cluster", boot=Bootstrap(50))
+    assert by_cluster["n"].sum() == 6 and by_cluster.height == 2

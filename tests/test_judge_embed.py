@@ -129,3 +129,25 @@ def test_embedding_judge_agreement_with_gpt4_on_the_release(
     (row,) = json.loads(capsys.readouterr().out)
     assert row["system"] == "llama2base-13B_zeroshot" and row["n"] == 1500
     assert abs(row["agreement"] - MEASURED["llama2base-13B_zeroshot"][1]) <= 0.01
+
+
+def test_the_runs_eval_set_gives_the_references_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from icalign_nb.cli import main
+    from icalign_nb.data import load_eval
+
+    queries = load_eval("starter").head(2)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"identity": {"eval": "starter", "model": "tiny-random"}}))
+    rows = [
+        {"query_id": qid, "sample": 0, "query": prompt, "response": ref, "demo_ids": []}
+        for qid, prompt, ref in zip(queries["id"], queries["prompt"], queries["reference"], strict=True)
+    ]
+    (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["judge", "--run", str(run), "--baseline", "starter", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    out = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
+    assert [r["verdict"] for r in out] == ["win", "win"]  # the answers *are* the references
+    assert out[0]["score_system"] == pytest.approx(1.0, abs=1e-4)
