@@ -492,11 +492,14 @@ def plot_agreement(
             )
         ends = hi if "ci_low" in table.columns else vals
         for yi, v, end, r in zip(y, vals, ends, rows, strict=True):
-            label = f"{v:.0f}%" + (f" (n = {r['n']})" if "n" in r else "")
+            if r.get("decisive") is not None:
+                label = f"{v:.0f}% of {r['decisive']} decisive comparisons"
+            else:
+                label = f"{v:.0f}%" + (f" (n = {r['n']})" if "n" in r else "")
             ax.text(end + 2, yi, label, va="center")
         ax.axvline(50, color="0.3", ls=":", lw=1.5, label="chance (50%)")
         ax.set_yticks(y, [str(r["system"]) for r in rows])
-        ax.set_xlim(0, 130)
+        ax.set_xlim(0, 145)
         ax.set_xticks(range(0, 101, 20))
         ax.set_xlabel("verdicts that match GPT-4's (%)")
         handles, labels = ax.get_legend_handles_labels()
