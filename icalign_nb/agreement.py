@@ -11,7 +11,6 @@ Definitions, over the (query, sample) items both judged validly:
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from .analysis import Bootstrap, bootstrap_ratio, combine_orders
@@ -56,7 +55,3 @@ def agreement_table(rows: list[dict]) -> pl.DataFrame:
     """Agreement results as one table (one row per system)."""
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
-
-def nan_to_none(x: float | None) -> float | None:
-    """NaN -> None, for JSON output."""
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else x

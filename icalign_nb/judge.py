@@ -3,8 +3,8 @@
 **Position swap** (`--swap`): every (query, sample) is judged twice, the system as Assistant 1
 (`order` = `system_first`, the paper's order) and as Assistant 2 (`baseline_first`); scores are
 always stored as (system, baseline). The two orders are combined by this rule
-(`combine_orders`): the common verdict when both orders agree; a **draw** when they disagree
-(any disagreement, including win vs draw, is position bias, not preference); the one valid
+(`icalign_nb.analysis.combine_orders`): the common verdict when both orders agree; a **draw**
+when they disagree (any disagreement, including win vs draw, is position bias, not preference); the one valid
 order's verdict when the other is invalid; `invalid` when both are. Combined scores are the mean
 over the valid orders. How often the two orders agree is reported (`swap_agreement`).
 
