@@ -6,6 +6,7 @@ import argparse
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -121,4 +122,122 @@ def bench_retrieval(args: argparse.Namespace, say: Callable[[str], None] = print
     speedup = _report("wall time by stage", stages, ref_t, pkg_t, say)
     say(f"selection + packing alone: {ref_t['select + pack'] / max(pkg_t['select + pack'], 1e-9):.1f}x")
     say(f"speedup: {speedup:.1f}x")
+    return 0
+
+
+@dataclass
+class DecodeStats:
+    """What one decoding path spent and kept."""
+
+    name: str
+    seconds: float = 0.0
+    answers: int = 0
+    decoded: int = 0  # new tokens the model produced for the answers
+    kept: int = 0  # tokens of the saved answers
+    slots: int = 0  # batch rows x decode steps actually computed (padding rows included)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        per = max(self.answers, 1)
+        return [
+            f"{self.name}: {self.answers} answers in {self.seconds:.1f}s",
+            f"  decoded tokens per kept answer: {self.decoded / per:.1f} "
+            f"(kept tokens per answer: {self.kept / per:.1f}; ratio {self.decoded / max(self.kept, 1):.2f}x)",
+            f"  decode slots per answer (rows x steps, finished rows included): {self.slots / per:.1f}",
+        ]
+
+
+def reference_style_decode(
+    model: object, tokenizer: object, requests: list, max_new_tokens: int, stats: DecodeStats
+) -> list[str]:
+    """The reference code's decode: one prompt at a time, sample to the cap, cut at the stop afterwards."""
+    import torch
+
+    answers = []
+    for req in requests:
+        start = time.perf_counter()
+        ids = tokenizer(req.prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
+        torch.manual_seed(req.seed % (2**31))
+        with torch.inference_mode():
+            out = model.generate(
+                **ids,
+                do_sample=True,
+                temperature=0.7,
+                top_p=1.0,
+                top_k=50,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = out[0, ids["input_ids"].shape[1] :].tolist()
+        answer, _ = prompts.clean_answer(tokenizer.decode(new, skip_special_tokens=True), req.stop)
+        stats.seconds += time.perf_counter() - start
+        stats.decoded += len(new)
+        stats.slots += len(new)
+        stats.kept += len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        stats.answers += 1
+        answers.append(answer)
+    return answers
+
+
+def package_decode(backend: object, requests: list, config: object, stats: DecodeStats) -> list[str]:
+    """The package's decode: similar-length batches, stop strings in flight, per-row finish."""
+    answers = {}
+    start = time.perf_counter()
+    for results in backend.generate(requests, config):
+        stats.slots += len(results) * max(r.n_generated_tokens for r in results)
+        for r in results:
+            stats.decoded += r.n_generated_tokens
+            stats.kept += len(backend.tokenizer(r.response, add_special_tokens=False)["input_ids"])
+            answers[r.request.key] = r.response
+    stats.seconds += time.perf_counter() - start
+    stats.answers += len(answers)
+    return [answers[r.key] for r in requests]
+
+
+def bench_generation(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
+    """`icalign bench generation`: reference-style decode vs the package's, same prompts, one process."""
+    from .generate import GenerationConfig, Request, TransformersBackend, item_seed
+    from .models import context_length, load_model, load_tokenizer
+    from .pipeline import RetrievalSetup, build_retriever, load_queries
+
+    if args.queries < 1 or args.max_new_tokens < 1:
+        raise UserError("--queries and --max-new-tokens must be >= 1")
+    tokenizer = load_tokenizer(args.model)
+    context = context_length(args.model)
+    setup = RetrievalSetup(
+        pool=args.pool,
+        eval=args.eval,
+        preset="paper",
+        encoder=getattr(args, "encoder", None) or RetrievalSetup.encoder,
+        tokenizer=args.model,
+        limit=args.queries,
+        data_dir=args.data_dir,
+    )
+    queries = load_queries(setup)
+    retrievals = build_retriever(setup, tokenizer=tokenizer).retrieve(
+        queries, context_limit=context - args.max_new_tokens
+    )
+    requests = [
+        Request(r.query_id, 0, r.prompt, tuple(r.stop), item_seed(0, r.query_id, 0)) for r in retrievals
+    ]
+    model = load_model(args.model)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, samples=1)
+    batch_size = getattr(args, "batch_size", None) or 8
+    backend = TransformersBackend(args.model, batch_size=batch_size, model=model, tokenizer=tokenizer)
+    backend.generate_batch(requests[:1], GenerationConfig(max_new_tokens=2, samples=1))  # warm-up
+    encoded = tokenizer([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
+    n_prompt = [len(t) for t in encoded]
+    say(
+        f"model {args.model}, paper preset, {len(requests)} queries from '{args.eval}' "
+        f"(pool '{args.pool}', mean prompt {sum(n_prompt) / len(n_prompt):.0f} tokens), "
+        f"max_new_tokens {args.max_new_tokens}, batch size {batch_size}"
+    )
+    ref = DecodeStats("reference-style (batch 1, sample to the cap, cut afterwards)")
+    reference_style_decode(model, tokenizer, requests, args.max_new_tokens, ref)
+    pkg = DecodeStats(f"package (batches of {batch_size}, stop in flight)")
+    package_decode(backend, requests, config, pkg)
+    for stats in (ref, pkg):
+        for line in stats.lines():
+            say(line)
+    say(f"speedup: {ref.seconds / max(pkg.seconds, 1e-9):.2f}")
     return 0

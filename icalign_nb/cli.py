@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None, help="tokenizer for demo lengths")
     p.add_argument("--model", default="smollm2-135m", help="model for the generation benchmark")
     p.add_argument("--max-new-tokens", type=int, default=512, help="generation benchmark: new-token cap")
+    p.add_argument("--batch-size", type=int, default=8, help="generation benchmark: package batch size")
     _data_dir_option(p)
     p.set_defaults(func=_cmd_bench)
 

@@ -170,13 +170,20 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_name: str, batch_size: int = 8, device: str | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        batch_size: int = 8,
+        device: str | None = None,
+        model: object | None = None,
+        tokenizer: object | None = None,
+    ) -> None:
         from .models import load_model, load_tokenizer
 
         self.model_name = model_name
         self.batch_size = batch_size
-        self.tokenizer = load_tokenizer(model_name)
-        self.model = load_model(model_name, device=device)
+        self.tokenizer = tokenizer or load_tokenizer(model_name)
+        self.model = model or load_model(model_name, device=device)
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
         """Yield one list of results per batch of similar-length prompts."""

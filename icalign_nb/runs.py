@@ -285,8 +285,6 @@ def run_generation(
         )
     setup = RetrievalSetup(eval=spec.eval, limit=spec.limit, data_dir=options.data_dir)
     queries = load_queries(setup)
-    if recorded is None:
-        write_config(path, spec, options, queries["id"].to_list(), context)
     done = done_keys(path)
     total = queries.height * spec.generation.samples
     tokenizer = load_tokenizer(spec.tokenizer or spec.model)
@@ -294,11 +292,15 @@ def run_generation(
         (q, s) for q in queries["id"].to_list() for s in range(spec.generation.samples) if (q, s) not in done
     ]
     if not pending:
+        if recorded is None:
+            write_config(path, spec, options, queries["id"].to_list(), context)
         return RunSummary(path, total, len(done), 0, {}, time.perf_counter() - start)
     prompts = build_prompts(
         spec, queries, tokenizer, context - spec.generation.max_new_tokens, options.data_dir
     )
     requests, meta = build_requests(spec, prompts, done, tokenizer, context)
+    if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
+        write_config(path, spec, options, queries["id"].to_list(), context)
     backend = backend or make_backend(spec.backend, spec.model, _backend_options(spec, options))
     counts = _generate_into(path / GENERATIONS, backend, requests, meta, spec.generation, options.progress)
     return RunSummary(
