@@ -342,8 +342,7 @@ def load_generations(run_dir: str | Path) -> pl.DataFrame:
     file = Path(run_dir) / GENERATIONS
     if not file.exists():
         raise UserError(f"{file}: no generations (run `icalign generate --run {run_dir}` first)")
-    repair_jsonl(file)
-    rows = [obj for _, obj in iter_jsonl(file)]
+    rows = _complete_lines(file)
     schema = {
         "query_id": pl.String,
         "sample": pl.Int64,
@@ -357,6 +356,22 @@ def load_generations(run_dir: str | Path) -> pl.DataFrame:
         "seconds": pl.Float64,
     }
     return pl.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in rows], schema=schema)
+
+
+def _complete_lines(file: Path) -> list[dict]:
+    """The finished lines of a generations file, read-only (a line still being written is left out)."""
+    import json
+
+    data = file.read_bytes()
+    rows = []
+    for lineno, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{file}:{lineno}: malformed JSON ({exc.msg})") from None
+    return rows
 
 
 def read_config(run_dir: str | Path) -> dict:
