@@ -507,3 +507,43 @@ def plot_agreement(
         ax.grid(axis="y", visible=False)
         _finish(fig, title, note, legend_rows=1)
     return fig
+
+
+def plot_generation_summary(stats: pl.DataFrame, subtitle: str | None = None) -> Figure:
+    """Per system: prompt length, answer length, and how decoding ended (stop text, end token, length cap)."""
+    rows = stats.to_dicts()
+    names = [textwrap.fill(str(r["system"]), 22) for r in rows]
+    y = np.arange(len(rows))[::-1]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 1.8 + 0.9 * len(rows)), sharey=True)
+        for ax, col, xlabel, colour in (
+            (axes[0], "prompt_tokens", "mean prompt length (tokens)", PALETTE[0]),
+            (axes[1], "answer_tokens", "mean answer length (tokens)", PALETTE[2]),
+        ):
+            vals = np.array([r[col] or 0 for r in rows], dtype=float)
+            ax.barh(y, vals, color=colour, height=0.6)
+            for yi, v in zip(y, vals, strict=True):
+                ax.text(v, yi, f" {v:.0f}", va="center", fontsize=10)
+            ax.set_xlim(0, max(vals.max(initial=1), 1) * 1.25)
+            ax.set_xlabel(xlabel)
+            ax.grid(axis="y", visible=False)
+        axes[0].set_yticks(y, names)
+        left = np.zeros(len(rows))
+        totals = np.array([max(1, r["answers"]) for r in rows], dtype=float)
+        for col, lab, colour, hatch in (
+            ("stopped_at_stop", "stop text reached", PALETTE[2], ""),
+            ("stopped_at_eos", "end-of-text token", PALETTE[0], ".."),
+            ("hit_length_cap", "cut at max_new_tokens", PALETTE[3], "//"),
+        ):
+            share = np.array([100 * (r[col] or 0) for r in rows], dtype=float) / totals
+            axes[2].barh(
+                y, share, left=left, color=colour, hatch=hatch, edgecolor="white", height=0.6, label=lab
+            )
+            left += share
+        axes[2].set_xlim(0, 100)
+        axes[2].set_xlabel("answers (%)")
+        axes[2].grid(axis="y", visible=False)
+        handles, labels = axes[2].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
+        _finish(fig, "The systems side by side: prompt length, answer length, how answers ended", subtitle, 1)
+    return fig
