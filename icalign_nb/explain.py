@@ -47,7 +47,7 @@ def candidate_table(retrieval: Retrieval, pool: pl.DataFrame, width: int = 80) -
                 "tokens": c.n_tokens,
                 "decision": c.reason,
                 "category": categories.get(c.id, ""),
-                "demo prompt": _cut(prompts.get(c.id, ""), width),
+                "demo prompt": cut(prompts.get(c.id, ""), width),
             }
             for c in retrieval.candidates
         ]
@@ -89,7 +89,7 @@ def side_by_side(columns: dict[str, str], title: str | None = None) -> str:
     return f"<table style='table-layout:fixed;width:100%'>{caption}<tr>{cells}</tr></table>"
 
 
-def _cut(text: str, width: int) -> str:
+def cut(text: str, width: int) -> str:
     """One line, at most `width` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"

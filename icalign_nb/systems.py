@@ -214,22 +214,56 @@ def breakdowns(
     """Win rates per value (or bin) of a feature, for every system that has it."""
     from .analysis import Bootstrap, bin_column, breakdown
 
-    usable = {
+    usable = {  # systems where the feature is known and varies (zero-shot has no demos to count)
         system: feats
         for system, feats in features.items()
-        if by in feats.columns and feats[by].null_count() < feats.height
+        if by in feats.columns and feats[by].drop_nulls().n_unique() > 1
     }
     if not usable:
         return pl.DataFrame()
     column = by
+    union = pl.concat([f.with_columns(pl.lit(s).alias("_system")) for s, f in usable.items()])
     if bins:  # the same bin edges for every system, so their bars line up
-        union = pl.concat([f.with_columns(pl.lit(s).alias("_system")) for s, f in usable.items()])
         union = bin_column(union, by, bins)
         column = f"{by}_bin"
         usable = {s: union.filter(pl.col("_system") == s).drop("_system") for s in usable}
+        order = (
+            [str(c) for c in union.schema[column].categories]
+            if isinstance(union.schema[column], pl.Enum)
+            else sorted(str(v) for v in union[column].drop_nulls().unique())
+        )
+    else:
+        order = [str(v) for v in union[by].drop_nulls().unique().sort()]
     frames = []
     for system, feats in usable.items():
         part = breakdown(verdicts.filter(pl.col("system") == system), feats, column, None, Bootstrap(n=500))
         if part.height:
             frames.append(part.with_columns(pl.col(column).cast(pl.String).alias("group")))
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    if not frames:
+        return pl.DataFrame()
+    rank = {g: i for i, g in enumerate(order)}
+    out = pl.concat(frames, how="diagonal_relaxed")
+    return (
+        out.with_columns(pl.col("group").replace_strict(rank, default=len(rank)).alias("_order"))
+        .sort("_order", maintain_order=True)
+        .drop("_order")
+    )
+
+
+def answer_prompts(
+    model: str,
+    prompts: dict[str, tuple[str, list[str]]],
+    max_new_tokens: int = 120,
+    temperature: float = 0.7,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Answer a few named prompts (text, stop strings) with one model; name -> generation Result."""
+    from .generate import GenerationConfig, Request, TransformersBackend, item_seed
+
+    backend = TransformersBackend(model, batch_size=1)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, samples=1, seed=seed)
+    out = {}
+    for name, (prompt, stop) in prompts.items():
+        request = Request(name, 0, prompt, tuple(stop), item_seed(seed, name, 0))
+        out[name] = backend.generate_batch([request], config)[0]
+    return out
