@@ -1,0 +1,143 @@
+"""Notebooks: one literal `parameters` cell, no stored outputs; every notebook executes with papermill."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from icalign_nb.errors import UserError
+from icalign_nb.notebooks import NotebookRun, convert, find_notebooks, plan_parameters, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+SHARED_DATA = Path(os.environ.get("ICALIGN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+RELEASE = SHARED_DATA / "paper_release"
+
+# Small settings for CI: a tiny random model, a few queries, one sample, a few new tokens.
+SMALL = (
+    ("model", "tiny-random"),
+    ("limit", "4"),
+    ("samples", "1"),
+    ("max_new_tokens", "8"),
+    ("n_queries", "4"),
+    ("proxy_prompts", "5"),
+    ("bootstrap", "200"),
+)
+EXPECTED = {
+    "00_workshop_quickstart": ["00_quickstart_retrieval"],
+    "01_demo_pool_map": ["01_demo_pool_map"],
+    "02_retrieval_choices": [
+        "02_retrieval_choices_1",
+        "02_retrieval_choices_2",
+        "02_query_demos_on_map",
+        "02_demos_kept",
+    ],
+    "03_generate": ["03_generation_summary"],
+    "04_judge_and_winrate": [
+        "04_winrate",
+        "04_breakdown_demos_kept",
+        "04_breakdown_similarity",
+        "04_breakdown_length",
+    ],
+    "05_paper_figures": ["05_paper_table"] + (["05_proxy_agreement"] if RELEASE.is_dir() else []),
+    "06_explorer": [],
+}
+
+
+def test_every_notebook_is_expected() -> None:
+    assert [p.stem for p in NOTEBOOKS] == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_literal_parameters_cell_and_no_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0], "exactly one parameters cell, the first code cell"
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, "committed without outputs"
+    lines = [line for line in tagged[0].source.splitlines() if line.strip()]
+    for line in lines:
+        assert "  # " in line, f"parameter without a one-line comment: {line}"
+        statement = ast.parse(line).body[0]
+        assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), line
+    assert nb.cells[0].cell_type == "markdown"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_cells_fit_on_a_screen() -> None:
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert len(cell.source.splitlines()) <= 30, f"{path.name}: a code cell longer than a screen"
+
+
+def test_kernel_is_this_environment() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.argv[0] in {"python", "python3", sys.executable}  # "python" is replaced by sys.executable
+
+
+def test_find_notebooks_and_parameters() -> None:
+    assert [p.stem for p in find_notebooks(["1", "02", "explorer"], NOTEBOOK_DIR)] == [
+        "01_demo_pool_map",
+        "02_retrieval_choices",
+        "06_explorer",
+    ]
+    with pytest.raises(UserError, match="matches no notebook"):
+        find_notebooks(["nope"], NOTEBOOK_DIR)
+    assert convert("5", "int", "limit") == 5 and convert("0.5", "float", "t") == 0.5
+    assert convert("false", "bool", "swap") is False and convert("007", "str", "pool") == "007"
+    with pytest.raises(UserError, match="expected a int"):
+        convert("many", "int", "limit")
+    nbs = find_notebooks(["03"], NOTEBOOK_DIR)
+    plan = plan_parameters(nbs, [("limit", "2")], {"figures_dir": "/f", "work_dir": "/w"})
+    assert plan[nbs[0]]["limit"] == 2 and plan[nbs[0]]["figures_dir"] == "/f"
+    with pytest.raises(UserError, match="no selected notebook has a parameter 'limt'"):
+        plan_parameters(nbs, [("limt", "2")], {})
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """One papermill run of every notebook on small settings, shared by the checks below."""
+    base = tmp_path_factory.mktemp("notebooks")
+    params = SMALL + ((("release_dir", str(RELEASE)),) if RELEASE.is_dir() else ())
+    run = NotebookRun(
+        parameters=params,
+        notebook_dir=NOTEBOOK_DIR,
+        figures_dir=base / "figures",
+        runs_dir=base / "runs",
+        work_dir=base / "work",
+        progress=False,
+    )
+    return base, run_notebooks(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_runs_and_writes_its_figures(executed: tuple[Path, list], name: str) -> None:
+    from PIL import Image
+
+    base, results = executed
+    result = next(r for r in results if r.name == name)
+    assert result.error is None and result.record.exists()
+    record = nbformat.read(result.record, as_version=4)
+    assert any(c.get("outputs") for c in record.cells if c.cell_type == "code")  # a real executed copy
+    summary = json.loads((result.record.parent / "run.json").read_text())
+    assert name in [n["name"] for n in summary["notebooks"]]
+    for figure in EXPECTED[name]:
+        png = base / "figures" / f"{figure}.png"
+        assert png.exists() and (base / "figures" / f"{figure}.svg").exists(), figure
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width > 600 and image.height > 300
