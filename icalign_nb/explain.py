@@ -10,6 +10,8 @@ import polars as pl
 
 from .retrieve import Retrieval
 
+EMPTY = "(empty answer: the model ended it at once)"
+
 
 def retrieval_summary(retrievals: Sequence[Retrieval]) -> pl.DataFrame:
     """One row per query: demos kept, their tokens, scores, and why the others were left out."""
@@ -82,7 +84,8 @@ def side_by_side(columns: dict[str, str], title: str | None = None) -> str:
     td = f"vertical-align:top;padding:8px;border:1px solid #ccc;width:{100 // max(1, len(columns))}%"
     pre = "white-space:pre-wrap;font-size:90%"
     cells = "".join(
-        f"<td style='{td}'><b>{html.escape(name)}</b><pre style='{pre}'>{html.escape(text)}</pre></td>"
+        f"<td style='{td}'><b>{html.escape(name)}</b>"
+        f"<pre style='{pre}'>{html.escape(text or EMPTY)}</pre></td>"
         for name, text in columns.items()
     )
     caption = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
