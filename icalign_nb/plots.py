@@ -337,11 +337,18 @@ def plot_breakdown(
     title: str,
     judge_note: str | None = PROXY_NOTE,
     system_col: str = "system",
+    all_systems: Sequence[str] = (),
 ) -> Figure:
-    """Win rate per group (bin, cluster, …) for each system, with 95% CIs and the group sizes."""
-    systems = (
+    """Win rate per group (bin, cluster, …) for each system, with 95% CIs and the group sizes.
+
+    `all_systems` fixes each system's colour (its position in that list), so a system keeps its
+    colour across figures that show different subsets of systems.
+    """
+    present = (
         table[system_col].unique(maintain_order=True).to_list() if system_col in table.columns else [None]
     )
+    systems = [s for s in all_systems if s in present] + [s for s in present if s not in all_systems]
+    colour_index = {s: i for i, s in enumerate(list(all_systems) or systems)}
     groups = table[by].unique(maintain_order=True).to_list()
     width = 0.8 / len(systems)
     with plt.rc_context(STYLE):
@@ -361,7 +368,7 @@ def plot_breakdown(
                 pos,
                 win,
                 width=width * 0.92,
-                color=PALETTE[s % len(PALETTE)],
+                color=PALETTE[colour_index.get(system, s) % len(PALETTE)],
                 label=str(system) if system is not None else "win rate",
             )
             if "ci_low" in part.columns:
@@ -391,15 +398,15 @@ def plot_breakdown(
                     lw=1.2,
                 )
             if "n" in part.columns:
-                for bar, g in zip(bars, groups, strict=True):
+                for bar, g, w in zip(bars, groups, win, strict=True):
                     if g in lookup:
                         ax.text(
                             bar.get_x() + bar.get_width() / 2,
                             1.5,
-                            f"n={lookup[g]['n']}",
+                            f"{w:.0f}%\nn={lookup[g]['n']}",
                             ha="center",
                             va="bottom",
-                            fontsize=9,
+                            fontsize=8,
                             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                         )
         ax.set_xticks(x, [textwrap.fill(str(g), 16) for g in groups])
@@ -517,8 +524,8 @@ def plot_generation_summary(stats: pl.DataFrame, subtitle: str | None = None) ->
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(15, 1.8 + 0.9 * len(rows)), sharey=True)
         for ax, col, xlabel, colour in (
-            (axes[0], "prompt_tokens", "mean prompt length (tokens)", PALETTE[0]),
-            (axes[1], "answer_tokens", "mean answer length (tokens)", PALETTE[2]),
+            (axes[0], "prompt_tokens", "mean prompt length (tokens)", PALETTE[5]),
+            (axes[1], "answer_tokens", "mean answer length (tokens)", PALETTE[4]),
         ):
             vals = np.array([r[col] or 0 for r in rows], dtype=float)
             ax.barh(y, vals, color=colour, height=0.6)
