@@ -217,24 +217,27 @@ def bench_generation(args: argparse.Namespace, say: Callable[[str], None] = prin
     retrievals = build_retriever(setup, tokenizer=tokenizer).retrieve(
         queries, context_limit=context - args.max_new_tokens
     )
+    samples = getattr(args, "samples", None) or 5
     requests = [
-        Request(r.query_id, 0, r.prompt, tuple(r.stop), item_seed(0, r.query_id, 0)) for r in retrievals
+        Request(r.query_id, s, r.prompt, tuple(r.stop), item_seed(0, r.query_id, s))
+        for r in retrievals
+        for s in range(samples)
     ]
     model = load_model(args.model)
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, samples=1)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, samples=samples)
     batch_size = getattr(args, "batch_size", None) or 8
     backend = TransformersBackend(args.model, batch_size=batch_size, model=model, tokenizer=tokenizer)
     backend.generate_batch(requests[:1], GenerationConfig(max_new_tokens=2, samples=1))  # warm-up
     encoded = tokenizer([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
     n_prompt = [len(t) for t in encoded]
     say(
-        f"model {args.model}, paper preset, {len(requests)} queries from '{args.eval}' "
+        f"model {args.model}, paper preset, {len(retrievals)} queries x {samples} samples from '{args.eval}' "
         f"(pool '{args.pool}', mean prompt {sum(n_prompt) / len(n_prompt):.0f} tokens), "
         f"max_new_tokens {args.max_new_tokens}, batch size {batch_size}"
     )
     ref = DecodeStats("reference-style (batch 1, sample to the cap, cut afterwards)")
     reference_style_decode(model, tokenizer, requests, args.max_new_tokens, ref)
-    pkg = DecodeStats(f"package (batches of {batch_size}, stop in flight)")
+    pkg = DecodeStats(f"package (batches of {batch_size}, prompt encoded once per query, stop in flight)")
     package_decode(backend, requests, config, pkg)
     for stats in (ref, pkg):
         for line in stats.lines():

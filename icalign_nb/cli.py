@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="smollm2-135m", help="model for the generation benchmark")
     p.add_argument("--max-new-tokens", type=int, default=512, help="generation benchmark: new-token cap")
     p.add_argument("--batch-size", type=int, default=8, help="generation benchmark: package batch size")
+    p.add_argument(
+        "--samples", type=int, default=5, help="generation benchmark: samples per query (paper: 5)"
+    )
     _data_dir_option(p)
     p.set_defaults(func=_cmd_bench)
 

@@ -7,6 +7,7 @@ The vLLM and OpenAI-compatible server backends live in `icalign_nb.backends`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -102,16 +103,21 @@ def item_seed(seed: int, query_id: str, sample: int) -> int:
 
 
 def length_batches(requests: Sequence[Request], batch_size: int) -> list[list[Request]]:
-    """Group requests of similar prompt length (and equal stops) into batches of at most `batch_size`."""
+    """Batches of at most `batch_size` rows: similar prompt lengths, equal stops, and the samples of
+    one prompt kept together so that its prompt is encoded once."""
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1 (got {batch_size})")
-    ordered = sorted(requests, key=lambda r: (r.stop, len(r.prompt_ids) or len(r.prompt), r.key))
+    ordered = sorted(requests, key=lambda r: (r.stop, len(r.prompt_ids) or len(r.prompt), r.prompt, r.key))
     batches: list[list[Request]] = []
-    for req in ordered:
-        if batches and len(batches[-1]) < batch_size and batches[-1][0].stop == req.stop:
-            batches[-1].append(req)
-        else:
-            batches.append([req])
+    for _, same in itertools.groupby(ordered, key=lambda r: (r.stop, r.prompt)):
+        group = list(same)
+        for i in range(0, len(group), batch_size):
+            part = group[i : i + batch_size]
+            last = batches[-1] if batches else None
+            if last and len(last) + len(part) <= batch_size and last[0].stop == part[0].stop:
+                last.extend(part)
+            else:
+                batches.append(part)
     return batches
 
 
@@ -133,36 +139,56 @@ def finish_row(
     return answer, end, "length"
 
 
-def make_sampler(seeds: Sequence[int], config: GenerationConfig, device: object) -> object:
-    """A logits processor that samples each row with its own generator (batch-independent samples)."""
-    import torch
-    from transformers.generation import (
-        LogitsProcessor,
-        LogitsProcessorList,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
+class RowSampler:
+    """Draws each row's next token with its own generator, so samples do not depend on the batch.
 
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(config.temperature)])
-    if config.effective_top_k:
-        warpers.append(TopKLogitsWarper(config.effective_top_k))
-    if config.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(config.top_p))
-    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    Logits are warped as transformers' sampling does (temperature, then top-k, then top-p);
+    temperature 0 is greedy.
+    """
 
-    class RowSampler(LogitsProcessor):
-        """Warp as transformers' sampling does, draw per row, and leave only the drawn token."""
+    def __init__(self, seeds: Sequence[int], config: GenerationConfig, device: object) -> None:
+        import torch
+        from transformers.generation import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            probs = torch.softmax(warpers(input_ids, scores).float(), dim=-1)
-            picks = torch.cat(
-                [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators, strict=True)]
-            )
-            out = torch.full_like(scores, float("-inf"))
-            return out.scatter_(1, picks[:, None], 0.0)
+        self.greedy = config.greedy
+        self.warpers = LogitsProcessorList()
+        if not self.greedy:
+            self.warpers.append(TemperatureLogitsWarper(config.temperature))
+        if config.effective_top_k:
+            self.warpers.append(TopKLogitsWarper(config.effective_top_k))
+        if config.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(config.top_p))
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
-    return RowSampler()
+    def pick(self, logits: object, rows: Sequence[int]) -> object:
+        """Next token of each active row (`rows` index the batch, in the order of `logits`)."""
+        import torch
+
+        if self.greedy:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(self.warpers(None, logits.float()), dim=-1)
+        draws = [
+            torch.multinomial(p, 1, generator=self.generators[r]) for p, r in zip(probs, rows, strict=True)
+        ]
+        return torch.cat(draws)
+
+
+def _cache_keyword(model: object) -> str:
+    """The forward argument that takes the key/value cache (`cache` in newer transformers)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: object) -> object:
+    """The key/value cache a forward pass returned, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 class TransformersBackend:
@@ -191,27 +217,63 @@ class TransformersBackend:
             yield self.generate_batch(batch, config)
 
     def generate_batch(self, batch: Sequence[Request], config: GenerationConfig) -> list[Result]:
-        """Generate one batch; every row stops at its own stop string, eos or the token cap."""
+        """Generate one batch: each distinct prompt is encoded once and shared by its samples; a row
+        leaves the batch (and the key/value cache) as soon as it hits a stop string, eos or the cap."""
         import torch
 
         start = time.perf_counter()
         tok, model = self.tokenizer, self.model
-        enc = tok([r.prompt for r in batch], add_special_tokens=False, padding=True, return_tensors="pt")
-        enc = {k: v.to(model.device) for k, v in enc.items()}
+        distinct = list(dict.fromkeys(r.prompt for r in batch))
+        enc = tok(distinct, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
+        rows_of = torch.tensor([distinct.index(r.prompt) for r in batch], device=model.device)
+        mask = enc["attention_mask"]
         eos_ids = self._eos_ids()
-        kwargs: dict = {"generation_config": self._generation_config(batch[0].stop, config, eos_ids)}
-        if batch[0].stop:
-            kwargs["tokenizer"] = tok
-        if not config.greedy:
-            from transformers.generation import LogitsProcessorList
-
-            sampler = make_sampler([r.seed for r in batch], config, model.device)
-            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+        window = (
+            max((len(tok(s, add_special_tokens=False)["input_ids"]) for s in batch[0].stop), default=0) + 4
+        )
+        sampler = RowSampler([r.seed for r in batch], config, model.device)
+        new: list[list[int]] = [[] for _ in batch]
+        active = list(range(len(batch)))
         with torch.inference_mode():
-            out = model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :].tolist()
-        n_prompt = enc["attention_mask"].sum(dim=1).tolist()
+            out = model(
+                input_ids=enc["input_ids"],
+                attention_mask=mask,
+                use_cache=True,
+                logits_to_keep=1,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            )
+            cache, mask = _cache_of(out), mask[rows_of]
+            cache_arg = _cache_keyword(model)
+            cache.batch_select_indices(rows_of)
+            logits = out.logits[rows_of, -1, :]
+            for _ in range(config.max_new_tokens):
+                picked = sampler.pick(logits, active)
+                keep = []
+                for j, (row, token) in enumerate(zip(active, picked.tolist(), strict=True)):
+                    new[row].append(token)
+                    done = token in eos_ids or (
+                        window > 4 and any(s in tok.decode(new[row][-window:]) for s in batch[0].stop)
+                    )
+                    if not done:
+                        keep.append(j)
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    index = torch.tensor(keep, device=model.device)
+                    cache.batch_select_indices(index)
+                    mask, picked = mask[index], picked[index]
+                    active = [active[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                out = model(
+                    input_ids=picked[:, None],
+                    attention_mask=mask,
+                    **{cache_arg: cache},
+                    position_ids=mask.sum(-1, keepdim=True) - 1,
+                    use_cache=True,
+                )
+                logits = out.logits[:, -1, :]
         share = (time.perf_counter() - start) / len(batch)
+        n_prompt = enc["attention_mask"].sum(dim=1)[rows_of].tolist()
         results = []
         for req, ids, n_in in zip(batch, new, n_prompt, strict=True):
             answer, n_gen, how = finish_row(ids, tok, req.stop, eos_ids, tok.pad_token_id)
@@ -225,20 +287,6 @@ class TransformersBackend:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
-
-    def _generation_config(
-        self, stops: tuple[str, ...], config: GenerationConfig, eos_ids: set[int]
-    ) -> object:
-        """A clean transformers GenerationConfig: sampling is done by the per-row sampler."""
-        from transformers import GenerationConfig as HFGenerationConfig
-
-        return HFGenerationConfig(
-            max_new_tokens=config.max_new_tokens,
-            do_sample=False,
-            eos_token_id=sorted(eos_ids),
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(stops) or None,
-        )
 
 
 def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
