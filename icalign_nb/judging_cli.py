@@ -7,19 +7,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-WINRATE_JSON_KEYS = [
-    "system",
-    "baseline",
-    "n",
-    "win",
-    "draw",
-    "lose",
-    "ci_low",
-    "ci_high",
-    "mean_score_system",
-    "mean_score_baseline",
-    "invalid",
-]
+from .analysis import WINRATE_COLUMNS
+
+# The JSON contract of `icalign winrate`: the table's columns without `judge` (named in `system`).
+WINRATE_JSON_KEYS = [c for c in WINRATE_COLUMNS if c != "judge"]
 
 
 def _judge_options(p: argparse.ArgumentParser, default: str) -> None:
