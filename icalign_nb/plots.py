@@ -38,6 +38,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "svg.fonttype": "none",
+    "svg.hashsalt": "icalign-nb",
 }
 # Why a candidate was kept or skipped: label, colour, hatch (so print and colour-blind readers see it).
 REASONS = {
@@ -71,7 +72,8 @@ def save_figure(fig: Figure, name: str, outdir: str | Path) -> list[Path]:
     """Write `name.png` (150 dpi) and `name.svg` into `outdir`, each atomically; return the paths."""
     outdir = Path(outdir)
     paths = []
-    for ext, kwargs in (("png", {"dpi": 150}), ("svg", {})):
+    # no dates and fixed SVG ids: a re-run changes a file only if its figure changed
+    for ext, kwargs in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, bbox_inches="tight", facecolor="white", **kwargs)
         path = outdir / f"{name}.{ext}"
