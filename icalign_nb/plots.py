@@ -153,16 +153,20 @@ def plot_demo_map(
             )
             labels = list(query_labels or [])
             numbered = len(labels) > 1  # several queries: numbers on the map, texts in the legend
+            spots = _label_spots(queries_xy, np.vstack([demo_map.xy, queries_xy])) if numbered else None
             for i, label in enumerate(labels):
                 if numbered:
                     handles.append(Line2D([], [], lw=0, label=f"Q{i + 1}: {_short(label, 48)}"))
                 ax.annotate(
                     f"Q{i + 1}" if numbered else _short(label, 40),
                     queries_xy[i],
-                    xytext=(5, 5 + 9 * (i % 3)) if numbered else (6, 6),
-                    textcoords="offset points",
+                    xytext=spots[i] if numbered else (6, 6),
+                    textcoords="data" if numbered else "offset points",
                     fontsize=9,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.85},
+                    ha="center" if numbered else "left",
+                    va="center" if numbered else "bottom",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.9},
+                    arrowprops={"arrowstyle": "-", "color": "0.35", "lw": 0.8, "shrinkA": 0, "shrinkB": 5},
                     zorder=6,
                 )
         ax.set_xlabel("UMAP dimension 1 (no unit: only distances matter)")
@@ -180,6 +184,29 @@ def plot_demo_map(
         )
         _finish(fig, title, subtitle)
     return fig
+
+
+def _label_spots(points: np.ndarray, everything: np.ndarray) -> np.ndarray:
+    """Where to put a short label for each point so that labels do not overlap (greedy, data units)."""
+    span = np.ptp(everything, axis=0) + 1e-9
+    box = span * np.array([0.045, 0.03])  # half-size of a "Q8" label, as a share of the plot
+    directions = [(1, 1), (-1, 1), (1, -1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0)]
+    placed: list[np.ndarray] = []
+    spots = []
+    for p in points:
+        best, best_cost = p + span * 0.04, None
+        for radius in (0.04, 0.07, 0.1, 0.13):
+            for dx, dy in directions:
+                c = p + span * radius * np.array([dx, dy])
+                cost = sum(bool(np.all(np.abs(c - q) < 2 * box)) for q in placed)
+                cost += sum(bool(np.all(np.abs(c - q) < box)) for q in points)
+                if best_cost is None or cost < best_cost:
+                    best, best_cost = c, cost
+            if best_cost == 0:
+                break
+        placed.append(best)
+        spots.append(best)
+    return np.array(spots)
 
 
 def plot_retrieval_choices(
