@@ -75,7 +75,8 @@ def save_figure(fig: Figure, name: str, outdir: str | Path) -> list[Path]:
     # no dates and fixed SVG ids: a re-run changes a file only if its figure changed
     for ext, kwargs in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, bbox_inches="tight", facecolor="white", **kwargs)
+        with plt.rc_context({"svg.hashsalt": STYLE["svg.hashsalt"]}):  # read at save time
+            fig.savefig(buf, format=ext, bbox_inches="tight", facecolor="white", **kwargs)
         path = outdir / f"{name}.{ext}"
         atomic_write_bytes(path, buf.getvalue())
         paths.append(path)
