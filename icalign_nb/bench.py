@@ -184,7 +184,7 @@ def package_decode(backend: object, requests: list, config: object, stats: Decod
     answers = {}
     start = time.perf_counter()
     for results in backend.generate(requests, config):
-        stats.slots += len(results) * max(r.n_generated_tokens for r in results)
+        stats.slots += sum(r.n_generated_tokens for r in results)  # a finished row leaves the batch
         for r in results:
             stats.decoded += r.n_generated_tokens
             stats.kept += len(backend.tokenizer(r.response, add_special_tokens=False)["input_ids"])
