@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import SHARED_DATA
 
 from icalign_nb.errors import UserError
 from icalign_nb.notebooks import NotebookRun, convert, find_notebooks, plan_parameters, run_notebooks
@@ -17,7 +17,6 @@ from icalign_nb.notebooks import NotebookRun, convert, find_notebooks, plan_para
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-SHARED_DATA = Path(os.environ.get("ICALIGN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RELEASE = SHARED_DATA / "paper_release"
 
 # Small settings for CI: a tiny random model, a few queries, one sample, a few new tokens.
