@@ -25,10 +25,10 @@ import polars as pl
 from .data import load_baseline, load_release_judgments
 from .errors import UserError, where
 from .files import atomic_write_json, iter_jsonl, sha256_text, write_jsonl
-from .judge_cache import ORDERS, Comparison, JudgmentCache, Reply
-from .judge_openai import RetryPolicy
-from .judge_parse import parse_scores, verdict
-from .judge_spec import JudgeSpec
+from .judges.cache import ORDERS, Comparison, JudgmentCache, Reply
+from .judges.openai_chat import RetryPolicy
+from .judges.parse import parse_scores, verdict
+from .judges.spec import JudgeSpec
 
 GENERATION_FIELDS = ("query_id", "sample", "query", "response")
 
@@ -200,17 +200,17 @@ def make_backend(run: JudgeRun) -> object:
     if spec.kind == "recorded":
         return RecordedJudge(spec)
     if spec.kind == "embedding":
-        from .judge_embed import EmbeddingJudge
+        from .judges.embedding import EmbeddingJudge
 
         return EmbeddingJudge(spec, run.cache_root)
-    from .judge_prompts import get_prompt
+    from .judges.prompts import get_prompt
 
     prompt = get_prompt(spec.prompt, run.data_dir)
     if spec.kind == "openai":
-        from .judge_openai import OpenAIJudge
+        from .judges.openai_chat import OpenAIJudge
 
         return OpenAIJudge(spec, prompt, concurrency=run.concurrency, retry=run.retry)
-    from .judge_local import LocalJudge
+    from .judges.local import LocalJudge
 
     return LocalJudge(spec, prompt)
 

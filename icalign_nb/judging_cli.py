@@ -30,7 +30,7 @@ def _judge_options(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _spec(args: argparse.Namespace) -> object:
-    from .judge_spec import parse_judge_spec
+    from .judges.spec import parse_judge_spec
 
     return parse_judge_spec(
         args.judge,
@@ -127,7 +127,7 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
     from .agreement import agreement_table, judge_agreement
     from .errors import UserError
     from .judge import JudgeRun, judgment_rows_frame, make_backend
-    from .judge_cache import JudgmentCache
+    from .judges.cache import JudgmentCache
     from .judgments import load_release_verdicts, load_verdicts, release_names
     from .release import release_comparisons, release_judgment_files
     from .report import render

@@ -16,7 +16,7 @@ import polars as pl
 from .data import load_release_judgments
 from .errors import UserError, where
 from .files import iter_jsonl
-from .judge_parse import VERDICTS, parse_scores, verdict
+from .judges.parse import VERDICTS, parse_scores, verdict
 
 RELEASE_JUDGE = "gpt-4-0613/paper (paper release)"
 _RELEASE_NAME = re.compile(r"^(?P<system>.+)_vs_(?P<baseline>.+)_autoeval\.jsonl$")

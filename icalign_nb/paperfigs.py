@@ -84,8 +84,8 @@ def proxy_on_release(release: Path, setup: ProxySetup) -> tuple[pl.DataFrame, pl
     """The proxy judge on the release's answers: (its verdicts per system, its agreement with GPT-4)."""
     from .agreement import agreement_table, judge_agreement
     from .judge import JudgeRun, judgment_rows_frame, make_backend
-    from .judge_cache import JudgmentCache
-    from .judge_spec import parse_judge_spec
+    from .judges.cache import JudgmentCache
+    from .judges.spec import parse_judge_spec
     from .judgments import load_release_verdicts, release_names
     from .release import release_comparisons
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from .data import REMOTE_FILES, fetch, load_baseline, load_release_outputs
 from .errors import UserError
 from .judge import build_comparisons
-from .judge_cache import Comparison
+from .judges.cache import Comparison
 from .judgments import release_names
 
 RELEASE_PREFIX = "paper_release/"

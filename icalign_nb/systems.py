@@ -150,7 +150,7 @@ def judge_systems(
 ) -> tuple[pl.DataFrame, object]:
     """Judge every system's run against the baseline (cached); return all verdicts and the judge spec."""
     from .judge import JudgeRun, print_summary, run_judge
-    from .judge_spec import parse_judge_spec
+    from .judges.spec import parse_judge_spec
     from .judgments import load_verdicts
 
     spec = parse_judge_spec(judge)

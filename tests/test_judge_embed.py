@@ -10,9 +10,9 @@ import pytest
 from icalign_nb.agreement import judge_agreement
 from icalign_nb.errors import UserError
 from icalign_nb.judge import JudgeRun, judgment_rows_frame, run_judge
-from icalign_nb.judge_cache import Comparison, JudgmentCache
-from icalign_nb.judge_embed import EmbeddingJudge
-from icalign_nb.judge_spec import parse_judge_spec
+from icalign_nb.judges.cache import Comparison, JudgmentCache
+from icalign_nb.judges.embedding import EmbeddingJudge
+from icalign_nb.judges.spec import parse_judge_spec
 from icalign_nb.judgments import load_release_verdicts
 from icalign_nb.release import release_comparisons
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from icalign_nb.judge import JudgeRun, run_judge
-from icalign_nb.judge_spec import parse_judge_spec
+from icalign_nb.judges.spec import parse_judge_spec
 
 pytestmark = pytest.mark.slow
 

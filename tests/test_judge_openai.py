@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from icalign_nb.judge import JudgeRun, run_judge
-from icalign_nb.judge_openai import RetryPolicy
-from icalign_nb.judge_spec import parse_judge_spec
+from icalign_nb.judges.openai_chat import RetryPolicy
+from icalign_nb.judges.spec import parse_judge_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 6

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from icalign_nb.errors import UserError
-from icalign_nb.judge_parse import parse_scores, verdict
-from icalign_nb.judge_prompts import default_prompt, paper_prompt
-from icalign_nb.judge_spec import parse_judge_spec
+from icalign_nb.judges.parse import parse_scores, verdict
+from icalign_nb.judges.prompts import default_prompt, paper_prompt
+from icalign_nb.judges.spec import parse_judge_spec
 from icalign_nb.judgments import load_release_verdicts
 
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UserError
-from .files import sha256_text
+from ..errors import UserError
+from ..files import sha256_text
 
 PAPER_MODEL = "gpt-4-0613"
 KINDS = ("openai", "local", "embedding", "recorded")
 
 # The embedding judge's default draw margin: a system answer whose cosine similarity to the
-# reference is within this of the baseline answer's is a draw (see `judge_embed` for the choice).
+# reference is within this of the baseline answer's is a draw (see `judges.embedding` for the choice).
 EMBEDDING_DRAW_MARGIN = 0.005
 EMBEDDING_MAX_TOKENS = 256
 

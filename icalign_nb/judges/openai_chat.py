@@ -16,12 +16,12 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import UserError
-from .files import sha256_text
-from .judge_cache import Comparison, Reply
-from .judge_parse import parse_scores
-from .judge_prompts import JudgePrompt
-from .judge_spec import JudgeSpec
+from ..errors import UserError
+from ..files import sha256_text
+from .cache import Comparison, Reply
+from .parse import parse_scores
+from .prompts import JudgePrompt
+from .spec import JudgeSpec
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import UserError
-from .files import sha256_text
-from .judge_cache import Comparison, Reply
-from .judge_parse import parse_scores
-from .judge_prompts import JudgePrompt
-from .judge_spec import JudgeSpec
+from ..errors import UserError
+from ..files import sha256_text
+from .cache import Comparison, Reply
+from .parse import parse_scores
+from .prompts import JudgePrompt
+from .spec import JudgeSpec
 
 
 @dataclass
@@ -44,7 +44,7 @@ class LocalJudge:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from .models import load_tokenizer, local_dir
+        from ..models import load_tokenizer, local_dir
 
         device = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = load_tokenizer(self.spec.model)

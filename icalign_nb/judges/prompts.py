@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import fetch
-from .errors import UserError, where
-from .files import iter_jsonl
+from ..data import fetch
+from ..errors import UserError, where
+from ..files import iter_jsonl
 
 FASTCHAT_PROMPTS = "judge/fastchat_prompt.jsonl"
 PAPER_PROMPT_ID = 1  # FastChat's "general" reviewer prompt, the one the paper used

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import Encoder, normalize_rows
-from .errors import UserError
-from .files import atomic_write_bytes, cache_dir, sha256_text
-from .judge_cache import Comparison, Reply
-from .judge_spec import JudgeSpec
+from ..embed import Encoder, normalize_rows
+from ..errors import UserError
+from ..files import atomic_write_bytes, cache_dir, sha256_text
+from .cache import Comparison, Reply
+from .spec import JudgeSpec
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import append_jsonl, cache_dir, iter_jsonl, repair_jsonl, sha256_text
+from ..files import append_jsonl, cache_dir, iter_jsonl, repair_jsonl, sha256_text
 
 ORDERS = ("system_first", "baseline_first")
 
