@@ -54,4 +54,3 @@ def judge_agreement(judged: pl.DataFrame, reference: pl.DataFrame, boot: Bootstr
 def agreement_table(rows: list[dict]) -> pl.DataFrame:
     """Agreement results as one table (one row per system)."""
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-

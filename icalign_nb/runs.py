@@ -99,6 +99,7 @@ class RunSummary:
     generated: int
     stopped_by: dict[str, int]
     seconds: float
+    backend: Backend | None = None  # the backend that generated, for reuse by the next run (not saved)
 
 
 def check_spec(spec: RunSpec) -> None:
@@ -304,7 +305,13 @@ def run_generation(
     backend = backend or make_backend(spec.backend, spec.model, _backend_options(spec, options))
     counts = _generate_into(path / GENERATIONS, backend, requests, meta, spec.generation, options.progress)
     return RunSummary(
-        path, total, total - len(requests), sum(counts.values()), dict(counts), time.perf_counter() - start
+        path,
+        total,
+        total - len(requests),
+        sum(counts.values()),
+        dict(counts),
+        time.perf_counter() - start,
+        backend,
     )
 
 

@@ -94,10 +94,11 @@ def generate_systems(
     from .runs import RunOptions, run_generation
 
     options = RunOptions(batch_size=batch_size, data_dir=data_dir, progress=progress)
-    out = {}
+    out, backend = {}, None
     for preset in setup.presets:
         run_dir = setup.folder(work_dir) / preset
-        summary = run_generation(run_dir, setup.spec(preset), options)
+        summary = run_generation(run_dir, setup.spec(preset), options, backend=backend)
+        backend = backend or summary.backend  # the model is loaded once for every system
         print(
             f"{label(preset)}: {summary.total} answers ({summary.already_done} already done, "
             f"{summary.generated} new, {summary.seconds:.0f} s)"
