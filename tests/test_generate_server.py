@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from scripted_server import ScriptedServer
 
 from icalign_nb.backends.openai_server import ServerBackend, ServerOptions, request_body
 from icalign_nb.errors import UserError
@@ -15,64 +13,23 @@ from icalign_nb.generate import GenerationConfig, Request
 from icalign_nb.prompts import PAPER_STOP
 
 
-class FakeServer:
-    """A /v1/completions endpoint: scripted failures first, then answers that echo the prompt."""
-
-    def __init__(self, failures: list[int]) -> None:
-        self.failures = list(failures)
-        self.bodies: list[dict] = []
-        self.auth: list[str] = []
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.bodies.append(body)
-                    server.auth.append(self.headers.get("Authorization", ""))
-                    status = server.failures.pop(0) if server.failures else 200
-                if status != 200:
-                    return self.reply(status, {"error": {"message": f"scripted {status}", "type": "x"}})
-                text = f" answer to {body['prompt'][-12:]!r}\nQuestion: leaked"
-                self.reply(
-                    200,
-                    {
-                        "id": "c1",
-                        "object": "text_completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
-                        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                    },
-                )
-
-            def reply(self, status: int, obj: dict) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+def completion(body: dict) -> dict:
+    """A /v1/completions reply that echoes the prompt's end, then leaks past the stop string."""
+    text = f" answer to {body['prompt'][-12:]!r}\nQuestion: leaked"
+    return {
+        "id": "c1",
+        "object": "text_completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
 
 
 @pytest.fixture()
-def server(request: pytest.FixtureRequest) -> Iterator[FakeServer]:
-    fake = FakeServer(getattr(request, "param", [429, 500, 503]))
-    thread = threading.Thread(target=fake.httpd.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
+def server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
+    with ScriptedServer(completion, tuple(getattr(request, "param", [429, 500, 503]))) as fake:
+        yield fake
 
 
 def options(url: str, **kw: object) -> ServerOptions:
@@ -92,33 +49,33 @@ def test_request_body_carries_the_decoding_settings() -> None:
     assert body["extra_body"] == {"top_k": 50}
 
 
-def test_retries_then_answers_over_http(server: FakeServer) -> None:
+def test_retries_then_answers_over_http(server: ScriptedServer) -> None:
     backend = ServerBackend(options(server.url, chunk_size=2))
     chunks = list(backend.generate(REQS, GenerationConfig(max_new_tokens=32)))
     results = [r for c in chunks for r in c]
     assert sorted(r.request.key for r in results) == sorted(r.key for r in REQS)
-    assert len(server.bodies) == len(REQS) + 3  # three scripted failures were retried
+    assert len(server.requests) == len(REQS) + 3  # three scripted failures were retried
     assert all(a == "Bearer sk-test" for a in server.auth)
     for r in results:
         assert r.response.startswith("answer to") and "Question:" not in r.response
         assert (r.stopped_by, r.n_prompt_tokens, r.n_generated_tokens) == ("stop", 11, 7)
-    sent = server.bodies[-1]
+    sent = server.requests[-1]
     assert sent["temperature"] == 0.7 and sent["top_k"] == 50 and sent["stop"] == ["\nQuestion:"]
 
 
 @pytest.mark.parametrize("server", [[429, 429, 429, 429]], indirect=True)
-def test_gives_up_after_max_retries(server: FakeServer) -> None:
+def test_gives_up_after_max_retries(server: ScriptedServer) -> None:
     backend = ServerBackend(options(server.url, max_retries=2, concurrency=1))
     with pytest.raises(UserError, match="still failing after 2 retries"):
         list(backend.generate(REQS[:1], GenerationConfig()))
-    assert len(server.bodies) == 3
+    assert len(server.requests) == 3
 
 
 @pytest.mark.parametrize("server", [[404]], indirect=True)
-def test_client_errors_are_not_retried(server: FakeServer) -> None:
+def test_client_errors_are_not_retried(server: ScriptedServer) -> None:
     with pytest.raises(UserError, match=r"refused the request \(404\)"):
         list(ServerBackend(options(server.url)).generate(REQS[:1], GenerationConfig()))
-    assert len(server.bodies) == 1
+    assert len(server.requests) == 1
 
 
 def test_base_url_and_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +89,7 @@ def test_base_url_and_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert opts.base_url.endswith(":9/v1") and opts.api_key == "sk-env" and "sk-env" not in repr(opts)
 
 
-def test_a_run_through_the_server_never_saves_the_key(server: FakeServer, tmp_path) -> None:
+def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tmp_path) -> None:
     from icalign_nb.runs import RunOptions, RunSpec, load_generations, run_generation
 
     spec = RunSpec(
@@ -149,4 +106,4 @@ def test_a_run_through_the_server_never_saves_the_key(server: FakeServer, tmp_pa
     frame = load_generations(tmp_path / "run")
     assert frame.height == 6 and frame["response"].str.starts_with("answer to").all()
     assert all("sk-secret" not in p.read_text() for p in (tmp_path / "run").iterdir())
-    assert {b["model"] for b in server.bodies} == {"tiny"}
+    assert {b["model"] for b in server.requests} == {"tiny"}

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from scripted_server import ScriptedServer
 
 from icalign_nb.judge import JudgeRun, run_judge
 from icalign_nb.judges.openai_chat import RetryPolicy
@@ -24,55 +22,6 @@ from icalign_nb.judges.spec import parse_judge_spec
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 6
 N_SAMPLES = 2
-
-
-class FakeJudgeServer:
-    """A chat-completions server: fails the first requests (429, then 500), answers out of order."""
-
-    def __init__(self, failures: tuple[int, ...] = (429, 500), delay: float = 0.05) -> None:
-        self.failures = list(failures)
-        self.delay = delay
-        self.requests: list[dict] = []
-        self.auth: list[str] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append(body)
-                    server.auth.append(self.headers.get("Authorization", ""))
-                    status = server.failures.pop(0) if server.failures else 200
-                if status != 200:
-                    self._send(status, {"error": {"message": f"simulated {status}", "type": "test"}})
-                    return
-                time.sleep(random.uniform(0, server.delay))  # finish out of order
-                self._send(200, completion(body))
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def items(self) -> list[tuple[str, str]]:
-        """(answer 1 tag, answer 2 tag) of each successful request seen."""
-        return [tags(r) for r in self.requests]
 
 
 def tags(body: dict) -> tuple[str, str]:
@@ -104,12 +53,10 @@ def completion(body: dict) -> dict:
 
 
 @pytest.fixture()
-def server() -> Iterator[FakeJudgeServer]:
-    srv = FakeJudgeServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+def server() -> Iterator[ScriptedServer]:
+    """Fails with 429, then 500, then answers out of order."""
+    with ScriptedServer(completion, failures=(429, 500), delay=0.05) as srv:
+        yield srv
 
 
 def make_run(root: Path) -> tuple[Path, Path]:
@@ -161,7 +108,7 @@ def judge_run(run: Path, baseline: Path, url: str, cache: Path, swap: bool = Fal
 
 
 def test_judging_over_http_retries_keeps_order_and_caches(
-    tmp_path: Path, server: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     run, baseline = make_run(tmp_path)
@@ -198,7 +145,7 @@ def test_judging_over_http_retries_keeps_order_and_caches(
 
 
 def test_swap_judges_both_orders_and_reports_agreement(
-    tmp_path: Path, server: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from icalign_nb.analysis import combine_orders
     from icalign_nb.judgments import load_verdicts
@@ -208,7 +155,7 @@ def test_swap_judges_both_orders_and_reports_agreement(
     run, baseline = make_run(tmp_path)
     summary = judge_run(run, baseline, server.url, tmp_path / "cache", swap=True)
     assert summary.total == 2 * N_QUERIES * N_SAMPLES
-    seen = server.items()
+    seen = [tags(r) for r in server.requests]
     assert ("BASE-0", "ANSWER-0-0") in seen and ("ANSWER-0-0", "BASE-0") in seen
     # q3 flips with position; q5 is invalid in both orders; the rest agree.
     assert summary.swap_pairs == (N_QUERIES - 1) * N_SAMPLES
@@ -243,17 +190,12 @@ def test_missing_key_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert code == 2
 
 
-def test_a_killed_judging_run_resumes_losing_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    srv = FakeJudgeServer(failures=(), delay=0.0)
-    slow = completion
-
+def test_a_killed_judging_run_resumes_losing_nothing(tmp_path: Path) -> None:
     def slowly(body: dict) -> dict:
         time.sleep(0.15)
-        return slow(body)
+        return completion(body)
 
-    monkeypatch.setattr(sys.modules[__name__], "completion", slowly)
-    srv.thread.start()
-    try:
+    with ScriptedServer(slowly) as srv:
         run, baseline = make_run(tmp_path)
         cache = tmp_path / "cache"
         cmd = [
@@ -303,6 +245,3 @@ def test_a_killed_judging_run_resumes_losing_nothing(tmp_path: Path, monkeypatch
         assert len(keys) == len(set(keys)) == N_QUERIES * N_SAMPLES  # each item exactly once
         journal_keys = [json.loads(line)["key"] for line in journal.read_text().splitlines()]
         assert len(journal_keys) == len(set(journal_keys))
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()

@@ -1,0 +1,69 @@
+"""A local OpenAI-compatible endpoint for tests: scripted failures first, then the given replies."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ScriptedServer:
+    """Serves POSTs on 127.0.0.1: each status in `failures` once, then `reply(body)` (after a random
+    wait of up to `delay` seconds, so concurrent answers finish out of order); records every request."""
+
+    def __init__(
+        self, reply: Callable[[dict], dict], failures: tuple[int, ...] = (), delay: float = 0.0
+    ) -> None:
+        self.reply, self.failures, self.delay = reply, list(failures), delay
+        self.requests: list[dict] = []
+        self.auth: list[str] = []
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The OpenAI-style base URL."""
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    server.auth.append(self.headers.get("Authorization", ""))
+                    status = server.failures.pop(0) if server.failures else 200
+                if status != 200:
+                    self._send(status, {"error": {"message": f"scripted {status}", "type": "test"}})
+                    return
+                time.sleep(random.uniform(0, server.delay))
+                self._send(200, server.reply(body))
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
