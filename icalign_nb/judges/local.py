@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import UserError
 from ..files import sha256_text
 from .cache import Comparison, Reply
 from .parse import parse_scores
@@ -41,19 +40,10 @@ class LocalJudge:
         """Load tokenizer and model once."""
         if self._model is not None:
             return
-        import torch
-        from transformers import AutoModelForCausalLM
+        from ..models import load_model, load_tokenizer
 
-        from ..models import load_tokenizer, local_dir
-
-        device = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = load_tokenizer(self.spec.model)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        try:
-            model = AutoModelForCausalLM.from_pretrained(local_dir(self.spec.model), dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"judge model '{self.spec.model}' could not be loaded: {exc}") from None
-        self._model = model.to(device).eval()
+        self._model = load_model(self.spec.model, device=self.spec.device)
 
     def render(self, c: Comparison) -> str:
         """The prompt text: the chat template applied to the judge messages."""
