@@ -67,13 +67,19 @@ def combine_orders(df: pl.DataFrame) -> pl.DataFrame:
     return grouped.with_columns(verdict=combined, order=order).select(df.columns)
 
 
-def _per_prompt(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-prompt (wins, valid judgments) of one system's verdicts."""
-    per = (
+def _per_prompt_table(df: pl.DataFrame) -> pl.DataFrame:
+    """Wins `w` and valid judgments `n` per prompt, in query order (so a seeded bootstrap repeats)."""
+    return (
         df.filter(pl.col("verdict") != "invalid")
         .group_by("query_id")
         .agg((pl.col("verdict") == "win").sum().alias("w"), pl.len().alias("n"))
+        .sort("query_id")
     )
+
+
+def _per_prompt(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-prompt (wins, valid judgments) of one system's verdicts."""
+    per = _per_prompt_table(df)
     return per["w"].to_numpy().astype(float), per["n"].to_numpy().astype(float)
 
 
@@ -268,14 +274,7 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     boot = boot or Bootstrap()
     a, b = combine_orders(a), combine_orders(b)
 
-    def per_prompt(df: pl.DataFrame) -> pl.DataFrame:
-        return (
-            df.filter(pl.col("verdict") != "invalid")
-            .group_by("query_id")
-            .agg((pl.col("verdict") == "win").sum().alias("w"), pl.len().alias("n"))
-        )
-
-    both = per_prompt(a).join(per_prompt(b), on="query_id", suffix="_b").sort("query_id")
+    both = _per_prompt_table(a).join(_per_prompt_table(b), on="query_id", suffix="_b").sort("query_id")
     if both.is_empty():
         raise UserError("paired comparison: the two systems share no judged prompt")
     wa, na = both["w"].to_numpy().astype(float), both["n"].to_numpy().astype(float)

@@ -92,6 +92,18 @@ def test_bootstrap_is_seeded() -> None:
     )
 
 
+def test_seeded_interval_does_not_depend_on_row_order() -> None:
+    cycle = ["win", "lose", "lose", "draw", "win", "lose", "win"]
+    table = verdict_table([[cycle[(3 * i) % 7], cycle[(5 * i + 1) % 7]] for i in range(40)])
+    ci = {
+        win_rates(table.sample(fraction=1.0, shuffle=True, seed=s), Bootstrap(300, seed=1)).row(
+            0, named=True
+        )["ci_low"]
+        for s in range(5)
+    }
+    assert len(ci) == 1
+
+
 def test_swap_combination_rule() -> None:
     first = verdict_table([["win"], ["win"], ["lose"], ["draw"], ["invalid"], ["invalid"]])
     second = verdict_table(
