@@ -17,7 +17,10 @@ def where(path: object, line: int | None = None, field: str | None = None) -> st
     return text
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def first_line(problem: BaseException | str, limit: int = 200) -> str:
+    """The first line of an exception's message or a text (an exception's type if it says nothing), cut
+    to `limit` characters."""
+    text = str(problem).strip()
+    if not text and isinstance(problem, BaseException):
+        text = type(problem).__name__
+    return text.splitlines()[0][:limit] if text else ""

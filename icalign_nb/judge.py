@@ -26,9 +26,9 @@ from .data import load_baseline, load_release_judgments
 from .errors import UserError, where
 from .files import atomic_write_json, iter_jsonl, sha256_text, write_jsonl
 from .judges.cache import ORDERS, Comparison, JudgmentCache, Reply
-from .judges.openai_chat import RetryPolicy
 from .judges.parse import parse_scores, verdict
 from .judges.spec import JudgeSpec
+from .retry import RetryPolicy
 
 GENERATION_FIELDS = ("query_id", "sample", "query", "response")
 

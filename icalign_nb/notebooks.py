@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .files import atomic_write_json, cache_dir
 
 RUNNER_PARAMETERS = ("figures_dir", "work_dir")
@@ -220,7 +220,7 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
             _write_summary(run_dir, results, time.perf_counter() - start_all)
             if result.error:
                 raise UserError(
-                    f"{nb.stem} failed ({_one_line(result.error)}); "
+                    f"{nb.stem} failed ({first_line(result.error)}); "
                     f"the executed record with the failing cell is {record}"
                 )
             pngs = [n for n in result.figures if n.endswith(".png")]
@@ -230,12 +230,6 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
         f"records in {run_dir}"
     )
     return results
-
-
-def _one_line(text: str) -> str:
-    """The first line of a message, shortened."""
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return line[:200]
 
 
 def _write_summary(run_dir: Path, results: list[NotebookResult], seconds: float) -> None:

@@ -16,8 +16,8 @@ import pytest
 from scripted_server import ScriptedServer
 
 from icalign_nb.judge import JudgeRun, run_judge
-from icalign_nb.judges.openai_chat import RetryPolicy
 from icalign_nb.judges.spec import parse_judge_spec
+from icalign_nb.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 6

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
-import random
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..generate import GenerationConfig, Request, Result
 from ..prompts import clean_answer
+from ..retry import RetryPolicy, retryable, with_retries
 
 BASE_URL_ENV = ("ICALIGN_BASE_URL", "OPENAI_BASE_URL")
 API_KEY_ENV = ("ICALIGN_API_KEY", "OPENAI_API_KEY")
@@ -32,6 +31,11 @@ class ServerOptions:
     max_backoff: float = 60.0
     timeout: float = 600.0
     chunk_size: int = 64  # results are saved after each chunk
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy these options describe."""
+        return RetryPolicy(self.max_retries, self.backoff, self.max_backoff, self.timeout)
 
     @classmethod
     def from_env(
@@ -77,15 +81,6 @@ def stop_kind(finish_reason: str | None, stop_reason: object, cut: bool, has_sto
     if stop_reason is UNKNOWN:
         return "stop" if has_stops else "eos"
     return "eos"
-
-
-def retry_delay(attempt: int, options: ServerOptions, retry_after: str | None = None) -> float:
-    """Exponential backoff with jitter, at least the server's Retry-After, capped."""
-    delay = options.backoff * (2**attempt) * random.uniform(0.5, 1.0)
-    if retry_after:
-        with contextlib.suppress(ValueError):
-            delay = max(delay, float(retry_after))
-    return min(delay, options.max_backoff)
 
 
 def run_sync(coro: Awaitable) -> object:
@@ -135,25 +130,23 @@ class ServerBackend:
         import openai
 
         body = request_body(request, config, self.options.served_model)
-        for attempt in range(self.options.max_retries + 1):
-            try:
-                async with gate:
-                    reply = await client.completions.create(**body)
-                return self._parse(request, reply)
-            except (openai.RateLimitError, openai.InternalServerError) as exc:
-                error, retry_after = exc, exc.response.headers.get("retry-after")
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                error, retry_after = exc, None
-            except openai.APIStatusError as exc:
-                raise UserError(
-                    f"server {self.options.base_url} refused the request ({exc.status_code}): {_short(exc)}"
-                ) from None
-            if attempt < self.options.max_retries:
-                await asyncio.sleep(retry_delay(attempt, self.options, retry_after))
-        raise UserError(
-            f"server {self.options.base_url} still failing after {self.options.max_retries} retries: "
-            f"{_short(error)}"
-        )
+
+        async def call() -> object:
+            async with gate:  # the slot is held for the request, not for the wait between tries
+                return await client.completions.create(**body)
+
+        try:
+            reply = await with_retries(call, self.options.retry)
+        except retryable() as exc:
+            raise UserError(
+                f"server {self.options.base_url} still failing after {self.options.max_retries} retries: "
+                f"{first_line(exc)}"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise UserError(
+                f"server {self.options.base_url} refused the request ({exc.status_code}): {first_line(exc)}"
+            ) from None
+        return self._parse(request, reply)
 
     def _parse(self, request: Request, reply: object) -> tuple[str, int, int, str]:
         """(answer, prompt tokens, generated tokens, stop kind) from a completion reply."""
@@ -166,8 +159,3 @@ class ServerBackend:
         n_prompt = getattr(usage, "prompt_tokens", None) or len(request.prompt_ids)
         n_gen = getattr(usage, "completion_tokens", None) or 0
         return answer, int(n_prompt), int(n_gen), how
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

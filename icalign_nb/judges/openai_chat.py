@@ -1,10 +1,9 @@
 """The OpenAI-compatible chat judge: async requests under a concurrency limit, retries with backoff.
 
-Retried: 429, 5xx, timeouts and dropped connections, up to `max_retries` times, waiting
-`backoff * 2**attempt` seconds (capped at `max_backoff`, with jitter) or the server's
-`Retry-After` when it sends one. A request that still fails is reported as a failed reply
-(counted as invalid, not cached, so a re-run tries it again). Authentication or a wrong model
-name stops the run with one line. The API key is read from the environment only.
+Failed requests are retried as `icalign_nb.retry` describes. A request that still fails is
+reported as a failed reply (counted as invalid, not cached, so a re-run tries it again).
+Authentication or a wrong model name stops the run with one line. The API key is read from the
+environment only.
 """
 
 from __future__ import annotations
@@ -12,36 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import sha256_text
+from ..retry import RetryPolicy, retryable, with_retries
 from .cache import Comparison, Reply
 from .parse import parse_scores
 from .prompts import JudgePrompt
 from .spec import JudgeSpec
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry a failed request."""
-
-    max_retries: int = 6
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    timeout: float = 120.0
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (`Retry-After`), if it said."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -98,39 +77,24 @@ class OpenAIJudge:
     async def _ask(self, client: object, messages: list[dict[str, str]]) -> Reply:
         import openai
 
-        last = ""
-        for attempt in range(self.retry.max_retries + 1):
-            try:
-                response = await client.chat.completions.create(
-                    model=self.spec.model,
-                    messages=messages,
-                    temperature=self.spec.temperature,
-                    max_tokens=self.spec.max_tokens,
-                )
-                text = response.choices[0].message.content or ""
-                return Reply(text, parse_scores(text))
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-                raise UserError(f"judge {self.spec.name}: {type(exc).__name__}: {_short(exc)}") from None
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
-                last = f"{type(exc).__name__}: {_short(exc)}"
-                wait = _retry_after(exc)
-            except openai.APIStatusError as exc:
-                if exc.status_code < 500 and exc.status_code != 429:
-                    return Reply(
-                        f"[judge request failed: {exc.status_code} {_short(exc)}]", None, failed=True
-                    )
-                last, wait = f"{exc.status_code}: {_short(exc)}", _retry_after(exc)
-            if attempt == self.retry.max_retries:
-                break
-            if wait is None:
-                wait = min(self.retry.max_backoff, self.retry.backoff * 2**attempt)
-                wait *= 0.5 + random.random() / 2  # jitter so parallel requests spread out
-            await asyncio.sleep(wait)
-        return Reply(
-            f"[judge request failed after {self.retry.max_retries} retries: {last}]", None, failed=True
-        )
+        async def call() -> object:
+            return await client.chat.completions.create(
+                model=self.spec.model,
+                messages=messages,
+                temperature=self.spec.temperature,
+                max_tokens=self.spec.max_tokens,
+            )
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+        try:
+            response = await with_retries(call, self.retry)
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise UserError(f"judge {self.spec.name}: {type(exc).__name__}: {first_line(exc)}") from None
+        except retryable() as exc:
+            last = f"{type(exc).__name__}: {first_line(exc)}"
+            return Reply(
+                f"[judge request failed after {self.retry.max_retries} retries: {last}]", None, failed=True
+            )
+        except openai.APIStatusError as exc:
+            return Reply(f"[judge request failed: {exc.status_code} {first_line(exc)}]", None, failed=True)
+        text = response.choices[0].message.content or ""
+        return Reply(text, parse_scores(text))
