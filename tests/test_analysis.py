@@ -5,23 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from icalign_nb.analysis import (
+from icalign_nb.analysis.breakdowns import breakdown, item_features, run_features
+from icalign_nb.analysis.winrates import (
     Bootstrap,
     bootstrap_ratio,
-    breakdown,
     combine_orders,
-    item_features,
     paired_comparison,
     win_rates,
 )
 from icalign_nb.cli import main
-from icalign_nb.judgments import SCHEMA, load_verdicts
+from icalign_nb.judging.verdicts import SCHEMA, load_verdicts
+from icalign_nb.retrieval.retriever import Candidate, Retrieval
 
 JSON_KEYS = [
     "system",
@@ -132,10 +134,18 @@ def test_breakdowns_and_features(tmp_path: Path) -> None:
             "response": ["b " * 20] * 12,
         }
     )
-    retrievals = [
-        {"query_id": f"q{q}", "candidates": [{"score": q / 10, "kept": True}, {"score": 9, "kept": False}]}
+    retrievals = {
+        (f"q{q}", None): Retrieval(
+            f"q{q}",
+            "",
+            "paper",
+            ["a"],
+            [Candidate("a", 1, q / 10, 5, True, "kept"), Candidate("b", 2, 9.0, 900, False, "over_budget")],
+            "",
+            [],
+        )
         for q in range(12)
-    ]
+    }
     eval_set = pl.DataFrame({"id": [f"q{q}" for q in range(12)], "category": ["koala", "vicuna"] * 6})
     features = item_features(generations, baseline, eval_set, retrievals)
     assert features["length_diff"].to_list()[0] == 1 - 20
@@ -147,8 +157,7 @@ def test_breakdowns_and_features(tmp_path: Path) -> None:
     by_len = breakdown(verdicts, features, "length_diff", bins=3, boot=Bootstrap(100))
     assert by_len.height == 3 and by_len["win"].to_list() == sorted(by_len["win"].to_list())
     by_subset = breakdown(verdicts, features, "subset", boot=Bootstrap(100))
-    assert set(by_subset["subset"]) == {"koala", "vicuna"}
-    assert isinstance(by_subset, pl.DataFrame)
+    assert set(by_subset["subset"]) == {"koala", "vicuna"} and by_subset["n"].to_list() == [6, 6]
 
 
 def test_paired_comparison_on_shared_prompts() -> None:
@@ -187,7 +196,19 @@ def test_winrate_command_formats(tmp_path: Path, shared_data: Path, capsys: pyte
     run = write_run(tmp_path, "my-run", ["win", "win", "lose", "draw"])
     release = shared_data / "paper_release" / "llama2chat-13B_vs_chatgpt_autoeval.jsonl"
     assert (
-        main(["winrate", str(run), str(release), "--format", "json", "--bootstrap", "200", "--seed", "1"])
+        main(
+            [
+                "winrate",
+                str(run),
+                str(release),
+                "--format",
+                "json",
+                "--bootstrap",
+                "200",
+                "--bootstrap-seed",
+                "1",
+            ]
+        )
         == 0
     )
     out = json.loads(capsys.readouterr().out)
@@ -221,7 +242,7 @@ def test_bad_judgments_name_file_line_and_field(tmp_path: Path, capsys: pytest.C
         + json.dumps({"query_id": "q"})
         + "\n"
     )
-    assert main(["winrate", str(bad)]) == 2
+    assert main(["winrate", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:2: field 'sample'" in err and len(err.strip().splitlines()) == 1
     bad.write_text(
@@ -230,12 +251,10 @@ def test_bad_judgments_name_file_line_and_field(tmp_path: Path, capsys: pytest.C
     )
     with pytest.raises(Exception, match=r"judgments.jsonl:1: field 'verdict'"):
         load_verdicts(bad)
-    assert main(["winrate", str(tmp_path / "missing_dir")]) == 2
+    assert main(["winrate", str(tmp_path / "missing_dir")]) == 1
 
 
-def test_run_features_and_topic_clusters(tmp_path: Path) -> None:
-    from icalign_nb.analysis import run_features, topic_clusters
-
+def test_run_features_and_cluster_breakdown(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     prompts = [
@@ -253,7 +272,7 @@ def test_run_features_and_topic_clusters(tmp_path: Path) -> None:
     (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     base = tmp_path / "base.jsonl"
     base.write_text("".join(json.dumps({"prompt": p, "response": "x y"}) + "\n" for p in prompts))
-    clusters = topic_clusters(pl.DataFrame({"query_id": [f"q{i}" for i in range(6)], "prompt": prompts}), k=2)
+    clusters = pl.DataFrame({"query_id": [f"q{i}" for i in range(6)], "cluster": ["bread"] * 3 + ["sky"] * 3})
     features = run_features(run, str(base), clusters=clusters)
     assert features["length_diff"].to_list() == [-1, 0, 1, 2, 3, 4]
     assert features["n_demos"].to_list() == list(range(6))
@@ -261,3 +280,18 @@ def test_run_features_and_topic_clusters(tmp_path: Path) -> None:
     verdicts = verdict_table([["win"], ["win"], ["win"], ["lose"], ["lose"], ["lose"]])
     by_cluster = breakdown(verdicts, features, "cluster", boot=Bootstrap(50))
     assert by_cluster["n"].sum() == 6 and by_cluster.height == 2
+
+
+def test_the_statistics_commands_import_no_model_library(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "sys", ["win", "lose", "win"])
+    code = (
+        "import sys\n"
+        "from icalign_nb.cli import main\n"
+        f"assert main(['winrate', {str(run)!r}]) == 0\n"
+        f"assert main(['compare', {str(run)!r}, {str(run)!r}]) == 0\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'matplotlib', 'sklearn') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "heavy: []"

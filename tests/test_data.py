@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from icalign_nb import data
+from icalign_nb.data import fetch, loaders, release
 from icalign_nb.errors import UserError
 from icalign_nb.files import sha256_file
 
@@ -28,7 +28,7 @@ CATEGORIES = {
 
 
 def test_starter_pool_is_large_varied_and_well_formed():
-    pool = data.load_pool("starter")
+    pool = loaders.load_pool("starter")
     assert pool.height >= 150
     assert set(pool["category"]) == CATEGORIES
     assert pool["id"].n_unique() == pool.height
@@ -37,11 +37,11 @@ def test_starter_pool_is_large_varied_and_well_formed():
 
 
 def test_starter_eval_has_references_weaker_baselines_and_no_pool_prompt():
-    ev = data.load_eval("starter")
+    ev = loaders.load_eval("starter")
     assert ev.height >= 40 and set(ev["category"]) == CATEGORIES
     assert ev["reference"].null_count() == 0 and ev["baseline"].null_count() == 0
     assert (ev["baseline"].str.len_chars() < ev["reference"].str.len_chars()).all()
-    pool_prompts = {p.strip().lower() for p in data.load_pool("starter")["prompt"]}
+    pool_prompts = {p.strip().lower() for p in loaders.load_pool("starter")["prompt"]}
     assert not pool_prompts & {p.strip().lower() for p in ev["prompt"]}
 
 
@@ -49,24 +49,26 @@ def test_pinned_hashes_match_the_reference_copies(shared_data: Path):
     for line in (shared_data / "SHA256SUMS").read_text().splitlines():
         digest, rel = line.split()
         rel = rel.removeprefix("./")
-        if rel in data.REMOTE_FILES:
-            assert data.REMOTE_FILES[rel].sha256 == digest == sha256_file(shared_data / rel), rel
+        if rel in fetch.REMOTE_FILES:
+            assert fetch.REMOTE_FILES[rel].sha256 == digest == sha256_file(shared_data / rel), rel
 
 
 def test_paper_release_loaders(data_env: Path):
-    lima = data.load_eval("lima-test")
+    lima = loaders.load_eval("lima-test")
     assert lima.height == 300 and lima["id"][0] == "lima-000"
-    base = data.load_baseline("davinci003")
+    base = loaders.load_baseline("davinci003")
     assert base.height == 300 and base["prompt"].to_list() == lima["prompt"].to_list()
     for path in sorted((data_env / "paper_release").glob("*_outputs_temp0.7.jsonl")):
-        out = data.load_release_outputs(path)
+        out = release.load_release_outputs(path)
         assert out.height == 1500 and out["sample"].max() == 4
-    judged = data.load_release_judgments(data_env / "paper_release/llama2chat-13B_vs_chatgpt_autoeval.jsonl")
+    judged = release.load_release_judgments(
+        data_env / "paper_release/llama2chat-13B_vs_chatgpt_autoeval.jsonl"
+    )
     assert judged.height == 300 and judged["raw"][0][0].isdigit()
 
 
 def test_alpaca_pool_joins_input_and_drops_empty_responses_loudly(data_env: Path, capsys):
-    pool = data.load_pool("alpaca")
+    pool = loaders.load_pool("alpaca")
     assert pool.height == 4998  # two rows of the file have an empty output
     assert "left out of the pool" in capsys.readouterr().err
     raw = json.loads((data_env / "alpaca/alpaca_5000.json").read_text())
@@ -76,11 +78,11 @@ def test_alpaca_pool_joins_input_and_drops_empty_responses_loudly(data_env: Path
 
 
 def test_alpaca_eval_sets_and_mt_bench(data_env: Path):
-    ae = data.load_eval("alpaca-eval")
+    ae = loaders.load_eval("alpaca-eval")
     assert ae.height == 805
     assert set(ae["category"]) == {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
-    assert data.load_pool("alpaca-eval-gpt4").height == 805
-    mtb = data.load_eval("mt-bench")
+    assert loaders.load_pool("alpaca-eval-gpt4").height == 805
+    mtb = loaders.load_eval("mt-bench")
     assert mtb.height == 80 and mtb["id"][0] == "mtb-81"
 
 
@@ -88,11 +90,11 @@ def test_plain_files_with_a_field_mapping(tmp_path: Path):
     rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(3)]
     path = tmp_path / "mine.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pool = data.load_pool(path, fields={"prompt": "question", "response": "answer"})
+    pool = loaders.load_pool(path, fields={"prompt": "question", "response": "answer"})
     assert pool["prompt"].to_list() == ["q0", "q1", "q2"] and pool["id"][0] == "mine-00000"
     pq = tmp_path / "mine.parquet"
     pl.DataFrame({"prompt": ["p"], "response": ["r"]}).write_parquet(pq)
-    assert data.load_pool(pq)["response"].to_list() == ["r"]
+    assert loaders.load_pool(pq)["response"].to_list() == ["r"]
 
 
 @pytest.mark.parametrize(
@@ -115,10 +117,10 @@ def test_bad_pool_files_name_file_line_and_field(tmp_path: Path, content: str, e
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
     with pytest.raises(UserError) as err:
-        data.load_pool(path)
+        loaders.load_pool(path)
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 def test_missing_data_dir_file_is_one_clear_line(tmp_path: Path):
     with pytest.raises(UserError, match="not found in data directory"):
-        data.load_eval("lima-test", data_dir=tmp_path)
+        loaders.load_eval("lima-test", data_dir=tmp_path)

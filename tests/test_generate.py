@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from icalign_nb.errors import UserError
-from icalign_nb.generate import (
-    GenerationConfig,
-    Request,
-    TransformersBackend,
-    finish_row,
-    item_seed,
-    length_batches,
-    make_backend,
-)
-from icalign_nb.prompts import PAPER_STOP, zero_shot_prompt
+from icalign_nb.generation.backends import make_backend
+from icalign_nb.generation.transformers_backend import TransformersBackend, finish_row, length_batches
+from icalign_nb.generation.types import GenerationConfig, Request, item_seed
+from icalign_nb.retrieval.prompts import PAPER_STOP, zero_shot_prompt
 
 QUERIES = ["What is the capital of France?", "Name three colours.", "Why is the sky blue?", "Say hi."]
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from scripted_server import ScriptedServer
 
-from icalign_nb.backends.openai_server import ServerBackend, ServerOptions, request_body
 from icalign_nb.errors import UserError
-from icalign_nb.generate import GenerationConfig, Request
-from icalign_nb.prompts import PAPER_STOP
+from icalign_nb.generation.server_backend import ServerBackend, ServerOptions, request_body
+from icalign_nb.generation.types import GenerationConfig, Request
+from icalign_nb.retrieval.prompts import PAPER_STOP
 
 
 def completion(body: dict) -> dict:
@@ -33,7 +33,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
 
 
 def options(url: str, **kw: object) -> ServerOptions:
-    base = {"served_model": "tiny", "base_url": url, "api_key": "sk-test", "backoff": 0.01, "concurrency": 2}
+    base = {"served_model": "tiny", "base_url": url, "api_key": "sk-test", "concurrency": 2}
     return ServerOptions(**{**base, **kw})
 
 
@@ -90,20 +90,21 @@ def test_base_url_and_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tmp_path) -> None:
-    from icalign_nb.runs import RunOptions, RunSpec, load_generations, run_generation
+    from icalign_nb.generation.rundir import generations_frame
+    from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
+    from icalign_nb.retrieval.settings import RetrievalSettings
 
     spec = RunSpec(
         model="tiny-random",
         backend="openai",
-        preset="zero-shot",
-        limit=3,
+        retrieval=RetrievalSettings(preset="zero-shot", limit=3),
         served_model="tiny",
         generation=GenerationConfig(max_new_tokens=16, samples=2),
     )
     opts = RunOptions(base_url=server.url, api_key="sk-secret-123", batch_size=4, progress=False)
     summary = run_generation(tmp_path / "run", spec, opts)
     assert summary.generated == 6 and summary.stopped_by == {"stop": 6}
-    frame = load_generations(tmp_path / "run")
+    frame = generations_frame(tmp_path / "run")
     assert frame.height == 6 and frame["response"].str.starts_with("answer to").all()
     assert all("sk-secret" not in p.read_text() for p in (tmp_path / "run").iterdir())
     assert {b["model"] for b in server.requests} == {"tiny"}

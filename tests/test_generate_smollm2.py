@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from icalign_nb.generate import GenerationConfig, TransformersBackend
-from icalign_nb.runs import RunOptions, RunSpec, load_generations, run_generation
+from icalign_nb.generation.rundir import generations_frame
+from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
+from icalign_nb.generation.transformers_backend import TransformersBackend
+from icalign_nb.generation.types import GenerationConfig
+from icalign_nb.retrieval.settings import RetrievalSettings
 
 CONFIG = GenerationConfig(max_new_tokens=48, samples=1)
 
@@ -19,10 +22,12 @@ def test_smollm2_answers_with_and_without_demos(tmp_path: Path) -> None:
     options = RunOptions(batch_size=2, progress=False)
     answers = {}
     for preset in ("zero-shot", "paper-short"):
-        spec = RunSpec(model="smollm2-135m", preset=preset, limit=2, generation=CONFIG)
+        spec = RunSpec(
+            model="smollm2-135m", retrieval=RetrievalSettings(preset=preset, limit=2), generation=CONFIG
+        )
         summary = run_generation(tmp_path / preset, spec, options, backend=backend)
         assert summary.generated == 2
-        frame = load_generations(tmp_path / preset)
+        frame = generations_frame(tmp_path / preset)
         for row in frame.iter_rows(named=True):
             assert row["stopped_by"] in {"stop", "eos", "length"} and 0 < row["n_generated_tokens"] <= 48
             assert "\nQuestion:" not in row["response"] and row["response"] == row["response"].strip()

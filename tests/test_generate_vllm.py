@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from icalign_nb.backends import vllm as vb
 from icalign_nb.errors import UserError
-from icalign_nb.generate import GenerationConfig, Request
-from icalign_nb.prompts import PAPER_STOP
+from icalign_nb.generation import vllm_backend as vb
+from icalign_nb.generation.types import GenerationConfig, Request
+from icalign_nb.retrieval.prompts import PAPER_STOP
 
 REQ = Request("q1", 2, "Question: hi\n\nHere\u2019s an example answer:", PAPER_STOP, 1234, (10, 11, 12))
 

@@ -7,23 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from icalign_nb.agreement import judge_agreement
+from icalign_nb.analysis.agreement import judge_agreement
+from icalign_nb.analysis.winrates import swap_agreement
 from icalign_nb.errors import UserError
-from icalign_nb.judge import JudgeRun, judgment_rows_frame, run_judge
-from icalign_nb.judges.cache import Comparison, JudgmentCache
-from icalign_nb.judges.embedding import EmbeddingJudge
-from icalign_nb.judges.spec import parse_judge_spec
-from icalign_nb.judgments import load_release_verdicts
-from icalign_nb.release import release_comparisons
+from icalign_nb.judging.backends.embedding import EmbeddingJudge
+from icalign_nb.judging.cache import JudgmentCache
+from icalign_nb.judging.comparisons import Comparison, release_comparisons
+from icalign_nb.judging.run import JudgeRun, judgment_rows_frame, run_judge
+from icalign_nb.judging.spec import parse_judge_spec
+from icalign_nb.judging.verdicts import load_release_verdicts, load_verdicts
 
 REFERENCE = "Paris is the capital of France. It sits on the Seine and has about two million people."
 CLOSE = "The capital of France is Paris, a city of roughly two million on the river Seine."
 FAR = "Bananas are rich in potassium and are best stored at room temperature."
 
 
-def test_closer_answer_wins_margin_draws_and_cache_is_reused(tmp_path: Path) -> None:
+def test_closer_answer_wins_margin_draws_and_cache_is_reused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path))
     spec = parse_judge_spec("embedding")
-    judge = EmbeddingJudge(spec, tmp_path)
+    judge = EmbeddingJudge(spec)
     items = [
         Comparison("q", 0, "system_first", "Capital of France?", CLOSE, FAR, REFERENCE),
         Comparison("q", 1, "system_first", "Capital of France?", FAR, CLOSE, REFERENCE),
@@ -36,7 +38,7 @@ def test_closer_answer_wins_margin_draws_and_cache_is_reused(tmp_path: Path) -> 
     assert replies[0].raw.splitlines()[0] == f"{a:.4f} {b:.4f}"
 
     encoded: list[int] = []
-    fresh = EmbeddingJudge(spec, tmp_path)
+    fresh = EmbeddingJudge(spec)
     original = fresh.store().encoder.encode
     fresh.store().encoder.encode = lambda texts, **kw: encoded.append(len(texts)) or original(texts, **kw)
     fresh.judge(items, lambda i, r: None)
@@ -54,11 +56,10 @@ def test_run_needs_a_reference_and_labels_the_proxy(tmp_path: Path) -> None:
     ref.write_text(json.dumps({"prompt": "Capital of France?", "response": REFERENCE}) + "\n")
     spec = parse_judge_spec("embedding")
     with pytest.raises(UserError, match="--reference"):
-        run_judge(JudgeRun(run, str(base), spec, cache_root=tmp_path / "c"))
-    summary = run_judge(
-        JudgeRun(run, str(base), spec, reference=str(ref), cache_root=tmp_path / "c", swap=True)
-    )
-    assert summary.verdicts["win"] == 2 and summary.swap_agree == summary.swap_pairs == 1
+        run_judge(JudgeRun(run, str(base), spec))
+    summary = run_judge(JudgeRun(run, str(base), spec, reference=str(ref), swap=True))
+    assert summary.verdicts["win"] == 2
+    assert swap_agreement(load_verdicts(run)).select("pairs", "agree").row(0) == (1, 1)
     out = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     assert out[0]["judge"] == "embedding:minilm@256 margin=0.005 (proxy judge)"
 
@@ -74,7 +75,7 @@ def test_unknown_baseline_answer_names_file_and_line(tmp_path: Path) -> None:
     )
     base = tmp_path / "base.jsonl"
     base.write_text(json.dumps({"prompt": "A?", "response": "y"}) + "\n")
-    with pytest.raises(UserError, match=r"generations.jsonl:2: field 'response' is missing"):
+    with pytest.raises(UserError, match=r"generations.jsonl:2: field 'response' must be a str"):
         run_judge(JudgeRun(run, str(base), parse_judge_spec("embedding"), reference=str(base)))
 
 
@@ -135,12 +136,14 @@ def test_the_runs_eval_set_gives_the_references_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from icalign_nb.cli import main
-    from icalign_nb.data import load_eval
+    from icalign_nb.data.loaders import load_eval
 
     queries = load_eval("starter").head(2)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"identity": {"eval": "starter", "model": "tiny-random"}}))
+    (run / "config.json").write_text(
+        json.dumps({"identity": {"retrieval": {"eval": "starter"}, "model": "tiny-random"}})
+    )
     rows = [
         {"query_id": qid, "sample": 0, "query": prompt, "response": ref, "demo_ids": []}
         for qid, prompt, ref in zip(queries["id"], queries["prompt"], queries["reference"], strict=True)

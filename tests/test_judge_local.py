@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from icalign_nb.judge import JudgeRun, run_judge
-from icalign_nb.judges.spec import parse_judge_spec
+from icalign_nb.judging.run import JudgeRun, run_judge
+from icalign_nb.judging.spec import parse_judge_spec
 
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_tiny_random_judge_keeps_invalid_replies_with_raw_text(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
@@ -37,7 +38,7 @@ def test_tiny_random_judge_keeps_invalid_replies_with_raw_text(tmp_path: Path) -
         "".join(json.dumps({"prompt": r["query"], "response": "No idea."}) + "\n" for r in rows)
     )
     spec = parse_judge_spec("local:tiny-random", max_tokens=12, device="cpu")
-    summary = run_judge(JudgeRun(run, str(baseline), spec, cache_root=tmp_path / "cache"))
+    summary = run_judge(JudgeRun(run, str(baseline), spec))
     out = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     assert len(out) == 3 and summary.total == 3
     assert [r["query_id"] for r in out] == ["q0", "q1", "q2"]
@@ -46,5 +47,5 @@ def test_tiny_random_judge_keeps_invalid_replies_with_raw_text(tmp_path: Path) -
         assert isinstance(r["raw"], str) and r["raw"]  # the raw text is kept, whatever it is
         assert r["judge"] == "local:tiny-random/default (proxy judge)"
     assert summary.verdicts["invalid"] == sum(r["verdict"] == "invalid" for r in out) >= 1
-    again = run_judge(JudgeRun(run, str(baseline), spec, cache_root=tmp_path / "cache"))
+    again = run_judge(JudgeRun(run, str(baseline), spec))
     assert again.requested == 0

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from scripted_server import ScriptedServer
 
-from icalign_nb.judge import JudgeRun, run_judge
-from icalign_nb.judges.spec import parse_judge_spec
-from icalign_nb.retry import RetryPolicy
+from icalign_nb.judging.run import JudgeRun, run_judge
+from icalign_nb.judging.spec import parse_judge_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 N_QUERIES = 6
@@ -92,19 +91,16 @@ def make_run(root: Path) -> tuple[Path, Path]:
     return run, baseline
 
 
-def judge_run(run: Path, baseline: Path, url: str, cache: Path, swap: bool = False) -> object:
+def judge_run(run: Path, baseline: Path, url: str, swap: bool = False) -> object:
     spec = parse_judge_spec("openai:test-judge", base_url=url)
-    return run_judge(
-        JudgeRun(
-            run,
-            str(baseline),
-            spec,
-            swap=swap,
-            concurrency=4,
-            cache_root=cache,
-            retry=RetryPolicy(max_retries=3, backoff=0.01, max_backoff=0.05, timeout=10),
-        )
-    )
+    return run_judge(JudgeRun(run, str(baseline), spec, swap=swap, concurrency=4, max_retries=3, timeout=10))
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test judges into a cache of its own."""
+    monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def test_judging_over_http_retries_keeps_order_and_caches(
@@ -112,7 +108,7 @@ def test_judging_over_http_retries_keeps_order_and_caches(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     run, baseline = make_run(tmp_path)
-    summary = judge_run(run, baseline, server.url, tmp_path / "cache")
+    summary = judge_run(run, baseline, server.url)
     total = N_QUERIES * N_SAMPLES
     assert summary.requested == total and summary.cached == 0
     assert len(server.requests) == total + 2  # the 429 and the 500 were retried
@@ -138,7 +134,7 @@ def test_judging_over_http_retries_keeps_order_and_caches(
             assert "sk-test-secret" not in path.read_text(errors="ignore"), path
 
     before = len(server.requests)
-    again = judge_run(run, baseline, server.url, tmp_path / "cache")
+    again = judge_run(run, baseline, server.url)
     assert len(server.requests) == before  # a re-run with the cache makes 0 requests
     assert again.requested == 0 and again.cached == total
     assert [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()] == rows
@@ -147,19 +143,20 @@ def test_judging_over_http_retries_keeps_order_and_caches(
 def test_swap_judges_both_orders_and_reports_agreement(
     tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from icalign_nb.analysis import combine_orders
-    from icalign_nb.judgments import load_verdicts
+    from icalign_nb.analysis.winrates import combine_orders, swap_agreement
+    from icalign_nb.judging.verdicts import load_verdicts
 
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     server.failures = []
     run, baseline = make_run(tmp_path)
-    summary = judge_run(run, baseline, server.url, tmp_path / "cache", swap=True)
+    summary = judge_run(run, baseline, server.url, swap=True)
     assert summary.total == 2 * N_QUERIES * N_SAMPLES
     seen = [tags(r) for r in server.requests]
     assert ("BASE-0", "ANSWER-0-0") in seen and ("ANSWER-0-0", "BASE-0") in seen
     # q3 flips with position; q5 is invalid in both orders; the rest agree.
-    assert summary.swap_pairs == (N_QUERIES - 1) * N_SAMPLES
-    assert summary.swap_agree == (N_QUERIES - 2) * N_SAMPLES
+    agreement = swap_agreement(load_verdicts(run)).row(0, named=True)
+    assert agreement["pairs"] == (N_QUERIES - 1) * N_SAMPLES
+    assert agreement["agree"] == (N_QUERIES - 2) * N_SAMPLES
     combined = combine_orders(load_verdicts(run))
     verdicts = dict(
         zip(combined["query_id"] + "/" + combined["sample"].cast(str), combined["verdict"], strict=True)
@@ -187,7 +184,7 @@ def test_missing_key_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monke
             str(tmp_path / "c"),
         ]
     )
-    assert code == 2
+    assert code == 1
 
 
 def test_a_killed_judging_run_resumes_losing_nothing(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from icalign_nb.errors import UserError
-from icalign_nb.judges.parse import parse_scores, verdict
-from icalign_nb.judges.prompts import default_prompt, paper_prompt
-from icalign_nb.judges.spec import parse_judge_spec
-from icalign_nb.judgments import load_release_verdicts
+from icalign_nb.judging.parse import parse_scores, verdict
+from icalign_nb.judging.prompts import default_prompt, paper_prompt
+from icalign_nb.judging.spec import parse_judge_spec
+from icalign_nb.judging.verdicts import load_release_verdicts
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from icalign_nb.errors import UserError
-from icalign_nb.notebooks import NotebookRun, convert, find_notebooks, plan_parameters, run_notebooks
+from icalign_nb.jobs.notebooks import NotebookRun, convert, find_notebooks, plan_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from icalign_nb.analysis.paper_table import REPORTED, paper_table
 from icalign_nb.cli import main
-from icalign_nb.paper import REPORTED, paper_table
 
 EXPECTED = {
     ("llama2base-13B_zeroshot", "davinci003"): "11.4%",
@@ -59,8 +59,8 @@ def test_any_release_file_of_the_same_format_works(shared_data: Path, tmp_path: 
 
 
 def test_a_bad_release_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["paper-table", "--release", str(tmp_path)]) == 2
+    assert main(["paper-table", "--release", str(tmp_path)]) == 1
     assert "no *_vs_*_autoeval.jsonl" in capsys.readouterr().err
     (tmp_path / "x_vs_y_autoeval.jsonl").write_text('{"autoeval_text_list": ["8 7"]}\n{"other": 1}\n')
-    assert main(["paper-table", "--release", str(tmp_path)]) == 2
+    assert main(["paper-table", "--release", str(tmp_path)]) == 1
     assert "x_vs_y_autoeval.jsonl:2" in capsys.readouterr().err

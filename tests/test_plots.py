@@ -11,9 +11,10 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-from icalign_nb import plots  # noqa: E402
-from icalign_nb.poolmap import DemoMap, MapConfig, cluster_names  # noqa: E402
-from icalign_nb.retrieve import Candidate, Retrieval  # noqa: E402
+from icalign_nb.retrieval.retriever import Candidate, Retrieval  # noqa: E402
+from icalign_nb.views import result_plots, retrieval_plots  # noqa: E402
+from icalign_nb.views.poolmap import DemoMap, MapConfig, cluster_names  # noqa: E402
+from icalign_nb.views.style import save_figure  # noqa: E402
 
 
 def _texts(fig: plt.Figure) -> str:
@@ -21,7 +22,7 @@ def _texts(fig: plt.Figure) -> str:
 
 
 def _check_saved(fig: plt.Figure, tmp_path, name: str) -> None:
-    paths = plots.save_figure(fig, name, tmp_path)
+    paths = save_figure(fig, name, tmp_path)
     assert [p.suffix for p in paths] == [".png", ".svg"]
     image = plt.imread(paths[0])
     assert image.shape[0] > 300 and image.shape[1] > 600
@@ -53,7 +54,7 @@ def demo_map() -> DemoMap:
 
 
 def test_retrieval_choices_figure(retrieval: Retrieval, tmp_path) -> None:
-    fig = plots.plot_retrieval_choices(retrieval)
+    fig = retrieval_plots.plot_retrieval_choices(retrieval)
     assert "3 of 6 candidates kept" in _texts(fig)
     assert all(ax.get_ylabel() for ax in fig.axes)
     legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
@@ -64,7 +65,7 @@ def test_retrieval_choices_figure(retrieval: Retrieval, tmp_path) -> None:
 def test_demo_map_with_queries_and_links(demo_map: DemoMap, tmp_path) -> None:
     qxy, nearest = demo_map.place(demo_map.unit[:2] + 0.01)
     assert qxy.shape == (2, 2) and nearest.tolist() == [0, 0]
-    fig = plots.plot_demo_map(
+    fig = retrieval_plots.plot_demo_map(
         demo_map, queries_xy=qxy, query_labels=["first?", "second?"], links={0: ["d1", "d2"]}
     )
     legend = " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
@@ -74,7 +75,7 @@ def test_demo_map_with_queries_and_links(demo_map: DemoMap, tmp_path) -> None:
 
 
 def test_demos_kept_winrates_breakdown_paper_table(tmp_path) -> None:
-    _check_saved(plots.plot_demos_kept([8, 9, 9, 10, 12], budget=3000), tmp_path, "kept")
+    _check_saved(retrieval_plots.plot_demos_kept([8, 9, 9, 10, 12], budget=3000), tmp_path, "kept")
     table = pl.DataFrame(
         {
             "system": ["zero-shot", "in-context"],
@@ -86,11 +87,13 @@ def test_demos_kept_winrates_breakdown_paper_table(tmp_path) -> None:
             "ci_high": [0.3, 0.9],
         }
     )
-    fig = plots.plot_winrates(table, "davinci-003")
+    fig = result_plots.plot_winrates(table, "davinci-003")
     assert "proxy" in _texts(fig)  # the default note labels the proxy judge
     _check_saved(fig, tmp_path, "winrate")
     by = table.with_columns(pl.Series("group", ["1-5", "1-5"]))
-    _check_saved(plots.plot_breakdown(by, "group", "demos (count)", "Win rate by demos"), tmp_path, "bd")
+    _check_saved(
+        result_plots.plot_breakdown(by, "group", "demos (count)", "Win rate by demos"), tmp_path, "bd"
+    )
     paper = pl.DataFrame(
         {
             "system": ["zero-shot", "in-context", "in-context"],
@@ -99,11 +102,11 @@ def test_demos_kept_winrates_breakdown_paper_table(tmp_path) -> None:
             "recomputed": [11.4, 78.4, None],
         }
     )
-    _check_saved(plots.plot_paper_table(paper), tmp_path, "paper")
+    _check_saved(result_plots.plot_paper_table(paper), tmp_path, "paper")
     agreement = pl.DataFrame(
         {"system": ["a"], "agreement": [0.8], "ci_low": [0.7], "ci_high": [0.9], "decisive": [9]}
     )
-    _check_saved(plots.plot_agreement(agreement), tmp_path, "agreement")
+    _check_saved(result_plots.plot_agreement(agreement), tmp_path, "agreement")
 
 
 def test_generation_summary(tmp_path) -> None:
@@ -118,7 +121,7 @@ def test_generation_summary(tmp_path) -> None:
             "hit_length_cap": [1, 1],
         }
     )
-    _check_saved(plots.plot_generation_summary(stats), tmp_path, "gen")
+    _check_saved(result_plots.plot_generation_summary(stats), tmp_path, "gen")
 
 
 def test_cluster_names_use_category_and_terms() -> None:

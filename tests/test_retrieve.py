@@ -9,12 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from icalign_nb import prompts
 from icalign_nb.cli import main
-from icalign_nb.data import load_pool
-from icalign_nb.embed import Encoder
+from icalign_nb.data.loaders import load_pool
 from icalign_nb.errors import UserError
-from icalign_nb.retrieve import Retriever, get_preset, pack
+from icalign_nb.retrieval import prompts
+from icalign_nb.retrieval.encoders import Encoder
+from icalign_nb.retrieval.presets import get_preset
+from icalign_nb.retrieval.retriever import Retriever, pack
 
 
 def test_golden_prompt_written_out_by_hand():
@@ -190,7 +191,6 @@ def _write(path: Path, lines: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--preset", "nope"], "unknown preset 'nope'"),
         (["--encoder", "nope"], "unknown encoder 'nope'"),
         (["--max-k", "500"], "max_k=500 is larger than the pool"),
         (["--pool", "POOL_BAD"], "bad.jsonl:2: missing field 'response' (fields found: prompt)"),
@@ -210,14 +210,28 @@ def test_retrieve_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsy
     }
     args = [str(files.get(a, a)) for a in args]
     out = tmp_path / "out.jsonl"
-    assert main(["retrieve", *args, "--limit", "2", "--out", str(out)]) == 2
+    assert main(["retrieve", *args, "--limit", "2", "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1 and err.startswith("icalign: error:")
     assert not out.exists()
 
 
+def test_a_usage_error_exits_2_and_names_the_option(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["retrieve", "--preset", "nope", "--out", str(tmp_path / "x.jsonl")])
+    assert exit_.value.code == 2 and "--preset: invalid choice: 'nope'" in capsys.readouterr().err
+    for limit in ("0", "-1", "x"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["retrieve", "--limit", limit, "--out", str(tmp_path / "x.jsonl")])
+        assert exit_.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_bench_retrieval_agrees_and_reports_a_speedup(tmp_path: Path, capsys):
-    assert main(["bench", "retrieval", "--pool", "starter", "--eval", "starter", "--queries", "8"]) == 0
+    assert main(["bench", "retrieval", "--pool", "starter", "--eval", "starter", "--limit", "8"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("same demos selected for all 8 queries") for line in lines)
-    assert lines[-1].startswith("speedup: ") and float(lines[-1].split()[1].rstrip("x")) > 0
+    total = next(line.split() for line in lines if line.startswith("total"))
+    reference, package = float(total[1]), float(total[2])
+    assert lines[-1].startswith("speedup: ")
+    assert float(lines[-1].split()[1].rstrip("x")) == pytest.approx(reference / package, rel=0.05, abs=0.1)

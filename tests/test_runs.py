@@ -9,17 +9,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from icalign_nb.cli import main
 from icalign_nb.errors import UserError
-from icalign_nb.generate import GenerationConfig, TransformersBackend
-from icalign_nb.runs import RECORD_FIELDS, RunOptions, RunSpec, export_run, load_generations, run_generation
+from icalign_nb.generation.export import export_run
+from icalign_nb.generation.rundir import RECORD_FIELDS, generations_frame
+from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
+from icalign_nb.generation.transformers_backend import TransformersBackend
+from icalign_nb.generation.types import GenerationConfig
+from icalign_nb.retrieval.settings import RetrievalSettings
 
 FAST = GenerationConfig(max_new_tokens=8, samples=2)
-SPEC = RunSpec(model="tiny-random", preset="zero-shot", limit=3, generation=FAST)
+SPEC = RunSpec(model="tiny-random", retrieval=RetrievalSettings(preset="zero-shot", limit=3), generation=FAST)
 QUIET = RunOptions(batch_size=4, progress=False)
 
 
@@ -45,8 +50,9 @@ def test_run_writes_config_and_one_line_per_item(tmp_path: Path, backend) -> Non
     config = json.loads((run / "config.json").read_text())
     identity = config["identity"]
     assert identity["model"] == "tiny-random" and identity["backend"] == "transformers"
-    assert (identity["temperature"], identity["top_p"], identity["top_k"]) == (0.7, 1.0, 50)
-    assert (identity["pool"], identity["eval"], identity["preset"], identity["max_new_tokens"]) == (
+    decoding, retrieval = identity["generation"], identity["retrieval"]
+    assert (decoding["temperature"], decoding["top_p"], decoding["top_k"]) == (0.7, 1.0, 50)
+    assert (retrieval["pool"], retrieval["eval"], retrieval["preset"], decoding["max_new_tokens"]) == (
         "starter",
         "starter",
         "zero-shot",
@@ -71,10 +77,8 @@ def test_resume_skips_done_items_and_repairs_a_torn_line(tmp_path: Path, backend
 
 def test_a_different_configuration_is_refused(tmp_path: Path, backend) -> None:
     run_generation(tmp_path, SPEC, QUIET, backend=backend)
-    other = RunSpec(
-        model="tiny-random", preset="zero-shot", limit=3, generation=GenerationConfig(8, 0.9, samples=2)
-    )
-    with pytest.raises(UserError, match=r"different configuration \(temperature: 0.7 -> 0.9\)"):
+    other = replace(SPEC, generation=GenerationConfig(8, 0.9, samples=2))
+    with pytest.raises(UserError, match=r"different configuration \(generation.temperature: 0.7 -> 0.9\)"):
         run_generation(tmp_path, other, QUIET, backend=backend)
 
 
@@ -88,14 +92,14 @@ def test_bad_run_directories(tmp_path: Path) -> None:
         run_generation(tmp_path / "full", SPEC, QUIET)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{oops")
-    with pytest.raises(UserError, match="not a readable run config"):
+    with pytest.raises(UserError, match=r"config.json:1: malformed JSON"):
         run_generation(tmp_path / "broken", SPEC, QUIET)
 
 
 def test_exports_in_paper_and_alpaca_eval_formats(tmp_path: Path, backend) -> None:
     run = tmp_path / "run"
     run_generation(run, SPEC, QUIET, backend=backend)
-    frame = load_generations(run)
+    frame = generations_frame(run)
     assert export_run(run, "paper", tmp_path / "paper.jsonl") == 3
     paper = [json.loads(x) for x in (tmp_path / "paper.jsonl").read_text().splitlines()]
     assert [set(p) for p in paper] == [{"prompt", "response_list"}] * 3
@@ -110,7 +114,7 @@ def test_exports_in_paper_and_alpaca_eval_formats(tmp_path: Path, backend) -> No
         "output": first["response"][1],
         "generator": "tiny-random_zero-shot",
     }
-    from icalign_nb.data import load_release_outputs
+    from icalign_nb.data.release import load_release_outputs
 
     assert load_release_outputs(tmp_path / "paper.jsonl").height == 6  # the paper's own reader takes it
 
@@ -125,16 +129,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
         (["--model", "tiny-random", "--max-new-tokens", "4096"], "leaves no room"),
     ]
     for extra, message in cases:
-        assert main(["generate", "--run", str(tmp_path / "r"), "--no-progress", *extra]) == 2
+        assert main(["generate", "--run", str(tmp_path / "r"), "--no-progress", *extra]) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
     (tmp_path / "f").write_text("x")
-    assert main(["generate", "--run", str(tmp_path / "f"), "--model", "tiny-random"]) == 2
+    assert main(["generate", "--run", str(tmp_path / "f"), "--model", "tiny-random"]) == 1
     assert "is not a directory" in capsys.readouterr().err
-    assert main(["export", "--run", str(tmp_path / "none"), "--format", "paper", "--out", "x.jsonl"]) == 2
+    assert main(["export", "--run", str(tmp_path / "none"), "--format", "paper", "--out", "x.jsonl"]) == 1
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_has_every_item_once(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [

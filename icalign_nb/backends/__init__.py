@@ -1,1 +1,0 @@
-"""Optional generation backends: vLLM in-process, and any OpenAI-compatible completions server."""

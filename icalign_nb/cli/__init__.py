@@ -1,0 +1,46 @@
+"""The `icalign` command: one module per command group; argument parsing stays in this folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import UserError
+from . import analysis, bench, generation, judging, notebooks, retrieval
+from .common import shared_parent
+
+GROUPS = (retrieval, generation, judging, analysis, notebooks, bench)  # in the order data flows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(
+        prog="icalign",
+        description="In-context alignment: retrieval, generation, judging, win rates, notebooks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    parent = shared_parent()
+    for group in GROUPS:
+        group.add_commands(sub, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: a user mistake prints one line and exits 1 (usage errors: 2, from argparse)."""
+    from ..cache import CACHE_ENV
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "cache_dir", None):
+        os.environ[CACHE_ENV] = str(os.path.abspath(os.path.expanduser(args.cache_dir)))
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"icalign: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "icalign: interrupted (finished work is kept; re-run the same command to resume)", file=sys.stderr
+        )
+        return 130

@@ -1,0 +1,146 @@
+"""`icalign winrate`, `compare`, `paper-table` and `judge-agreement`: tables from verdicts. These
+commands load no model (neither torch nor transformers is imported)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_stats_options, bootstrap, positive_int
+from .judging import add_judge_options, judge_run
+
+PAPER_TABLE_COLUMNS = [
+    "label",
+    "vs",
+    "n",
+    "win",
+    "reported_win",
+    "ci_low",
+    "ci_high",
+    "draw",
+    "lose",
+    "mean_score_system",
+    "mean_score_baseline",
+    "invalid",
+]
+
+
+def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Register `winrate`, `compare`, `paper-table` and `judge-agreement`."""
+    p = sub.add_parser(
+        "winrate", parents=[parent], help="win/draw/lose per system with a prompt-bootstrap 95%% CI"
+    )
+    p.add_argument("inputs", nargs="+", help="run directories, judgments files or release *_autoeval.jsonl")
+    add_stats_options(p)
+    p.set_defaults(func=cmd_winrate)
+
+    p = sub.add_parser(
+        "compare",
+        parents=[parent],
+        help="paired difference of two systems' win rates on shared prompts",
+    )
+    p.add_argument("a", help="system A: a run directory, judgments file or release *_autoeval.jsonl")
+    p.add_argument("b", help="system B, likewise")
+    add_stats_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "paper-table", parents=[parent], help="the paper's table recomputed from the release's judgments"
+    )
+    p.add_argument("--release", default=None, help="folder of release files (default: fetch, pinned)")
+    add_stats_options(p)
+    p.set_defaults(func=cmd_paper_table)
+
+    p = sub.add_parser(
+        "judge-agreement", parents=[parent], help="a judge's agreement with the release's GPT-4 verdicts"
+    )
+    p.add_argument("--release", default=None, help="folder of release files (default: fetch, pinned)")
+    p.add_argument(
+        "--baseline", default="davinci003", choices=["davinci003", "chatgpt"], help="release baseline"
+    )
+    p.add_argument("--systems", default=None, help="comma-separated release systems (default: all)")
+    p.add_argument(
+        "--prompts", type=positive_int, default=None, help="only the first N LIMA prompts (default: all 300)"
+    )
+    p.add_argument(
+        "--judgments", default=None, help="instead of judging: a judgments file or run dir to compare"
+    )
+    add_judge_options(p)
+    p.set_defaults(reference="chatgpt")
+    add_stats_options(p)
+    p.set_defaults(func=cmd_judge_agreement)
+
+
+def _print(table: object, fmt: str, json_columns: list[str] | None = None) -> None:
+    from ..analysis.tables import render
+
+    print(render(table, fmt, json_columns), end="" if fmt == "csv" else "\n")
+
+
+def cmd_winrate(args: argparse.Namespace) -> int:
+    """Win/draw/lose with a prompt-bootstrap CI per system."""
+    from ..analysis.tables import WINRATE_JSON_KEYS, label_proxies
+    from ..analysis.winrates import win_rates
+    from ..judging.verdicts import load_many
+
+    table = win_rates(load_many(args.inputs), bootstrap(args))
+    if args.format == "json":
+        _print(label_proxies(table), "json", WINRATE_JSON_KEYS)
+    else:
+        _print(table, args.format)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """System A's win rate minus system B's, with a paired bootstrap interval over shared prompts."""
+    import polars as pl
+
+    from ..analysis.winrates import paired_comparison
+    from ..judging.verdicts import load_verdicts
+
+    result = paired_comparison(load_verdicts(args.a), load_verdicts(args.b), bootstrap(args))
+    _print(pl.DataFrame([result]), args.format)
+    return 0
+
+
+def cmd_paper_table(args: argparse.Namespace) -> int:
+    """The release's judgments recomputed beside the paper's numbers."""
+    from ..analysis.paper_table import REPORTED_SOURCE, paper_table
+
+    table = paper_table(args.release, args.data_dir, bootstrap(args))
+    if args.format == "table":
+        _print(table.select(PAPER_TABLE_COLUMNS), "table")
+        print(f"reported_win: {REPORTED_SOURCE}; judge: GPT-4-0613 replies recorded in the release")
+    else:
+        _print(table, args.format)
+    return 0
+
+
+def cmd_judge_agreement(args: argparse.Namespace) -> int:
+    """A judge's agreement with the release's GPT-4 verdicts, with a CI."""
+    from ..analysis.agreement import agreement_on_release, agreement_table, judge_agreement
+    from ..data.release import release_judgment_files, release_names
+    from ..errors import UserError
+    from ..judging.verdicts import load_release_verdicts, load_verdicts
+
+    files = [
+        f for f in release_judgment_files(args.release, args.data_dir) if release_names(f)[1] == args.baseline
+    ]
+    if args.systems:
+        wanted = set(args.systems.split(","))
+        files = [f for f in files if release_names(f)[0] in wanted]
+    if not files:
+        raise UserError(f"no release judgment files for baseline '{args.baseline}' and the systems asked for")
+    if args.judgments:
+        if len(files) != 1:
+            raise UserError("--judgments: name the one release system they judged with --systems")
+        table = agreement_table(
+            [judge_agreement(load_verdicts(args.judgments), load_release_verdicts(files[0]), bootstrap(args))]
+        )
+    else:
+        judge = judge_run(args, Path("."), args.baseline)
+        say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        _, table = agreement_on_release(files, judge, args.release, args.prompts, bootstrap(args), say)
+    _print(table, args.format)
+    return 0

@@ -1,0 +1,205 @@
+"""Public files: pinned URLs with sha256, a local data directory, the verified cache; shipped resources."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..cache import cache_root
+from ..errors import UserError, first_line
+from ..files import atomic_write_bytes, sha256_file
+
+DATA_DIR_ENV = "ICALIGN_DATA_DIR"
+
+_RELEASE = (
+    "https://raw.githubusercontent.com/xhan77/in-context-alignment/61fc2bd104e17764acae6e3be1dfd4424b47b2ad/"
+)
+_ALPACA_EVAL = (
+    "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/"
+    "cd543a149df89434d8a54582c0151c0b945c3d20/results/{}/model_outputs.json"
+)
+_URIAL = "https://raw.githubusercontent.com/Re-Align/URIAL/127f94ed4a08955a79368355fcd878a2ee8c0e2e/"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A public file: where it sits in a data directory, its pinned URL and sha256."""
+
+    relpath: str
+    url: str
+    sha256: str | None  # None: not pinned yet; the hash seen on first fetch is printed
+
+
+def _release(name: str, sha: str) -> RemoteFile:
+    return RemoteFile(f"paper_release/{name}", _RELEASE + "outputs/" + name, sha)
+
+
+REMOTE_FILES: dict[str, RemoteFile] = {
+    f.relpath: f
+    for f in [
+        _release(
+            "davinci003_results.jsonl",
+            "c51ad09bb6f0fd35910ac42fdc88616fb9e7bc41ac17d628c24d9e9bce15c98b",
+        ),
+        _release(
+            "chatgpt_results.jsonl",
+            "87b50837d2dbe955bc8070737125a36021159a6cb44202fe0ddf759d8492be52",
+        ),
+        _release(
+            "llama2-13B_icl-oasstgpt_outputs_temp0.7.jsonl",
+            "324ee734ba09bd2ce43e9eb8e4ca506cc80fc0623d617fa04f6fcf8075877254",
+        ),
+        _release(
+            "llama2-13B_icl-oasstgpt_vs_chatgpt_autoeval.jsonl",
+            "1ba9692482291e85782ec049231d56ad8b612afd49a203124d8df67b3b92a87d",
+        ),
+        _release(
+            "llama2-13B_icl-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "1b50c544d58fbdd5d84d32c18987c6dcefeb90cc1b47f81b59a85312ae23aa8e",
+        ),
+        _release(
+            "llama2-13B_icl-random-oasstgpt_outputs_temp0.7.jsonl",
+            "b2824fc851e2e0fce3848c72636821ab504a92495273c9a87fdc68fbaf56828b",
+        ),
+        _release(
+            "llama2-13B_icl-random-oasstgpt_vs_chatgpt_autoeval.jsonl",
+            "d4df362ec16a69b49704c073188cbc4eb280ef82ac52d2e519ac657a3a4d46e2",
+        ),
+        _release(
+            "llama2-13B_icl-random-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "2feab8e232c8fed7ed5f190838ad3c5124feac85a7eebd8da314e60791d2cc44",
+        ),
+        _release(
+            "llama2base-13B_zeroshot_outputs_temp0.7.jsonl",
+            "0d24662633b23efaf31baca7df5a0c46647b6c31586b9bce77a0886326c324eb",
+        ),
+        _release(
+            "llama2base-13B_zeroshot_vs_davinci003_autoeval.jsonl",
+            "8df45d5e9cff68c166bad8ee883b2d85c1b23d4cdfd5e829626d010994bac09f",
+        ),
+        _release(
+            "llama2chat-13B_outputs_temp0.7.jsonl",
+            "946a6672203ab7af516025a47552155c42e944bbb4fff8b844d42320113d44b8",
+        ),
+        _release(
+            "llama2chat-13B_vs_chatgpt_autoeval.jsonl",
+            "9ad3f79883e2671f3d9debe64383c21240890ce84210e60edda1bada2eda4e88",
+        ),
+        _release(
+            "llama2chat-13B_vs_davinci003_autoeval.jsonl",
+            "9791116056dfb807cccd9d9e644acc1a18fdfd347f848b5a53f97410472c2cb9",
+        ),
+        RemoteFile(
+            "paper_resources/oasst_gpt_9k.jsonl",
+            _RELEASE + "resources/oasst_gpt_9k.jsonl",
+            None,
+        ),
+        RemoteFile(
+            "alpaca_eval/gpt4_0613.json",
+            _ALPACA_EVAL.format("gpt4_0613"),
+            "a7f220e428d66d20fa187e895ea2352ad8142fcdc38815365a54e4687893fc8f",
+        ),
+        RemoteFile(
+            "alpaca_eval/llama-2-13b-chat-hf.json",
+            _ALPACA_EVAL.format("llama-2-13b-chat-hf"),
+            "75ff67385486aef7c93ef5cf57ca29d2fc377b04ae3cb71fe107d7062948647f",
+        ),
+        RemoteFile(
+            "alpaca_eval/llama-2-7b-chat-hf.json",
+            _ALPACA_EVAL.format("llama-2-7b-chat-hf"),
+            "5a66ed18b1ecef7a6a728eb32665651853092cbf11d518538d80d86c2df1b5ae",
+        ),
+        RemoteFile(
+            "alpaca_eval/text_davinci_003.json",
+            _ALPACA_EVAL.format("text_davinci_003"),
+            "af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b",
+        ),
+        RemoteFile(
+            "alpaca/alpaca_5000.json",
+            "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/"
+            "5e69c50054c48cd3b919c46d13bb2d92a62f4498/data/alpaca_5000.json",
+            "fc1add24c93c9fbbe585a64a6c9bf6165eb110225f4470efbff382a913558ec0",
+        ),
+        RemoteFile(
+            "urial/inst_1k_v4.help.txt",
+            _URIAL + "urial_prompts/inst_1k_v4.help.txt",
+            "226e9719f2e3fe03a937c26ba6175bf8bc604295577dab28f0e0c78a4ffecfed",
+        ),
+        RemoteFile(
+            "urial/inst_1k_v4.txt",
+            _URIAL + "urial_prompts/inst_1k_v4.txt",
+            "7373f07b27e708a6cfdb7ad27299e1e4ef7ac5acb476860b96254d74f87f54e0",
+        ),
+        RemoteFile(
+            "urial/mt_bench_questions.jsonl",
+            _URIAL + "run_scripts/mt-bench/question.jsonl",
+            "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+        ),
+        RemoteFile(
+            "judge/fastchat_prompt.jsonl",
+            "https://raw.githubusercontent.com/lm-sys/FastChat/"
+            "080a703c7e77215a9a7530d421acedb05fe7ed23/fastchat/eval/table/prompt.jsonl",
+            "475f1ff9e2872fe0ffd43db38fd5c3277f46fe6b2d62fcd2f968a0c9e59391a3",
+        ),
+    ]
+}
+
+
+def package_resource(name: str) -> Path:
+    """Path of a data file shipped inside the package (`icalign_nb/resources/<name>`)."""
+    return Path(str(resources.files("icalign_nb") / "resources" / name))
+
+
+def data_root(data_dir: str | Path | None = None) -> Path | None:
+    """The local data directory in force: the argument, else `ICALIGN_DATA_DIR`, else None."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
+def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
+    """Return a local path for a public file: from the data directory, else the verified cache."""
+    root = data_root(data_dir)
+    if root is not None:
+        path = root / relpath
+        if not path.exists():
+            raise UserError(
+                f"{path}: not found in data directory {root} (set by --data-dir or {DATA_DIR_ENV})"
+            )
+        return path
+    remote = REMOTE_FILES.get(relpath)
+    if remote is None:
+        raise UserError(f"{relpath}: not a known public file; known: {', '.join(sorted(REMOTE_FILES))}")
+    path = cache_root() / "data" / relpath
+    if path.exists():
+        return path
+    return _download(remote, path)
+
+
+def _download(remote: RemoteFile, path: Path) -> Path:
+    """Download a pinned file, check its sha256, then move it into the cache atomically."""
+    import httpx
+
+    try:
+        response = httpx.get(remote.url, follow_redirects=True, timeout=120)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise UserError(
+            f"{remote.url}: download failed ({first_line(exc)}); offline? point --data-dir or {DATA_DIR_ENV} "
+            "at a directory with the same layout"
+        ) from None
+    digest = hashlib.sha256(response.content).hexdigest()
+    if remote.sha256 is not None and digest != remote.sha256:
+        raise UserError(f"{remote.url}: sha256 {digest} does not match the pinned {remote.sha256}")
+    if remote.sha256 is None:
+        print(f"note: {remote.relpath} fetched with sha256 {digest} (not pinned)")
+    atomic_write_bytes(path, response.content)
+    return path
+
+
+def verify(path: Path, relpath: str) -> bool:
+    """True when a local file matches the pinned sha256 of `relpath` (or nothing is pinned)."""
+    remote = REMOTE_FILES.get(relpath)
+    return remote is None or remote.sha256 is None or sha256_file(path) == remote.sha256

@@ -1,0 +1,40 @@
+"""Choosing a generation backend by name: transformers (default), vLLM, or an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .types import BACKENDS, Backend
+
+
+def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
+    """A backend by name: transformers (default), vllm or openai (an OpenAI-compatible server)."""
+    options = dict(options or {})
+    if name == "transformers":
+        from .transformers_backend import TransformersBackend
+
+        return TransformersBackend(
+            model, batch_size=options.get("batch_size", 8), device=options.get("device")
+        )
+    if name == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(
+            model,
+            tensor_parallel_size=options.get("tensor_parallel_size", 1),
+            chunk_size=options.get("batch_size", 256),
+        )
+    if name == "openai":
+        from .server_backend import ServerBackend, ServerOptions
+
+        return ServerBackend(
+            ServerOptions.from_env(
+                served_model=options.get("served_model") or model,
+                base_url=options.get("base_url"),
+                api_key=options.get("api_key"),
+                concurrency=options.get("concurrency", 8),
+                max_retries=options.get("max_retries", 6),
+                timeout=options.get("timeout", 600.0),
+                chunk_size=options.get("batch_size", 64),
+            )
+        )
+    raise UserError(f"unknown backend '{name}'; backends: {', '.join(BACKENDS)}")

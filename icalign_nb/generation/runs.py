@@ -1,0 +1,340 @@
+"""Generation runs that survive: a run spec (retrieval settings + generation settings), and the loop that
+fills a run directory, resuming whatever is already there.
+
+Re-running the same spec skips finished items; a different spec, or the same spec over inputs
+whose content changed, is refused, naming what differs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from .. import __version__
+from ..data.loaders import load_pool
+from ..data.records import parse_field_map
+from ..errors import UserError
+from ..files import append_jsonl, atomic_write_json, repair_jsonl, sha256_text
+from ..models import DEFAULT_MODEL
+from ..retrieval.presets import PRESETS
+from ..retrieval.retriever import Retrieval
+from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
+from .backends import make_backend
+from .rundir import (
+    CONFIG,
+    GENERATIONS,
+    RETRIEVALS,
+    done_keys,
+    read_config,
+    read_retrievals,
+    retrieval_for,
+    write_retrievals,
+)
+from .types import BACKENDS, Backend, GenerationConfig, Request, Result, item_seed
+
+# How a run is done rather than what it produces: may change between resumptions.
+OPERATIONAL = ("batch_size", "device", "base_url", "concurrency", "max_retries", "tensor_parallel_size")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run generates: a model answering prompts built by the retrieval settings, decoded so."""
+
+    model: str = DEFAULT_MODEL
+    backend: str = "transformers"
+    served_model: str | None = None  # openai backend: the model name the server knows
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def identity(self) -> dict:
+        """The settings that decide the answers, as recorded and compared on resume."""
+        return asdict(self)
+
+    def with_preset(self, preset: str) -> RunSpec:
+        """The same run with another retrieval preset (a system of a side-by-side comparison)."""
+        return replace(self, retrieval=replace(self.retrieval, preset=preset))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not part of a run's identity); secrets are never written to disk."""
+
+    batch_size: int = 8
+    device: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 8
+    max_retries: int = 6
+    tensor_parallel_size: int = 1
+    data_dir: str | None = None
+    progress: bool = True
+
+    def backend_options(self) -> dict:
+        """Keyword options for `make_backend`."""
+        return {k: getattr(self, k) for k in (*OPERATIONAL, "api_key")}
+
+
+@dataclass
+class RunSummary:
+    """What one invocation did."""
+
+    run_dir: Path
+    total: int
+    already_done: int
+    generated: int
+    stopped_by: dict[str, int]
+    seconds: float
+    backend: Backend | None = None  # the backend that generated, for reuse by the next run (not saved)
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Fail fast, before loading anything, on names that cannot work."""
+    from ..models import model_spec
+
+    if spec.backend not in BACKENDS:
+        raise UserError(f"unknown backend '{spec.backend}'; backends: {', '.join(BACKENDS)}")
+    if spec.retrieval.preset not in PRESETS:
+        raise UserError(f"unknown preset '{spec.retrieval.preset}'; presets: {', '.join(PRESETS)}")
+    spec.retrieval.config()  # refuses bad overrides
+    if model_spec(spec.model).chat and spec.retrieval.preset != "zero-shot":
+        raise UserError(
+            f"'{spec.model}' is a chat model: it answers through its chat template; use --preset zero-shot"
+        )
+
+
+def open_run(run_dir: str | Path) -> tuple[Path, dict | None]:
+    """The run directory (created if new) and its recorded config, or one clear line if unusable."""
+    path = Path(run_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"run directory {path} exists and is not a directory")
+    if (path / CONFIG).exists():
+        return path, read_config(path)
+    if path.is_dir() and any(p.name != RETRIEVALS for p in path.iterdir()):
+        raise UserError(
+            f"{path} is not empty and holds no run ({CONFIG} missing); use a new or empty directory"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run directory {path}: {exc.strerror or exc}") from None
+    return path, None
+
+
+def _differences(old: object, new: object, prefix: str = "") -> list[str]:
+    """`name: old -> new` for every setting that differs (nested settings named with dots)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        ]
+    return [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"] if old != new else []
+
+
+def check_same(recorded: dict, spec: RunSpec, inputs: dict, path: Path) -> None:
+    """Refuse to mix configurations, or inputs whose content changed, in one run directory."""
+    diffs = _differences(recorded["identity"], spec.identity())
+    if diffs:
+        raise UserError(
+            f"run directory {path} holds a different configuration ({'; '.join(diffs)}); "
+            "use a new --run directory or the recorded settings"
+        )
+    changed = [
+        name for name, digest in inputs.items() if recorded.get("inputs", {}).get(name) not in (None, digest)
+    ]
+    if changed:
+        names = ", ".join(f"{n} '{getattr(spec.retrieval, n)}'" for n in changed)
+        raise UserError(
+            f"run directory {path} was generated from other content of {names}: the file changed since; "
+            "use a new --run directory (or restore the file)"
+        )
+
+
+def frame_digest(frame: pl.DataFrame, columns: Sequence[str]) -> str:
+    """A content hash of the columns of a loaded table (what a run read, whatever its file format)."""
+    return sha256_text(*(f"{c}\1" + "\0".join(str(v) for v in frame[c].to_list()) for c in columns))
+
+
+def input_digests(spec: RunSpec, queries: pl.DataFrame, data_dir: str | None) -> dict[str, str]:
+    """Content hashes of the eval set and (for presets that draw demos from it) the pool."""
+    out = {"eval": frame_digest(queries, ("id", "prompt"))}
+    if spec.retrieval.config().method in {"retrieve", "random"}:
+        pool = load_pool(spec.retrieval.pool, data_dir, parse_field_map(spec.retrieval.fields))
+        out["pool"] = frame_digest(pool, ("id", "prompt", "response"))
+    return out
+
+
+def write_config(
+    path: Path, spec: RunSpec, options: RunOptions, inputs: dict, query_ids: list[str], context: int
+) -> None:
+    """Record the run's identity, its inputs' content, and (for information) how it was started."""
+    atomic_write_json(
+        path / CONFIG,
+        {
+            "identity": spec.identity(),
+            "retrieval_config": asdict(spec.retrieval.config()),
+            "inputs": inputs,
+            "context_length": context,
+            "started_with": {k: getattr(options, k) for k in OPERATIONAL},
+            "query_ids": query_ids,
+            "icalign_nb_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+
+
+def build_retrievals(
+    spec: RunSpec, queries: pl.DataFrame, tokenizer: object, context_limit: int, data_dir: str | None
+) -> dict[int | None, list[Retrieval]]:
+    """The retrievals that build the prompts: per sample for a preset that draws per sample, else one
+    set (key None) that every sample shares."""
+    from ..models import model_spec
+    from ..retrieval.prompts import chat_prompt
+
+    if model_spec(spec.model).chat:
+        return {
+            None: [
+                Retrieval(qid, q, spec.retrieval.preset, [], [], chat_prompt(q, tokenizer), [], 0)
+                for qid, q in zip(queries["id"].to_list(), queries["prompt"].to_list(), strict=True)
+            ]
+        }
+    retriever = build_retriever(spec.retrieval, data_dir, tokenizer=tokenizer)
+    if spec.retrieval.config().method == "random":
+        return {
+            s: retriever.retrieve(queries, sample=s, context_limit=context_limit)
+            for s in range(spec.generation.samples)
+        }
+    return {None: retriever.retrieve(queries, context_limit=context_limit)}
+
+
+def build_requests(
+    spec: RunSpec,
+    retrievals: dict[tuple[str, int | None], Retrieval],
+    pending: list[tuple[str, int]],
+    tokenizer: object,
+    context: int,
+) -> tuple[list[Request], dict[tuple[str, int], Retrieval]]:
+    """Requests for the unfinished items, tokenized once; a prompt over the context is refused."""
+    todo = [(key, retrieval_for(retrievals, *key)) for key in pending]
+    unique = list(dict.fromkeys(r.prompt for _, r in todo))
+    ids = (
+        dict(zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"], strict=True))
+        if unique
+        else {}
+    )
+    room = context - spec.generation.max_new_tokens
+    requests, meta = [], {}
+    for (qid, s), r in todo:
+        n = len(ids[r.prompt])
+        if n > room:
+            raise UserError(
+                f"query {qid}: prompt is {n} tokens; with max_new_tokens "
+                f"{spec.generation.max_new_tokens} it is over the model's context of {context} tokens"
+            )
+        seed = item_seed(spec.generation.seed, qid, s)
+        requests.append(Request(qid, s, r.prompt, tuple(r.stop), seed, tuple(ids[r.prompt])))
+        meta[(qid, s)] = r
+    return requests, meta
+
+
+def to_record(result: Result, retrieval: Retrieval) -> dict:
+    """The saved line for one finished item."""
+    req = result.request
+    return {
+        "query_id": req.query_id,
+        "sample": req.sample,
+        "query": retrieval.query,
+        "preset": retrieval.preset,
+        "demo_ids": list(retrieval.demo_ids),
+        "response": result.response,
+        "n_prompt_tokens": result.n_prompt_tokens,
+        "n_generated_tokens": result.n_generated_tokens,
+        "stopped_by": result.stopped_by,
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def run_generation(
+    run_dir: str | Path, spec: RunSpec, options: RunOptions | None = None, backend: Backend | None = None
+) -> RunSummary:
+    """Generate every (query, sample) of the spec into `run_dir`, resuming whatever is already there."""
+    from ..models import context_length, load_tokenizer
+
+    options = options or RunOptions()
+    start = time.perf_counter()
+    check_spec(spec)
+    path, recorded = open_run(run_dir)
+    queries = load_queries(spec.retrieval, options.data_dir)
+    inputs = input_digests(spec, queries, options.data_dir)
+    if recorded is not None:
+        check_same(recorded, spec, inputs, path)
+    context = context_length(spec.model)
+    if spec.generation.max_new_tokens >= context:
+        raise UserError(
+            f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt "
+            f"in the context of '{spec.model}' ({context} tokens)"
+        )
+    repair_jsonl(path / GENERATIONS)
+    done = done_keys(path)
+    query_ids = queries["id"].to_list()
+    total = len(query_ids) * spec.generation.samples
+    pending = [(q, s) for q in query_ids for s in range(spec.generation.samples) if (q, s) not in done]
+    if not pending and recorded is not None:
+        return RunSummary(path, total, len(done), 0, {}, time.perf_counter() - start)
+    tokenizer = load_tokenizer(spec.retrieval.tokenizer_name(spec.model))
+    if recorded is None:
+        retrievals = build_retrievals(
+            spec, queries, tokenizer, context - spec.generation.max_new_tokens, options.data_dir
+        )
+        write_retrievals(path, retrievals)
+    requests, meta = build_requests(spec, read_retrievals(path), pending, tokenizer, context)
+    if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
+        write_config(path, spec, options, inputs, query_ids, context)
+    if not requests:
+        return RunSummary(path, total, len(done), 0, {}, time.perf_counter() - start)
+    backend = backend or make_backend(spec.backend, spec.model, _backend_options(spec, options))
+    counts = _generate_into(path / GENERATIONS, backend, requests, meta, spec.generation, options.progress)
+    return RunSummary(
+        path,
+        total,
+        total - len(requests),
+        sum(counts.values()),
+        dict(counts),
+        time.perf_counter() - start,
+        backend,
+    )
+
+
+def _backend_options(spec: RunSpec, options: RunOptions) -> dict:
+    return {**options.backend_options(), "served_model": spec.served_model}
+
+
+def _generate_into(
+    file: Path,
+    backend: Backend,
+    requests: Sequence[Request],
+    meta: dict[tuple[str, int], Retrieval],
+    config: GenerationConfig,
+    progress: bool,
+) -> Counter:
+    """Run the backend and append each finished batch with one write; show items and tokens/s."""
+    from tqdm.auto import tqdm
+
+    counts: Counter = Counter()
+    tokens, start = 0, time.perf_counter()
+    with tqdm(
+        total=len(requests), unit="item", desc="generate", file=sys.stderr, disable=not progress
+    ) as bar:
+        for results in backend.generate(requests, config):
+            append_jsonl(file, [to_record(r, meta[r.request.key]) for r in results])
+            counts.update(r.stopped_by for r in results)
+            tokens += sum(r.n_generated_tokens for r in results)
+            bar.update(len(results))
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):.1f} tok/s")
+    return counts

@@ -1,0 +1,98 @@
+"""What every generation backend shares: decoding settings, requests, results and the backend protocol.
+
+Every backend takes `Request`s (a prompt, its stop strings and a per-item seed) and yields lists of
+`Result`s, one list per finished batch, so the caller can save each batch before starting the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from ..errors import UserError
+from ..files import sha256_text
+
+BACKENDS = ("transformers", "vllm", "openai")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings; the defaults are the paper's (transformers' default top_k=50 kept)."""
+
+    max_new_tokens: int = 1000
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int | None = 50  # None or 0: no top-k filter
+    samples: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0 (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.top_k is not None and self.top_k < 0:
+            raise UserError(f"top_k must be >= 0 (got {self.top_k})")
+        if self.samples < 1:
+            raise UserError(f"samples must be >= 1 (got {self.samples})")
+
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0 means greedy decoding."""
+        return self.temperature == 0
+
+    @property
+    def effective_top_k(self) -> int | None:
+        """The top-k filter in force, or None."""
+        return self.top_k or None
+
+    def to_json(self) -> dict:
+        """The settings as recorded in a run's config.json."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One item to generate: a (query, sample) with its prompt, stops and seed."""
+
+    query_id: str
+    sample: int
+    prompt: str
+    stop: tuple[str, ...]
+    seed: int
+    prompt_ids: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The item's identity in a run."""
+        return (self.query_id, self.sample)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished item: the cleaned answer and how decoding ended."""
+
+    request: Request
+    response: str
+    n_prompt_tokens: int
+    n_generated_tokens: int
+    stopped_by: str  # stop | eos | length
+    seconds: float  # the item's share of its batch's wall time (they sum to the total)
+
+
+class Backend(Protocol):
+    """What the run loop needs from a backend."""
+
+    name: str
+
+    def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
+        """Yield results batch by batch (every request exactly once)."""
+        ...
+
+
+def item_seed(seed: int, query_id: str, sample: int) -> int:
+    """A per-item seed: the same (run seed, query, sample) always samples the same answer."""
+    return int(sha256_text(str(seed), query_id, str(sample))[:15], 16)

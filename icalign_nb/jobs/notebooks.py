@@ -1,0 +1,253 @@
+"""Find the project's notebooks and execute them with papermill into a run folder of executed records.
+
+Each run writes `runs/notebooks/<timestamp>/`: one executed copy per notebook (a record, never edited
+by hand) and `run.json` (what ran, with which parameters, how long, which figures it wrote). The
+runner passes `figures_dir` and `work_dir` to every notebook that declares them, and `-p KEY VALUE`
+overrides to the notebooks that declare KEY (values are converted to the type of the declared default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import UserError, first_line
+from ..files import atomic_write_json
+from ..views.poolmap import numba_cache_env
+
+RUNNER_PARAMETERS = ("figures_dir", "work_dir")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """What `icalign notebooks run` was asked to do."""
+
+    names: tuple[str, ...] = ()  # notebook names, numbers or name parts; empty: all
+    parameters: tuple[tuple[str, str], ...] = ()  # -p KEY VALUE pairs, as typed
+    notebook_dir: Path | None = None  # default: the project's notebooks/ folder
+    figures_dir: Path | None = None  # default: the project's figures/ folder
+    runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
+    work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
+    kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
+    progress: bool = True  # a progress bar per notebook
+
+
+@dataclass
+class NotebookResult:
+    """One executed notebook: where its record is, how long it took, what it wrote."""
+
+    name: str
+    record: Path
+    seconds: float
+    parameters: dict
+    figures: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder: the current directory (or a parent) holding notebooks/, else the package's."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and any((folder / "notebooks").glob("*.ipynb")):
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def list_notebooks(notebook_dir: Path) -> list[Path]:
+    """The numbered notebooks of a folder, in order."""
+    found = sorted(p for p in notebook_dir.glob("*.ipynb") if p.stem[:2].isdigit())
+    if not found:
+        raise UserError(f"{notebook_dir}: no numbered notebooks (NN_name.ipynb) found")
+    return found
+
+
+def find_notebooks(names: Sequence[str], notebook_dir: Path) -> list[Path]:
+    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; all when none given."""
+    available = list_notebooks(notebook_dir)
+    if not names:
+        return available
+    chosen: list[Path] = []
+    for name in names:
+        stem = Path(name).stem
+        matches = [p for p in available if p.stem == stem]
+        if not matches and stem.isdigit():
+            matches = [p for p in available if int(p.stem.split("_")[0]) == int(stem)]
+        if not matches:
+            matches = [p for p in available if stem.lower() in p.stem.lower()]
+        if len(matches) != 1:
+            what = "no notebook" if not matches else f"{len(matches)} notebooks"
+            raise UserError(f"'{name}' matches {what}; notebooks: {', '.join(p.stem for p in available)}")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def declared_parameters(path: Path) -> dict[str, dict]:
+    """The parameters a notebook declares in its `parameters` cell: name -> {type, default, help}."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {
+        name: {"type": info["inferred_type_name"], "default": info["default"], "help": info["help"]}
+        for name, info in found.items()
+    }
+
+
+def convert(value: str, type_name: str, key: str) -> object:
+    """A -p value converted to the type of the declared default (`none`/`null` gives None)."""
+    text = value.strip()
+    if text.lower() in {"none", "null"}:
+        return None
+    kind = type_name.lower().split("|")[0].strip() if type_name else ""
+    try:
+        if kind == "bool":
+            if text.lower() in {"true", "1", "yes"}:
+                return True
+            if text.lower() in {"false", "0", "no"}:
+                return False
+            raise ValueError(text)
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "str":
+            return value
+    except ValueError:
+        raise UserError(f"-p {key} {value}: expected a {kind}") from None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), value)
+
+
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """Environment for notebook kernels (values the user already set win).
+
+    - `NUMBA_CACHE_DIR` in the user cache: UMAP's compiled code is reused by later runs;
+    - `OMP_WAIT_POLICY=PASSIVE`: idle OpenMP threads sleep instead of spinning; when other processes
+      share the cores, spinning threads slowed token-by-token decoding ~6x here (5 s vs 35 s).
+    """
+    wanted = {**numba_cache_env(), "OMP_WAIT_POLICY": "PASSIVE"}
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update({k: v for k, v in wanted.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+
+
+def plan_parameters(
+    notebooks: Sequence[Path], user: Sequence[tuple[str, str]], runner: dict[str, str]
+) -> dict[Path, dict]:
+    """Parameters per notebook: runner paths and -p overrides, only where the notebook declares them."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    unknown = [k for k, _ in user if not any(k in d for d in declared.values())]
+    if unknown:
+        names = sorted({k for d in declared.values() for k in d} - set(RUNNER_PARAMETERS))
+        raise UserError(
+            f"no selected notebook has a parameter '{unknown[0]}'; parameters: {', '.join(names)}"
+        )
+    plan = {}
+    for nb, params in declared.items():
+        chosen: dict[str, object] = {k: v for k, v in runner.items() if k in params}
+        for key, value in user:
+            if key in params:
+                chosen[key] = convert(value, params[key]["type"], key)
+        plan[nb] = chosen
+    return plan
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    """Modification times of a folder's files (to list what a notebook wrote)."""
+    return {p.name: p.stat().st_mtime for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
+
+
+def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]:
+    """Execute the chosen notebooks in order; stop at the first failure (its record shows the cell)."""
+    import papermill
+
+    root = project_root()
+    notebook_dir = (run.notebook_dir or root / "notebooks").resolve()
+    notebooks = find_notebooks(run.names, notebook_dir)
+    figures_dir = (run.figures_dir or root / "figures").resolve()
+    work_dir = (run.work_dir or root / "runs" / "work").resolve()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = (run.runs_dir or root / "runs" / "notebooks").resolve() / stamp
+    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    plan = plan_parameters(notebooks, run.parameters, runner)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
+    results: list[NotebookResult] = []
+    start_all = time.perf_counter()
+    with kernel_environment():
+        for i, nb in enumerate(notebooks, start=1):
+            record = run_dir / nb.name
+            shown = {k: v for k, v in plan[nb].items() if k not in RUNNER_PARAMETERS}
+            extra = f" with {shown}" if shown else ""
+            say(f"[{i}/{len(notebooks)}] {nb.stem}{extra}")
+            before = _snapshot(figures_dir)
+            start = time.perf_counter()
+            result = NotebookResult(nb.stem, record, 0.0, plan[nb])
+            try:
+                papermill.execute_notebook(
+                    str(nb),
+                    str(record),
+                    parameters=plan[nb],
+                    kernel_name=run.kernel_name,
+                    progress_bar=run.progress,
+                    cwd=str(nb.parent),
+                    report_mode=False,
+                )
+            except papermill.PapermillExecutionError as exc:
+                result.error = f"{exc.ename}: {exc.evalue}".strip()
+            result.seconds = time.perf_counter() - start
+            after = _snapshot(figures_dir)
+            result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
+            results.append(result)
+            _write_summary(run_dir, results, time.perf_counter() - start_all)
+            if result.error:
+                raise UserError(
+                    f"{nb.stem} failed ({first_line(result.error)}); "
+                    f"the executed record with the failing cell is {record}"
+                )
+            pngs = [n for n in result.figures if n.endswith(".png")]
+            say(f"    done in {result.seconds:.0f} s; {len(pngs)} figure(s): {', '.join(pngs) or '-'}")
+    say(
+        f"all {len(results)} notebook(s) done in {time.perf_counter() - start_all:.0f} s; "
+        f"records in {run_dir}"
+    )
+    return results
+
+
+def _write_summary(run_dir: Path, results: list[NotebookResult], seconds: float) -> None:
+    """`run.json`: what ran, with which parameters, how long, which figures, which error."""
+    atomic_write_json(
+        run_dir / "run.json",
+        {
+            "python": sys.executable,
+            "seconds": round(seconds, 1),
+            "notebooks": [
+                {
+                    "name": r.name,
+                    "record": r.record.name,
+                    "seconds": round(r.seconds, 1),
+                    "parameters": r.parameters,
+                    "figures": r.figures,
+                    "error": r.error,
+                }
+                for r in results
+            ],
+        },
+    )

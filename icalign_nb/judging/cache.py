@@ -1,0 +1,56 @@
+"""The on-disk judgment cache: one JSON Lines journal per judge, keyed by judge + prompt hash.
+
+Each finished reply is appended (one write + fsync) the moment it arrives, so a killed run loses
+nothing finished and a re-run asks for nothing already answered. A torn last line left by a kill
+is cut off when the journal is next opened. Failed requests are never cached (a re-run retries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cache import cache_key, cache_path
+from ..files import append_jsonl, iter_jsonl, repair_jsonl
+from .comparisons import Reply
+
+
+@dataclass
+class JudgmentCache:
+    """Replies of one judge, read from and appended to its journal in the cache."""
+
+    judge_key: str
+    _replies: dict[str, Reply] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path.exists():
+            repair_jsonl(self.path)
+            for _, obj in iter_jsonl(self.path):
+                scores = obj.get("scores")
+                self._replies[obj["key"]] = Reply(obj["raw"], tuple(scores) if scores else None)
+
+    @property
+    def path(self) -> Path:
+        """The journal file of this judge."""
+        return cache_path("judgments", self.judge_key, suffix=".jsonl")
+
+    def key(self, prompt_hash: str) -> str:
+        """The cache key of one comparison: judge + prompt hash."""
+        return cache_key(self.judge_key, prompt_hash)
+
+    def get(self, key: str) -> Reply | None:
+        """The cached reply for a key, if any."""
+        return self._replies.get(key)
+
+    def put(self, key: str, reply: Reply) -> None:
+        """Record a reply durably (failed requests are kept in memory only)."""
+        if reply.failed:
+            return
+        self._replies[key] = reply
+        append_jsonl(
+            self.path,
+            [{"key": key, "raw": reply.raw, "scores": list(reply.scores) if reply.scores else None}],
+        )
+
+    def __len__(self) -> int:
+        return len(self._replies)

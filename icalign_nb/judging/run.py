@@ -1,0 +1,192 @@
+"""Judging a run against a baseline: comparisons, cached replies, verdicts, `DIR/judgments.jsonl`.
+
+**Position swap** (`--swap`): every (query, sample) is judged twice, the system as Assistant 1
+(`order` = `system_first`, the paper's order) and as Assistant 2 (`baseline_first`); scores are
+always stored as (system, baseline). The two orders are combined by this rule
+(`icalign_nb.analysis.winrates.combine_orders`): the common verdict when both orders agree; a **draw**
+when they disagree (any disagreement, including win vs draw, is position bias, not preference); the one valid
+order's verdict when the other is invalid; `invalid` when both are. Combined scores are the mean
+over the valid orders. How often the two orders agree is reported (`swap_agreement`).
+
+The verdict of one judgment: win if score_system - score_baseline > margin, lose if < -margin,
+else draw; margin is 0 for LLM judges (the paper's rule) and the draw margin of the embedding judge.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..data.loaders import load_baseline, load_eval
+from ..errors import UserError
+from ..files import atomic_write_json, write_jsonl
+from ..generation.rundir import CONFIG, read_config, read_generations
+from .backends import make_judge
+from .cache import JudgmentCache
+from .comparisons import Comparison, Reply, build_comparisons
+from .parse import verdict
+from .spec import JudgeSpec
+from .verdicts import SCHEMA
+
+JUDGMENTS = "judgments.jsonl"
+
+
+@dataclass
+class JudgeRun:
+    """What `icalign judge` does: which run, against which baseline, with which judge and how."""
+
+    run_dir: Path
+    baseline: str
+    judge: JudgeSpec
+    swap: bool = False
+    concurrency: int = 8
+    reference: str | None = None  # answers the embedding judge compares against (baseline spec or file)
+    out: Path | None = None  # default: DIR/judgments.jsonl
+    data_dir: str | None = None
+    max_retries: int = 6  # endpoint judges: retries per request
+    timeout: float = 120.0  # endpoint judges: seconds per request
+
+    def backend(self) -> object:
+        """The judge backend this run uses."""
+        return make_judge(self.judge, self.data_dir, self.concurrency, self.max_retries, self.timeout)
+
+
+@dataclass
+class JudgeSummary:
+    """Counts of one judging run."""
+
+    judge: str
+    total: int
+    cached: int
+    requested: int
+    verdicts: dict[str, int]
+    out: Path | None = None
+
+
+def eval_references(name: str, data_dir: str | None = None) -> pl.DataFrame | None:
+    """An eval set's reference answers as ``id, prompt, response``, or None when it has none."""
+    refs = load_eval(name, data_dir).filter(pl.col("reference").is_not_null())
+    if refs.is_empty():
+        return None
+    return refs.select("id", "prompt", pl.col("reference").alias("response"))
+
+
+def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
+    """Reference answers: `--reference` (a baseline spec, or eval:NAME), else the run's eval set's."""
+    if run.reference:
+        if run.reference.startswith("eval:"):
+            return eval_references(run.reference.removeprefix("eval:"), run.data_dir)
+        return load_baseline(run.reference, run.data_dir)
+    if run.judge.kind != "embedding":
+        return None
+    if not (Path(run.run_dir) / CONFIG).exists():  # answers from elsewhere: no eval set to take them from
+        return None
+    return eval_references(read_config(run.run_dir)["identity"]["retrieval"]["eval"], run.data_dir)
+
+
+# ---------------------------------------------------------------- judging
+
+
+def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) -> dict:
+    """The `judgments.jsonl` record of one comparison (scores mapped back to system/baseline)."""
+    s1, s2 = reply.scores if reply.scores else (None, None)
+    system_score, baseline_score = (s1, s2) if c.order == "system_first" else (s2, s1)
+    return {
+        "query_id": c.query_id,
+        "sample": c.sample,
+        "order": c.order,
+        "score_system": system_score,
+        "score_baseline": baseline_score,
+        "verdict": verdict(system_score, baseline_score, spec.margin),
+        "raw": reply.raw,
+        "judge": spec.label,
+        "baseline": baseline,
+    }
+
+
+def judge_comparisons(
+    comparisons: Sequence[Comparison], backend: object, cache: JudgmentCache
+) -> tuple[list[Reply], int]:
+    """Replies for all comparisons, in input order; only uncached ones reach the backend."""
+    keys = [cache.key(backend.prompt_hash(c)) for c in comparisons]
+    replies: list[Reply | None] = [cache.get(k) for k in keys]
+    pending = [i for i, r in enumerate(replies) if r is None]
+    # The same prompt twice (e.g. identical samples) is asked once.
+    first: dict[str, int] = {}
+    for i in pending:
+        first.setdefault(keys[i], i)
+    todo = list(first.values())
+
+    def done(index: int, reply: Reply) -> None:
+        target = todo[index]
+        cache.put(keys[target], reply)
+        replies[target] = reply
+
+    backend.judge([comparisons[i] for i in todo], done)
+    for i in pending:
+        if replies[i] is None:
+            replies[i] = replies[first[keys[i]]]
+    missing = [comparisons[i] for i, r in enumerate(replies) if r is None]
+    if missing:
+        raise RuntimeError(f"judge returned no reply for {len(missing)} comparison(s)")
+    return replies, len(todo)
+
+
+def run_judge(run: JudgeRun) -> JudgeSummary:
+    """Judge a run directory and write its judgments file atomically; return the counts."""
+    rows = read_generations(run.run_dir)
+    baseline = load_baseline(run.baseline, run.data_dir)
+    reference = reference_answers(run)
+    if run.judge.kind == "embedding" and reference is None:
+        raise UserError(
+            "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
+            "for an eval set's references); the run's eval set has none"
+        )
+    comparisons = build_comparisons(rows, baseline, reference, run.swap)
+    backend = run.backend()
+    cache = JudgmentCache(run.judge.key)
+    replies, requested = judge_comparisons(comparisons, backend, cache)
+    out_rows = [
+        judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
+    ]
+    out = run.out or Path(run.run_dir) / JUDGMENTS
+    write_jsonl(out, out_rows)
+    atomic_write_json(
+        out.with_name(out.stem + ".judge.json"),
+        {"judge": run.judge.name, "proxy": run.judge.proxy, "baseline": run.baseline, "swap": run.swap},
+    )
+    counts = {v: sum(1 for r in out_rows if r["verdict"] == v) for v in ("win", "draw", "lose", "invalid")}
+    return JudgeSummary(
+        run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out
+    )
+
+
+def print_summary(summary: JudgeSummary, stream: object = sys.stdout) -> None:
+    """One short report of a judging run."""
+    counts = " ".join(f"{k}={v}" for k, v in summary.verdicts.items())
+    print(
+        f"judged {summary.total} comparison(s) with {summary.judge}: {summary.requested} new, "
+        f"{summary.cached} from cache; {counts}; wrote {summary.out}",
+        file=stream,
+    )
+
+
+def judgment_rows_frame(
+    comparisons: Sequence[Comparison],
+    backend: object,
+    cache: JudgmentCache,
+    spec: JudgeSpec,
+    system: str,
+    baseline: str,
+) -> pl.DataFrame:
+    """Judge comparisons (cached) and return their verdicts as an analysis table for `system`."""
+    replies, _ = judge_comparisons(comparisons, backend, cache)
+    rows = [judgment_row(c, r, spec, baseline) for c, r in zip(comparisons, replies, strict=True)]
+    return pl.DataFrame(
+        [{**{k: r[k] for k in SCHEMA if k in r}, "system": system, "judge": spec.label} for r in rows],
+        schema=SCHEMA,
+    )

@@ -1,0 +1,105 @@
+"""Judge specifications: what a `--judge SPEC` string means, and the name results carry.
+
+SPEC forms:
+
+- `paper` — the paper's judge: GPT-4-0613 over an OpenAI-compatible chat endpoint with the paper's
+  prompt, temperature 0.2, max_tokens 500.
+- `openai:MODEL` — any OpenAI-compatible chat endpoint (`--base-url`, else `OPENAI_BASE_URL`, else
+  OpenAI); the key is read from the environment only (`OPENAI_API_KEY`).
+- `local:MODEL` — a local transformers chat model (registry name, Hugging Face id or folder).
+- `embedding[:ENCODER]` — the offline reference-guided embedding judge (default encoder MiniLM).
+- `recorded:FILE` — the recorded judge replies of the paper release (`*_autoeval.jsonl`).
+
+Every judge except the paper's GPT-4 (live or recorded) is a *proxy*: its results carry its name
+so tables and figures can say which judge made them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import sha256_text
+
+PAPER_MODEL = "gpt-4-0613"
+
+# The embedding judge's default draw margin: a system answer whose cosine similarity to the
+# reference is within this of the baseline answer's is a draw (see `judges.embedding` for the choice).
+EMBEDDING_DRAW_MARGIN = 0.005
+EMBEDDING_MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """One judge: backend kind, model, prompt and decoding settings, draw margin."""
+
+    kind: str
+    model: str
+    prompt: str = "default"  # paper | default (LLM judges)
+    temperature: float = 0.2
+    max_tokens: int = 500
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    margin: float = 0.0  # |score_system - score_baseline| <= margin is a draw
+    max_length: int = EMBEDDING_MAX_TOKENS  # embedding judge: tokens of each answer embedded
+    device: str | None = None  # local judge: cpu | cuda (default: CUDA when present)
+
+    @property
+    def name(self) -> str:
+        """The label results carry, e.g. `gpt-4-0613/paper` or `embedding:minilm@256 margin=0.005`."""
+        if self.kind == "recorded":
+            return f"{PAPER_MODEL}/paper (recorded: {Path(self.model).name})"
+        if self.kind == "embedding":
+            return f"embedding:{self.model}@{self.max_length} margin={self.margin:g}"
+        base = f"{self.model}/{self.prompt}" if self.kind == "openai" else f"local:{self.model}/{self.prompt}"
+        return base
+
+    @property
+    def proxy(self) -> bool:
+        """False only for the paper's judge (GPT-4-0613 with the paper prompt, live or recorded)."""
+        if self.kind == "recorded":
+            return False
+        return not (self.kind == "openai" and self.model == PAPER_MODEL and self.prompt == "paper")
+
+    @property
+    def label(self) -> str:
+        """The name, marked `(proxy judge)` when it is one: what figures print."""
+        return f"{self.name} (proxy judge)" if self.proxy else self.name
+
+    @property
+    def key(self) -> str:
+        """What identifies this judge's replies in the cache (everything that changes a reply)."""
+        parts = [self.kind, self.model, self.prompt, repr(self.temperature), str(self.max_tokens)]
+        if self.kind == "openai":
+            parts.append(self.base_url or "")
+        if self.kind == "embedding":
+            parts.append(str(self.max_length))
+        return sha256_text(*parts)[:24]
+
+
+def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
+    """A `--judge` string plus CLI overrides (None values ignored) as a JudgeSpec."""
+    kind, _, rest = spec.partition(":")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if spec == "paper":
+        base = JudgeSpec("openai", PAPER_MODEL, prompt="paper", temperature=0.2, max_tokens=500)
+    elif kind == "openai" and rest:
+        base = JudgeSpec("openai", rest)
+    elif kind == "local" and rest:
+        base = JudgeSpec("local", rest)
+    elif kind == "embedding":
+        base = JudgeSpec("embedding", rest or "minilm", prompt="reference", margin=EMBEDDING_DRAW_MARGIN)
+    elif kind == "recorded" and rest:
+        base = JudgeSpec("recorded", rest, prompt="paper")
+    else:
+        raise UserError(
+            f"--judge: unknown judge '{spec}' "
+            "(paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE)"
+        )
+    if "prompt" in given and base.kind in {"embedding", "recorded"}:
+        given.pop("prompt")
+    try:
+        return replace(base, **given)
+    except TypeError as exc:
+        raise UserError(f"--judge {spec}: {exc}") from None

@@ -1,0 +1,84 @@
+"""Prompt templates and their stop strings: the paper's, zero-shot, URIAL-style and chat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data.fetch import package_resource
+from ..errors import UserError
+
+# The reference code's templates, to the character (note the curly apostrophe U+2019).
+DEMO_TEMPLATE = "Question: {prompt}\n\nHere\u2019s an example answer: {response}"
+QUERY_TEMPLATE = "Question: {query}\n\nHere\u2019s an example answer:"
+ZERO_SHOT_TEMPLATE = "Question: {query}\n\nAnswer:"
+DEMO_SEPARATOR = "\n\n"
+PAPER_STOP = ("\nQuestion:",)
+
+# URIAL's layout: a constant preamble, then each turn as a fenced `# Query:` / `# Answer:` pair.
+URIAL_QUERY_TEMPLATE = "# Query:\n```\n{query}\n```\n\n# Answer:\n```\n"
+URIAL_STOP = ("# Query:",)
+
+
+def demo_text(prompt: str, response: str) -> str:
+    """One demonstration as the paper formats it (both sides stripped, as the reference does)."""
+    return DEMO_TEMPLATE.format(prompt=prompt.strip(), response=response.strip())
+
+
+def demo_budget_text(prompt: str, response: str) -> str:
+    """The text whose token count the paper's packing budget uses: the demo plus its separator."""
+    return demo_text(prompt, response) + DEMO_SEPARATOR
+
+
+def icl_prompt(query: str, demos: Sequence[tuple[str, str]]) -> str:
+    """The in-context prompt: demos in the given order, then the query (the query is not stripped)."""
+    parts = [demo_text(p, r) for p, r in demos]
+    parts.append(QUERY_TEMPLATE.format(query=query))
+    return DEMO_SEPARATOR.join(parts)
+
+
+def zero_shot_prompt(query: str) -> str:
+    """The paper's direct-prompting baseline."""
+    return ZERO_SHOT_TEMPLATE.format(query=query.strip())
+
+
+def default_urial_path() -> Path:
+    """The project's own URIAL-style constant prompt, shipped in the package."""
+    return package_resource("urial_style.txt")
+
+
+def read_urial_prefix(path: str | Path | None = None) -> str:
+    """Read a URIAL-format prompt file (the project's own by default, or any URIAL prompt file)."""
+    source = Path(path) if path else default_urial_path()
+    if not source.exists():
+        raise UserError(f"{source}: URIAL prompt file not found")
+    text = source.read_text(encoding="utf-8")
+    if "# Query:" not in text or "# Answer:" not in text:
+        raise UserError(f"{source}: not a URIAL-format prompt (needs '# Query:' and '# Answer:' blocks)")
+    return text
+
+
+def urial_prompt(query: str, prefix: str) -> str:
+    """A URIAL-style prompt: the constant prefix, then the query as one more fenced turn."""
+    return prefix.rstrip("\n") + "\n\n" + URIAL_QUERY_TEMPLATE.format(query=query.strip())
+
+
+def chat_prompt(query: str, tokenizer: object) -> str:
+    """A chat model's own template around a single user turn (for chat baselines)."""
+    messages = [{"role": "user", "content": query.strip()}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut generated text at the earliest stop string; return (answer, whether a stop was hit)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def clean_answer(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut at the stop, strip, and drop a URIAL answer's closing fence."""
+    answer, stopped = cut_at_stop(text, stops)
+    answer = answer.strip()
+    if tuple(stops) == URIAL_STOP and answer.endswith("```"):
+        answer = answer[:-3].rstrip()
+    return answer, stopped

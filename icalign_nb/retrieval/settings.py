@@ -1,0 +1,84 @@
+"""The retrieval stage's one settings object, and the steps that turn it into a ready retriever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..data.loaders import load_eval, load_pool
+from ..data.records import parse_field_map
+from ..errors import UserError
+from ..models import DEFAULT_MODEL, load_tokenizer
+from .encoders import DEFAULT_ENCODER, Encoder
+from .presets import RetrievalConfig, get_preset
+from .retriever import Retriever, check_pool_size
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Which demos, for which queries, chosen and packed how: everything retrieval needs, as named.
+
+    The packing limits default to the preset's (`None`); a value given here overrides it.
+    """
+
+    pool: str = "starter"  # built-in pool name or a file
+    eval: str = "starter"  # built-in eval set name or a file
+    preset: str = "paper"
+    encoder: str = DEFAULT_ENCODER
+    tokenizer: str | None = None  # model whose tokenizer counts tokens (None: the run's model)
+    urial_prompt: str | None = None  # URIAL prompt file of the urial preset (None: the project's own)
+    fields: str | None = None  # field mapping of plain files: prompt=NAME,response=NAME
+    limit: int | None = None  # only the first N queries (None: all)
+    seed: int = 0  # seed of the random preset's draws
+    max_k: int | None = None  # candidates considered
+    budget: int | None = None  # demo token budget
+    max_demo_tokens: int | None = None  # a longer formatted demo is skipped
+    similarity: str | None = None  # dot | cosine
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be >= 1, or none for every query (got {self.limit})")
+
+    def config(self) -> RetrievalConfig:
+        """The preset with this setting's overrides: what the retriever runs."""
+        return get_preset(
+            self.preset,
+            seed=self.seed,
+            urial_path=self.urial_prompt,
+            max_k=self.max_k,
+            max_tokens=self.budget,
+            max_per_instance_tokens=self.max_demo_tokens,
+            similarity=self.similarity,
+        )
+
+    def tokenizer_name(self, model: str | None = None) -> str:
+        """The model whose tokenizer counts tokens: the one named, else the run's model, else the default."""
+        return self.tokenizer or model or DEFAULT_MODEL
+
+
+def load_queries(settings: RetrievalSettings, data_dir: str | None = None) -> pl.DataFrame:
+    """The evaluation queries, cut to `limit`."""
+    queries = load_eval(settings.eval, data_dir, parse_field_map(settings.fields))
+    return queries.head(settings.limit) if settings.limit else queries
+
+
+def build_retriever(
+    settings: RetrievalSettings,
+    data_dir: str | None = None,
+    tokenizer: object | None = None,
+    encoder: Encoder | None = None,
+) -> Retriever:
+    """A ready retriever (the pool embedded, or read from the cache)."""
+    config = settings.config()
+    needs_pool = config.method in {"retrieve", "random"}
+    pool = (
+        load_pool(settings.pool, data_dir, parse_field_map(settings.fields))
+        if needs_pool
+        else pl.DataFrame({"id": ["-"], "prompt": ["-"], "response": ["-"]})
+    )
+    check_pool_size(config, pool)
+    tokenizer = tokenizer or load_tokenizer(settings.tokenizer_name())
+    if config.method == "retrieve":
+        encoder = encoder or Encoder(settings.encoder).load()
+    return Retriever(pool, config, tokenizer, encoder, preset_name=settings.preset)

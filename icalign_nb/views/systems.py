@@ -1,0 +1,214 @@
+"""The systems compared side by side (zero-shot, retrieved demos, random demos, URIAL-style) as runs.
+
+Each system is one resumable generation run under `<work_dir>/generations/<setup>/<preset>/`, where
+`<setup>` names the model, data and a hash of every setting, so notebooks that share settings share
+runs (a second notebook resumes a finished run instantly) and different settings never collide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import polars as pl
+
+from ..analysis.breakdowns import run_features
+from ..analysis.winrates import swap_agreement
+from ..files import sha256_text
+from ..generation.rundir import generations_frame
+from ..generation.runs import RunOptions, RunSpec, run_generation
+from ..generation.types import GenerationConfig
+from ..judging.run import JudgeRun, print_summary, run_judge
+from ..judging.spec import JudgeSpec, parse_judge_spec
+from ..judging.verdicts import load_verdicts
+from ..retrieval.settings import RetrievalSettings
+
+LABELS = {
+    "zero-shot": "zero-shot (direct prompt)",
+    "paper": "in-context (retrieved demos)",
+    "random": "in-context (random demos)",
+    "urial": "URIAL-style (fixed 3 demos)",
+    "paper-short": "in-context (retrieved, 1000-token budget)",
+    "paper-cosine": "in-context (retrieved, cosine)",
+}
+
+
+@dataclass(frozen=True)
+class SystemsSetup:
+    """A run spec shared by every system, and the presets that make the systems."""
+
+    base: RunSpec = field(default_factory=RunSpec)
+    presets: tuple[str, ...] = ("zero-shot", "paper", "random", "urial")
+
+    @classmethod
+    def from_notebook(cls, params: Mapping[str, object]) -> SystemsSetup:
+        """The setup a notebook's parameters describe, read by name: `model`, `backend`, `presets`
+        (comma-separated), any retrieval setting (`pool`, `eval`, `encoder`, `limit`, ...) and any
+        generation setting (`samples`, `max_new_tokens`, `temperature`, `top_k`, `seed`, ...).
+        A `seed` seeds both sampling and the random preset's draws; 0 or '' means "not set"."""
+
+        seed = int(params.get("seed") or 0)
+        retrieval = {  # '' or 0: not set (the default; for `limit`, every query)
+            f.name: params[f.name]
+            for f in fields(RetrievalSettings)
+            if f.name != "seed" and params.get(f.name) not in (None, "", 0)
+        }
+        generation = {
+            f.name: params[f.name] for f in fields(GenerationConfig) if f.name in params and f.name != "seed"
+        }
+        base = RunSpec(
+            model=str(params.get("model") or RunSpec.model),
+            backend=str(params.get("backend") or RunSpec.backend),
+            retrieval=RetrievalSettings(**retrieval, seed=seed),
+            generation=GenerationConfig(**generation, seed=seed),
+        )
+        presets = tuple(p.strip() for p in str(params.get("presets") or "").split(",") if p.strip())
+        return cls(base, presets or cls.presets)
+
+    def spec(self, preset: str) -> RunSpec:
+        """The generation run spec of one system."""
+        return self.base.with_preset(preset)
+
+    def folder(self, work_dir: str | Path) -> Path:
+        """Where this setup's runs live: readable names plus a hash of every setting."""
+        digest = sha256_text(repr(asdict(self.base.with_preset("-"))))[:10]
+        r = self.base.retrieval
+        name = "-".join(_slug(str(v)) for v in (self.base.model, r.pool, r.eval))
+        return Path(work_dir) / "generations" / f"{name}-{digest}"
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe short form of a name or path."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", Path(text).name if "/" in text else text)[:40]
+
+
+def label(preset: str) -> str:
+    """The readable name of a system."""
+    return LABELS.get(preset, preset)
+
+
+def generate_systems(
+    setup: SystemsSetup,
+    work_dir: str | Path,
+    data_dir: str | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Generate (or resume) every system's run; return preset -> run directory."""
+    options = RunOptions(batch_size=batch_size, data_dir=data_dir, progress=progress)
+    out, backend = {}, None
+    for preset in setup.presets:
+        run_dir = setup.folder(work_dir) / preset
+        summary = run_generation(run_dir, setup.spec(preset), options, backend=backend)
+        backend = backend or summary.backend  # the model is loaded once for every system
+        print(
+            f"{label(preset)}: {summary.total} answers ({summary.already_done} already done, "
+            f"{summary.generated} new, {summary.seconds:.0f} s)"
+        )
+        out[preset] = run_dir
+    return out
+
+
+def answers(runs: dict[str, Path]) -> pl.DataFrame:
+    """All systems' answers, long: system, preset, query_id, sample, query, response, tokens, stop."""
+    frames = [
+        generations_frame(run_dir).with_columns(pl.lit(label(preset)).alias("system"))
+        for preset, run_dir in runs.items()
+    ]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def answers_wide(runs: dict[str, Path], sample: int = 0) -> pl.DataFrame:
+    """One row per query, one column per system's answer (for reading side by side)."""
+    long = answers(runs).filter(pl.col("sample") == sample)
+    return long.pivot(on="system", index=["query_id", "query"], values="response", aggregate_function="first")
+
+
+def generation_stats(runs: dict[str, Path]) -> pl.DataFrame:
+    """Per system: answers, mean prompt and answer tokens, how decoding ended, seconds."""
+    return (
+        answers(runs)
+        .group_by("system", maintain_order=True)
+        .agg(
+            answers=pl.len(),
+            prompt_tokens=pl.col("n_prompt_tokens").mean().round(0),
+            answer_tokens=pl.col("n_generated_tokens").mean().round(1),
+            stopped_at_stop=(pl.col("stopped_by") == "stop").sum(),
+            stopped_at_eos=(pl.col("stopped_by") == "eos").sum(),
+            hit_length_cap=(pl.col("stopped_by") == "length").sum(),
+            seconds=pl.col("seconds").sum().round(1),
+        )
+    )
+
+
+def judge_systems(
+    runs: dict[str, Path],
+    baseline: str,
+    judge: str = "embedding",
+    reference: str | None = None,
+    swap: bool = True,
+    data_dir: str | None = None,
+) -> tuple[pl.DataFrame, JudgeSpec]:
+    """Judge every system's run against the baseline (cached); return all verdicts and the judge spec."""
+    spec = parse_judge_spec(judge)
+    frames = []
+    for preset, run_dir in runs.items():
+        run = JudgeRun(Path(run_dir), baseline, spec, swap=swap, reference=reference, data_dir=data_dir)
+        print_summary(run_judge(run))
+        frames.append(load_verdicts(run_dir).with_columns(pl.lit(label(preset)).alias("system")))
+    verdicts = pl.concat(frames)
+    if swap:
+        print(swap_agreement(verdicts))
+    return verdicts, spec
+
+
+def system_features(
+    runs: dict[str, Path],
+    baseline: str,
+    eval_set: str,
+    clusters: pl.DataFrame | None = None,
+    data_dir: str | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Per system, the breakdown features of its answers (demos kept, similarity, lengths, cluster)."""
+    return {
+        label(preset): run_features(run_dir, baseline, eval_set, clusters, data_dir)
+        for preset, run_dir in runs.items()
+    }
+
+
+def answer_prompts(
+    model: str,
+    prompts: dict[str, tuple[str, list[str]]],
+    max_new_tokens: int = 120,
+    temperature: float = 0.7,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Answer a few named prompts (text, stop strings) with one model; name -> generation Result."""
+    from ..generation.transformers_backend import TransformersBackend
+    from ..generation.types import Request, item_seed
+
+    backend = TransformersBackend(model, batch_size=1)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, samples=1, seed=seed)
+    out = {}
+    for name, (prompt, stop) in prompts.items():
+        request = Request(name, 0, prompt, tuple(stop), item_seed(seed, name, 0))
+        out[name] = backend.generate_batch([request], config)[0]
+    return out
+
+
+def query_clusters(setup: SystemsSetup, data_dir: str | None = None) -> pl.DataFrame:
+    """`query_id, cluster`: the pool-map cluster each query of the setup falls in (nearest centre)."""
+    from ..data.loaders import load_pool
+    from ..retrieval.embeddings import embed_pool
+    from ..retrieval.encoders import Encoder
+    from ..retrieval.settings import load_queries
+    from .poolmap import build_demo_map
+
+    settings = setup.base.retrieval
+    pool, encoder = load_pool(settings.pool, data_dir), Encoder(settings.encoder).load()
+    demo_map = build_demo_map(pool, embed_pool(pool, encoder))
+    queries = load_queries(settings, data_dir)
+    _, nearest = demo_map.place(encoder.encode(queries["prompt"].to_list()))
+    return pl.DataFrame({"query_id": queries["id"], "cluster": [demo_map.names[c] for c in nearest]})
