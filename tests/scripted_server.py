@@ -1,7 +1,11 @@
-"""A local OpenAI-compatible endpoint for tests: scripted failures first, then the given replies."""
+"""A local OpenAI-compatible endpoint for tests: scripted failures first, then the given replies.
+
+A reply is a JSON object, or raw bytes (sent as they are with status 200, e.g. an HTML page or broken
+JSON, as misbehaving servers do)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -15,7 +19,7 @@ class ScriptedServer:
     wait of up to `delay` seconds, so concurrent answers finish out of order); records every request."""
 
     def __init__(
-        self, reply: Callable[[dict], dict], failures: tuple[int, ...] = (), delay: float = 0.0
+        self, reply: Callable[[dict], dict | bytes], failures: tuple[int, ...] = (), delay: float = 0.0
     ) -> None:
         self.reply, self.failures, self.delay = reply, list(failures), delay
         self.requests: list[dict] = []
@@ -54,12 +58,14 @@ class ScriptedServer:
                     self._send(status, {"error": {"message": f"scripted {status}", "type": "test"}})
                     return
                 time.sleep(random.uniform(0, server.delay))
-                self._send(200, server.reply(body))
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
+                    self._send(200, server.reply(body))
 
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: dict | bytes) -> None:
+                raw = isinstance(payload, bytes)
+                data = payload if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 if status != 200:
                     self.send_header("retry-after-ms", "5")  # the openai client's retries wait 5 ms

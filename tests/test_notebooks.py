@@ -96,13 +96,20 @@ def test_find_notebooks_and_parameters() -> None:
         find_notebooks(["nope"], NOTEBOOK_DIR)
     assert convert("5", "int", "limit") == 5 and convert("0.5", "float", "t") == 0.5
     assert convert("false", "bool", "swap") is False and convert("007", "str", "pool") == "007"
-    with pytest.raises(UserError, match="expected a int"):
+    with pytest.raises(UserError, match="expected a whole number"):
         convert("many", "int", "limit")
     nbs = find_notebooks(["03"], NOTEBOOK_DIR)
     plan = plan_parameters(nbs, [("limit", "2")], {"figures_dir": "/f", "work_dir": "/w"})
     assert plan[nbs[0]]["limit"] == 2 and plan[nbs[0]]["figures_dir"] == "/f"
     with pytest.raises(UserError, match="no selected notebook has a parameter 'limt'"):
         plan_parameters(nbs, [("limt", "2")], {})
+    # the types come from the defaults, so a mistyped value is refused before any notebook runs
+    everything = find_notebooks([], NOTEBOOK_DIR)
+    with pytest.raises(UserError, match=r"-p limit abc: expected a whole number"):
+        plan_parameters(everything, [("limit", "abc")], {})
+    with pytest.raises(UserError, match=r"-p swap maybe: expected true or false"):
+        plan_parameters(everything, [("swap", "maybe")], {})
+    assert plan_parameters(nbs, [("temperature", "1")], {})[nbs[0]]["temperature"] == 1.0
 
 
 @pytest.fixture(scope="module")

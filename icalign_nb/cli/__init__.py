@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"icalign: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk, a file size limit, a permission: the system's own words
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"icalign: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "icalign: interrupted (finished work is kept; re-run the same command to resume)", file=sys.stderr

@@ -80,11 +80,21 @@ def _print(table: object, fmt: str, json_columns: list[str] | None = None) -> No
 
 def cmd_winrate(args: argparse.Namespace) -> int:
     """Win/draw/lose with a prompt-bootstrap CI per system."""
+    import polars as pl
+
     from ..analysis.tables import WINRATE_JSON_KEYS, label_proxies
     from ..analysis.winrates import win_rates
+    from ..errors import UserError
     from ..judging.verdicts import load_many
 
     table = win_rates(load_many(args.inputs), bootstrap(args))
+    empty = table.filter(pl.col("n") == 0)
+    if empty.height:
+        row = empty.row(0, named=True)
+        raise UserError(
+            f"no valid comparison for system '{row['system']}' ({row['invalid']} invalid judgments): "
+            "there is no win rate to report; look at the raw judge replies"
+        )
     if args.format == "json":
         _print(label_proxies(table), "json", WINRATE_JSON_KEYS)
     else:

@@ -69,8 +69,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """A finished run in another tool's format."""
+    from ..files import check_writable
     from ..generation.export import export_run
 
+    check_writable(args.out)
     n = export_run(args.run, args.format, args.out, generator=args.generator, sample=args.sample)
     print(f"wrote {n} queries to {args.out} ({args.format})")
     return 0

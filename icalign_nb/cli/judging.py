@@ -56,6 +56,7 @@ def judge_run(args: argparse.Namespace, run_dir: Path, baseline: str) -> object:
         data_dir=args.data_dir,
         max_retries=args.max_retries,
         timeout=args.timeout,
+        progress=not getattr(args, "no_progress", True),
     )
 
 
@@ -75,6 +76,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         help="judge both orders; agreeing orders keep their verdict, disagreeing ones count as a draw",
     )
     p.add_argument("--out", default=None, help="judgments file (default DIR/judgments.jsonl)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_judge)
 
 

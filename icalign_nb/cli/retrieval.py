@@ -20,11 +20,12 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     """Retrieve for every query and write the records."""
-    from ..files import write_jsonl
+    from ..files import check_writable, write_jsonl
     from ..retrieval.settings import build_retriever, load_queries
 
     settings = retrieval_settings(args, seed=args.seed)
-    settings.config()  # a bad preset or limit fails before anything loads
+    settings.config()  # bad settings fail before anything loads
+    check_writable(args.out)
     results = build_retriever(settings, args.data_dir).retrieve(load_queries(settings, args.data_dir))
     write_jsonl(args.out, [r.to_json() for r in results])
     mean = sum(len(r.demo_ids) for r in results) / len(results) if results else 0.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import UserError, where
-from ..files import iter_jsonl
+from ..errors import UserError, first_line, where
+from ..files import iter_jsonl, read_text
 
 
 def read_records(path: Path) -> list[tuple[str, dict]]:
@@ -19,19 +19,25 @@ def read_records(path: Path) -> list[tuple[str, dict]]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a data file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return [(where(path, n), obj) for n, obj in iter_jsonl(path)]
     if suffix == ".json":
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
+            items = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise UserError(f"{path}: expected a JSON list of objects")
         return [(f"{path}: item {i + 1}", obj) for i, obj in enumerate(items)]
     if suffix == ".parquet":
-        return [(f"{path}: row {i + 1}", obj) for i, obj in enumerate(pl.read_parquet(path).to_dicts())]
+        try:
+            rows = pl.read_parquet(path).to_dicts()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise UserError(f"{path}: not a readable Parquet file ({first_line(exc, 120)})") from None
+        return [(f"{path}: row {i + 1}", obj) for i, obj in enumerate(rows)]
     raise UserError(f"{path}: unsupported format '{suffix}' (use .jsonl, .json or .parquet)")
 
 

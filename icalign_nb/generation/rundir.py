@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import UserError, where
-from ..files import iter_jsonl, write_jsonl
+from ..files import iter_jsonl, read_text, write_jsonl
 from ..retrieval.retriever import Retrieval
 
 CONFIG = "config.json"
@@ -55,11 +55,9 @@ def read_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path.parent} is not a run directory ({CONFIG} missing)")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
     if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
         raise UserError(f"{path}: not a generation run config (no 'identity')")
     return config

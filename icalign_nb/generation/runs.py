@@ -20,7 +20,7 @@ from .. import __version__
 from ..data.loaders import load_pool
 from ..data.records import parse_field_map
 from ..errors import UserError
-from ..files import append_jsonl, atomic_write_json, repair_jsonl, sha256_text
+from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, repair_jsonl
 from ..models import DEFAULT_MODEL
 from ..retrieval.presets import PRESETS
 from ..retrieval.retriever import Retrieval
@@ -115,7 +115,7 @@ def open_run(run_dir: str | Path) -> tuple[Path, dict | None]:
         raise UserError(f"run directory {path} exists and is not a directory")
     if (path / CONFIG).exists():
         return path, read_config(path)
-    if path.is_dir() and any(p.name != RETRIEVALS for p in path.iterdir()):
+    if path.is_dir() and any(p.name not in (RETRIEVALS, ".lock") for p in path.iterdir()):
         raise UserError(
             f"{path} is not empty and holds no run ({CONFIG} missing); use a new or empty directory"
         )
@@ -154,11 +154,6 @@ def check_same(recorded: dict, spec: RunSpec, inputs: dict, path: Path) -> None:
             f"run directory {path} was generated from other content of {names}: the file changed since; "
             "use a new --run directory (or restore the file)"
         )
-
-
-def frame_digest(frame: pl.DataFrame, columns: Sequence[str]) -> str:
-    """A content hash of the columns of a loaded table (what a run read, whatever its file format)."""
-    return sha256_text(*(f"{c}\1" + "\0".join(str(v) for v in frame[c].to_list()) for c in columns))
 
 
 def input_digests(spec: RunSpec, queries: pl.DataFrame, data_dir: str | None) -> dict[str, str]:
@@ -263,13 +258,23 @@ def to_record(result: Result, retrieval: Retrieval) -> dict:
 def run_generation(
     run_dir: str | Path, spec: RunSpec, options: RunOptions | None = None, backend: Backend | None = None
 ) -> RunSummary:
-    """Generate every (query, sample) of the spec into `run_dir`, resuming whatever is already there."""
-    from ..models import context_length, load_tokenizer
-
+    """Generate every (query, sample) of the spec into `run_dir`, resuming whatever is already there.
+    One process at a time owns a run directory (a second is refused with one line)."""
     options = options or RunOptions()
     start = time.perf_counter()
     check_spec(spec)
-    path, recorded = open_run(run_dir)
+    path, _ = open_run(run_dir)
+    with exclusive(path, "icalign generate"):
+        summary = _fill(path, spec, options, backend)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | None) -> RunSummary:
+    """The work of `run_generation`, with the run directory held."""
+    from ..models import context_length, load_tokenizer
+
+    recorded = read_config(path) if (path / CONFIG).exists() else None
     queries = load_queries(spec.retrieval, options.data_dir)
     inputs = input_digests(spec, queries, options.data_dir)
     if recorded is not None:
@@ -286,7 +291,7 @@ def run_generation(
     total = len(query_ids) * spec.generation.samples
     pending = [(q, s) for q in query_ids for s in range(spec.generation.samples) if (q, s) not in done]
     if not pending and recorded is not None:
-        return RunSummary(path, total, len(done), 0, {}, time.perf_counter() - start)
+        return RunSummary(path, total, len(done), 0, {}, 0.0)
     tokenizer = load_tokenizer(spec.retrieval.tokenizer_name(spec.model))
     if recorded is None:
         retrievals = build_retrievals(
@@ -297,18 +302,10 @@ def run_generation(
     if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
         write_config(path, spec, options, inputs, query_ids, context)
     if not requests:
-        return RunSummary(path, total, len(done), 0, {}, time.perf_counter() - start)
+        return RunSummary(path, total, len(done), 0, {}, 0.0)
     backend = backend or make_backend(spec.backend, spec.model, _backend_options(spec, options))
     counts = _generate_into(path / GENERATIONS, backend, requests, meta, spec.generation, options.progress)
-    return RunSummary(
-        path,
-        total,
-        total - len(requests),
-        sum(counts.values()),
-        dict(counts),
-        time.perf_counter() - start,
-        backend,
-    )
+    return RunSummary(path, total, total - len(requests), sum(counts.values()), dict(counts), 0.0, backend)
 
 
 def _backend_options(spec: RunSpec, options: RunOptions) -> dict:

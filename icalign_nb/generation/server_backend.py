@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..endpoints import redact, retries_shown, server_reason
 from ..errors import UserError, first_line
 from ..retrieval.prompts import clean_answer
 from .types import GenerationConfig, Request, Result
@@ -100,8 +102,9 @@ class ServerBackend:
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
         """Send chunks of requests concurrently; yield each chunk once all of it has answered."""
         size = max(self.options.chunk_size, self.options.concurrency)
-        for i in range(0, len(requests), size):
-            yield run_sync(self._chunk(list(requests[i : i + size]), config))
+        with retries_shown(f"server {self.options.base_url}"):
+            for i in range(0, len(requests), size):
+                yield run_sync(self._chunk(list(requests[i : i + size]), config))
 
     async def _chunk(self, chunk: list[Request], config: GenerationConfig) -> list[Result]:
         """All requests of a chunk, at most `concurrency` at a time."""
@@ -115,39 +118,57 @@ class ServerBackend:
             max_retries=self.options.max_retries,
             timeout=self.options.timeout,
         ) as client:
-            answers = await asyncio.gather(*(self._one(client, gate, r, config) for r in chunk))
+            tasks = [asyncio.create_task(self._one(client, gate, r, config)) for r in chunk]
+            try:
+                answers = await asyncio.gather(*tasks)
+            finally:  # one failure stops the others before the client closes under them
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         share = (time.perf_counter() - start) / len(chunk)
         return [Result(r, a, p, g, how, share) for r, (a, p, g, how) in zip(chunk, answers, strict=True)]
 
     async def _one(
         self, client: object, gate: asyncio.Semaphore, request: Request, config: GenerationConfig
     ) -> tuple[str, int, int, str]:
-        """One completion (the client retries 429, 5xx, timeouts and dropped connections)."""
+        """One completion (the client retries 429, 5xx, timeouts and dropped connections; a reply that
+        is not a completion is asked for again as often)."""
         import openai
 
-        body = request_body(request, config, self.options.served_model)
-        try:
-            async with gate:
-                reply = await client.completions.create(**body)
-        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
-            raise UserError(
-                f"server {self.options.base_url} still failing after {self.options.max_retries} retries: "
-                f"{first_line(exc)}"
-            ) from None
-        except openai.APIStatusError as exc:
-            raise UserError(
-                f"server {self.options.base_url} refused the request ({exc.status_code}): {first_line(exc)}"
-            ) from None
-        return self._parse(request, reply)
+        url, body, text = self.options.base_url, request_body(request, config, self.options.served_model), ""
+        for _ in range(self.options.max_retries + 1):
+            try:
+                async with gate:
+                    raw = await client.completions.with_raw_response.create(**body)
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+                raise UserError(
+                    f"server {url} still failing after {self.options.max_retries} retries: "
+                    f"{server_reason(exc)}"
+                ) from None
+            except openai.APIStatusError as exc:
+                raise UserError(
+                    f"server {url} refused the request ({exc.status_code}): {server_reason(exc)}"
+                ) from None
+            text = raw.http_response.text
+            parsed = parse_completion(text, request)
+            if parsed is not None:
+                return parsed
+        raise UserError(f"server {url} did not answer with a completion: {redact(first_line(text, 200))}")
 
-    def _parse(self, request: Request, reply: object) -> tuple[str, int, int, str]:
-        """(answer, prompt tokens, generated tokens, stop kind) from a completion reply."""
-        choice = reply.choices[0]
-        answer, cut = clean_answer(choice.text or "", request.stop)
-        how = stop_kind(
-            choice.finish_reason, getattr(choice, "stop_reason", UNKNOWN), cut, bool(request.stop)
-        )
-        usage = getattr(reply, "usage", None)
-        n_prompt = getattr(usage, "prompt_tokens", None) or len(request.prompt_ids)
-        n_gen = getattr(usage, "completion_tokens", None) or 0
-        return answer, int(n_prompt), int(n_gen), how
+
+def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] | None:
+    """(answer, prompt tokens, generated tokens, stop kind) of a completion body; None if it is not one."""
+    try:
+        data = json.loads(body)
+        choice = data["choices"][0]
+        text = choice.get("text") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    if not isinstance(text, str):
+        return None
+    answer, cut = clean_answer(text, request.stop)
+    how = stop_kind(choice.get("finish_reason"), choice.get("stop_reason", UNKNOWN), cut, bool(request.stop))
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    n_prompt = usage.get("prompt_tokens") or len(request.prompt_ids)
+    n_gen = usage.get("completion_tokens") or 0
+    return answer, int(n_prompt), int(n_gen), how

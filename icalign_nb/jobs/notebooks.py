@@ -8,6 +8,7 @@ overrides to the notebooks that declare KEY (values are converted to the type of
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import sys
@@ -89,22 +90,30 @@ def find_notebooks(names: Sequence[str], notebook_dir: Path) -> list[Path]:
 
 
 def declared_parameters(path: Path) -> dict[str, dict]:
-    """The parameters a notebook declares in its `parameters` cell: name -> {type, default, help}."""
+    """The parameters a notebook declares in its `parameters` cell: name -> {type, default, help}; the type
+    is the annotation's if there is one, else that of the default literal."""
     import papermill
 
     found = papermill.inspect_notebook(str(path))
-    return {
-        name: {"type": info["inferred_type_name"], "default": info["default"], "help": info["help"]}
-        for name, info in found.items()
-    }
+    out = {}
+    for name, info in found.items():
+        kind = info["inferred_type_name"]
+        if kind in (None, "None"):
+            try:
+                kind = type(ast.literal_eval(info["default"])).__name__
+            except (ValueError, SyntaxError):
+                kind = "str"
+        out[name] = {"type": kind, "default": info["default"], "help": info["help"]}
+    return out
+
+
+TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
 
 
 def convert(value: str, type_name: str, key: str) -> object:
-    """A -p value converted to the type of the declared default (`none`/`null` gives None)."""
+    """A -p value as the declared parameter's type; a value that is not of that type is one line."""
     text = value.strip()
-    if text.lower() in {"none", "null"}:
-        return None
-    kind = type_name.lower().split("|")[0].strip() if type_name else ""
+    kind = (type_name or "str").lower().split("|")[0].strip()
     try:
         if kind == "bool":
             if text.lower() in {"true", "1", "yes"}:
@@ -116,16 +125,9 @@ def convert(value: str, type_name: str, key: str) -> object:
             return int(text)
         if kind == "float":
             return float(text)
-        if kind == "str":
-            return value
     except ValueError:
-        raise UserError(f"-p {key} {value}: expected a {kind}") from None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), value)
+        raise UserError(f"-p {key} {value}: expected {TYPE_WORDS.get(kind, kind)}") from None
+    return value
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cache import cache_key, cache_path
+from ..errors import UserError, where
 from ..files import append_jsonl, iter_jsonl, repair_jsonl
 from .comparisons import Reply
 
@@ -25,9 +26,15 @@ class JudgmentCache:
     def __post_init__(self) -> None:
         if self.path.exists():
             repair_jsonl(self.path)
-            for _, obj in iter_jsonl(self.path):
-                scores = obj.get("scores")
-                self._replies[obj["key"]] = Reply(obj["raw"], tuple(scores) if scores else None)
+            for lineno, obj in iter_jsonl(self.path):
+                key, raw, scores = obj.get("key"), obj.get("raw"), obj.get("scores")
+                if not isinstance(key, str) or not isinstance(raw, str):
+                    raise UserError(
+                        f"{where(self.path, lineno)}: not a cached judgment (needs 'key' and 'raw')"
+                    )
+                self._replies[key] = Reply(
+                    raw, tuple(scores) if isinstance(scores, list) and len(scores) == 2 else None
+                )
 
     @property
     def path(self) -> Path:

@@ -23,7 +23,7 @@ import polars as pl
 
 from ..data.loaders import load_baseline, load_eval
 from ..errors import UserError
-from ..files import atomic_write_json, write_jsonl
+from ..files import atomic_write_json, check_writable, exclusive, frame_digest, write_jsonl
 from ..generation.rundir import CONFIG, read_config, read_generations
 from .backends import make_judge
 from .cache import JudgmentCache
@@ -33,6 +33,7 @@ from .spec import JudgeSpec
 from .verdicts import SCHEMA
 
 JUDGMENTS = "judgments.jsonl"
+JUDGE_INFO = "judgments.judge.json"
 
 
 @dataclass
@@ -49,6 +50,7 @@ class JudgeRun:
     data_dir: str | None = None
     max_retries: int = 6  # endpoint judges: retries per request
     timeout: float = 120.0  # endpoint judges: seconds per request
+    progress: bool = False  # a progress bar of the comparisons asked
 
     def backend(self) -> object:
         """The judge backend this run uses."""
@@ -109,9 +111,11 @@ def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) ->
 
 
 def judge_comparisons(
-    comparisons: Sequence[Comparison], backend: object, cache: JudgmentCache
+    comparisons: Sequence[Comparison], backend: object, cache: JudgmentCache, progress: bool = False
 ) -> tuple[list[Reply], int]:
     """Replies for all comparisons, in input order; only uncached ones reach the backend."""
+    from tqdm.auto import tqdm
+
     keys = [cache.key(backend.prompt_hash(c)) for c in comparisons]
     replies: list[Reply | None] = [cache.get(k) for k in keys]
     pending = [i for i, r in enumerate(replies) if r is None]
@@ -120,13 +124,18 @@ def judge_comparisons(
     for i in pending:
         first.setdefault(keys[i], i)
     todo = list(first.values())
+    bar = tqdm(
+        total=len(todo), unit="comparison", desc="judge", file=sys.stderr, disable=not progress or not todo
+    )
 
     def done(index: int, reply: Reply) -> None:
         target = todo[index]
         cache.put(keys[target], reply)
         replies[target] = reply
+        bar.update(1)
 
-    backend.judge([comparisons[i] for i in todo], done)
+    with bar:
+        backend.judge([comparisons[i] for i in todo], done)
     for i in pending:
         if replies[i] is None:
             replies[i] = replies[first[keys[i]]]
@@ -137,35 +146,50 @@ def judge_comparisons(
 
 
 def run_judge(run: JudgeRun) -> JudgeSummary:
-    """Judge a run directory and write its judgments file atomically; return the counts."""
-    rows = read_generations(run.run_dir)
-    baseline = load_baseline(run.baseline, run.data_dir)
-    reference = reference_answers(run)
-    if run.judge.kind == "embedding" and reference is None:
-        raise UserError(
-            "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
-            "for an eval set's references); the run's eval set has none"
-        )
-    comparisons = build_comparisons(rows, baseline, reference, run.swap)
-    backend = run.backend()
-    cache = JudgmentCache(run.judge.key)
-    replies, requested = judge_comparisons(comparisons, backend, cache)
-    out_rows = [
-        judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
-    ]
+    """Judge a run directory and write its judgments file atomically; return the counts.
+
+    The run directory is held while judging (one writer at a time); the output's place is checked
+    before any request; a judge that fails stops before anything is rewritten, its replies so far
+    kept in the cache."""
     out = run.out or Path(run.run_dir) / JUDGMENTS
-    write_jsonl(out, out_rows)
-    atomic_write_json(
-        out.with_name(out.stem + ".judge.json"),
-        {"judge": run.judge.name, "proxy": run.judge.proxy, "baseline": run.baseline, "swap": run.swap},
-    )
+    check_writable(out)
+    with exclusive(Path(run.run_dir), "icalign judge"):
+        rows = read_generations(run.run_dir)
+        baseline = load_baseline(run.baseline, run.data_dir)
+        reference = reference_answers(run)
+        if run.judge.kind == "embedding" and reference is None:
+            raise UserError(
+                "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
+                "for an eval set's references); the run's eval set has none"
+            )
+        comparisons = build_comparisons(rows, baseline, reference, run.swap)
+        cache = JudgmentCache(run.judge.key)
+        replies, requested = judge_comparisons(comparisons, run.backend(), cache, run.progress)
+        out_rows = [
+            judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
+        ]
+        write_jsonl(out, out_rows)
+        if run.out is None:  # what made the verdicts, beside them
+            atomic_write_json(
+                Path(run.run_dir) / JUDGE_INFO,
+                {
+                    "judge": run.judge.name,
+                    "proxy": run.judge.proxy,
+                    "baseline": run.baseline,
+                    "baseline_sha256": frame_digest(baseline, ("prompt", "response")),
+                    "reference_sha256": frame_digest(reference, ("prompt", "response"))
+                    if reference is not None
+                    else None,
+                    "swap": run.swap,
+                },
+            )
     counts = {v: sum(1 for r in out_rows if r["verdict"] == v) for v in ("win", "draw", "lose", "invalid")}
     return JudgeSummary(
         run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out
     )
 
 
-def print_summary(summary: JudgeSummary, stream: object = sys.stdout) -> None:
+def print_summary(summary: JudgeSummary, stream: object | None = None) -> None:
     """One short report of a judging run."""
     counts = " ".join(f"{k}={v}" for k, v in summary.verdicts.items())
     print(

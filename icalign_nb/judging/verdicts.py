@@ -62,7 +62,7 @@ def load_judgments_file(path: str | Path, system: str | None = None) -> pl.DataF
     """Verdicts of a `judgments.jsonl` written by `icalign judge` (system = its folder's name)."""
     path = Path(path)
     system = system or path.parent.name
-    rows = []
+    rows, seen = [], set()
     for lineno, obj in iter_jsonl(path):
         for name in _REQUIRED:
             if name not in obj:
@@ -74,6 +74,10 @@ def load_judgments_file(path: str | Path, system: str | None = None) -> pl.DataF
                 raise UserError(f"{where(path, lineno, name)} must be a number or null")
         if not isinstance(obj["sample"], int):
             raise UserError(f"{where(path, lineno, 'sample')} must be an integer")
+        item = (obj["query_id"], obj["sample"], obj["order"])
+        if item in seen:  # a repeated item counts once
+            continue
+        seen.add(item)
         rows.append(
             {
                 "system": system,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data.fetch import package_resource
 from ..errors import UserError
+from ..files import read_text
 
 # The reference code's templates, to the character (note the curly apostrophe U+2019).
 DEMO_TEMPLATE = "Question: {prompt}\n\nHere\u2019s an example answer: {response}"
@@ -52,7 +53,7 @@ def read_urial_prefix(path: str | Path | None = None) -> str:
     source = Path(path) if path else default_urial_path()
     if not source.exists():
         raise UserError(f"{source}: URIAL prompt file not found")
-    text = source.read_text(encoding="utf-8")
+    text = read_text(source)
     if "# Query:" not in text or "# Answer:" not in text:
         raise UserError(f"{source}: not a URIAL-format prompt (needs '# Query:' and '# Answer:' blocks)")
     return text

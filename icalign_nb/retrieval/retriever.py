@@ -111,9 +111,12 @@ def demo_token_lengths(pool: pl.DataFrame, tokenizer: object, use_cache: bool = 
         tokenizer_key(tokenizer),
         suffix=".json",
     )
-    if use_cache and path.exists():
-        lengths = json.loads(path.read_text())
-        if len(lengths) == pool.height:
+    if use_cache and path.is_file():
+        try:
+            lengths = json.loads(path.read_bytes())
+        except ValueError:  # a damaged cache entry is computed again
+            lengths = None
+        if isinstance(lengths, list) and len(lengths) == pool.height:
             return lengths
     texts = [prompts.demo_budget_text(p, r) for p, r in zip(pool["prompt"], pool["response"], strict=True)]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]

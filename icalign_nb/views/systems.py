@@ -155,7 +155,9 @@ def judge_systems(
     spec = parse_judge_spec(judge)
     frames = []
     for preset, run_dir in runs.items():
-        run = JudgeRun(Path(run_dir), baseline, spec, swap=swap, reference=reference, data_dir=data_dir)
+        run = JudgeRun(
+            Path(run_dir), baseline, spec, swap=swap, reference=reference, data_dir=data_dir, progress=True
+        )
         print_summary(run_judge(run))
         frames.append(load_verdicts(run_dir).with_columns(pl.lit(label(preset)).alias("system")))
     verdicts = pl.concat(frames)

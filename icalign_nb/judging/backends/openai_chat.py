@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ...endpoints import redact, retries_shown, server_reason
 from ...errors import UserError, first_line
 from ...files import sha256_text
 from ..comparisons import Comparison, Reply
@@ -82,7 +83,8 @@ class OpenAIJudge:
     def judge(self, items: Sequence[Comparison], done: Callable[[int, Reply], None]) -> None:
         """Judge comparisons concurrently; `done(index, reply)` is called as each one finishes."""
         if items:
-            asyncio.run(self._judge_all(items, done))
+            with retries_shown(f"judge endpoint {self.base_url}"):
+                asyncio.run(self._judge_all(items, done))
 
     async def _judge_all(self, items: Sequence[Comparison], done: Callable[[int, Reply], None]) -> None:
         client = self._client()
@@ -116,14 +118,14 @@ class OpenAIJudge:
                     max_tokens=self.spec.max_tokens,
                 )
             except openai.APIStatusError as exc:
-                reason = first_line(exc.response.text or str(exc))
+                reason = server_reason(exc)
                 raise UserError(
                     f"judge endpoint {self.base_url} refused the request ({exc.status_code}): {reason}"
                 ) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 raise UserError(
                     f"judge endpoint {self.base_url} unreachable after {self.max_retries} retries "
-                    f"({type(exc).__name__}: {first_line(exc)}); judgments made so far are kept in the cache"
+                    f"({type(exc).__name__}: {redact(first_line(exc))}); the replies received so far are kept"
                 ) from None
             body = response.http_response.text
             text = completion_text(body)
