@@ -193,9 +193,9 @@ def folder_fingerprint(
 
 @contextlib.contextmanager
 def exclusive(folder: Path, what: str, wait: bool = False, name: str = ".lock") -> Iterator[None]:
-    """Hold `folder/<name>` (`.lock` by default) for one writer at a time. The lock file names its owner's pid; another
-    process is refused with one line while the owner lives (or, with `wait`, waits its turn), and the
-    kernel frees the lock the moment the owner dies (killed included), so the next writer takes over."""
+    """Hold `folder/<name>` (`.lock` by default) for one writer at a time. The lock file names its
+    owner's pid; another process is refused with one line while the owner lives (or, with `wait`,
+    waits its turn), and the kernel frees the lock the moment the owner dies (killed included)."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -295,3 +295,46 @@ def test_the_statistics_commands_import_no_model_library(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "heavy: []"
+
+
+def _length_case(win_of: object, n_prompts: int = 200) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Verdicts of one system whose win depends on the length difference as `win_of(delta, i)` says."""
+    rng = np.random.default_rng(0)
+    deltas = rng.normal(300, 400, n_prompts).round().astype(int)
+    outcomes = [["win" if win_of(d, i) else "lose"] for i, d in enumerate(deltas)]
+    verdicts = verdict_table(outcomes)
+    lengths = pl.DataFrame(
+        {"query_id": [f"q{i}" for i in range(n_prompts)], "sample": [0] * n_prompts, "length_diff": deltas}
+    )
+    return verdicts, lengths
+
+
+def test_length_control_removes_a_pure_length_preference_and_keeps_a_real_one() -> None:
+    from icalign_nb.analysis.length import length_controlled
+
+    rng = np.random.default_rng(1)
+    noise = rng.random(400)
+    # a judge that only rewards length: longer wins 90% of the time, shorter 10%
+    verdicts, lengths = _length_case(lambda d, i: noise[i] < (0.9 if d > 0 else 0.1))
+    raw = (verdicts["verdict"] == "win").mean()
+    lc = length_controlled(verdicts, lengths, Bootstrap(200))
+    assert raw > 0.6 and abs(lc["lc_win"] - 0.5) < 0.12 and lc["length_slope"] > 1
+    assert lc["lc_ci_low"] < lc["lc_win"] < lc["lc_ci_high"]
+    # a system that wins 70% whatever the length keeps about 70%
+    verdicts, lengths = _length_case(lambda d, i: noise[i] < 0.7)
+    lc = length_controlled(verdicts, lengths, Bootstrap(200))
+    assert abs(lc["lc_win"] - 0.7) < 0.08 and abs(lc["length_slope"]) < 0.6
+
+
+def test_winrate_length_controlled_on_the_release(shared_data: Path, capsys: pytest.CaptureFixture) -> None:
+    release = shared_data / "paper_release"
+    files = [
+        str(release / f"{s}_vs_davinci003_autoeval.jsonl")
+        for s in ("llama2-13B_icl-oasstgpt", "llama2chat-13B")
+    ]
+    assert main(["winrate", "--length-controlled", "--format", "json", "--bootstrap", "200", *files]) == 0
+    rows = {r["system"]: r for r in json.loads(capsys.readouterr().out)}
+    for row in rows.values():
+        assert row["lc_win"] < row["win"] and row["mean_length_diff"] > 0 and row["length_slope"] > 0
+        assert row["lc_ci_low"] <= row["lc_win"] <= row["lc_ci_high"]
+    assert rows["llama2-13B_icl-oasstgpt"]["win"] == pytest.approx(0.784, abs=1e-3)

@@ -342,7 +342,9 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(
     else:
         path = tmp_path / "judgments.jsonl"
         judged = {"query_id": "q", "sample": 0, "order": "system_first", "verdict": "win"}
-        path.write_bytes(json.dumps({**judged, "score_system": 8, "score_baseline": 7}).encode() + b"\n\xff\n")
+        path.write_bytes(
+            json.dumps({**judged, "score_system": 8, "score_baseline": 7}).encode() + b"\n\xff\n"
+        )
         args = ["winrate", str(path)]
     out = ["--out", str(tmp_path / "out.jsonl")] if args[0] == "retrieve" else []
     assert main(args + out) == 1

@@ -86,6 +86,62 @@ def test_assemble_orders_most_relevant_last_and_records_why(tiny_tokenizer):
     assert lengths[2] == len(tiny_tokenizer(text, add_special_tokens=False).input_ids)
 
 
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("paper", lambda d: prompts.icl_prompt("Why?", d)),
+        ("paper-k2", lambda d: prompts.icl_prompt("Why?", d[-2:])),  # the two best, best last
+        ("paper-k0", lambda d: prompts.icl_prompt("Why?", [])),
+        ("paper-first", lambda d: prompts.icl_prompt("Why?", d[::-1])),
+        ("paper-questions-only", lambda d: "\n\n".join([*(f"Question: {p}" for p, _ in d), QUERY])),
+        (
+            "paper-answers-only",
+            lambda d: "\n\n".join([*(f"Here\u2019s an example answer: {a}" for _, a in d), QUERY]),
+        ),
+        (
+            "paper-format-only",
+            lambda d: "\n\n".join(["Question: \n\nHere\u2019s an example answer: "] * 4 + [QUERY]),
+        ),
+        ("paper-system", lambda d: prompts.SYSTEM_TEXT + "\n\n" + prompts.icl_prompt("Why?", d)),
+        ("system-only", lambda d: prompts.SYSTEM_TEXT + "\n\n" + QUERY),
+    ],
+)
+def test_context_ablations_change_one_thing(tiny_tokenizer, preset, expected):
+    pool = _pool(4)
+    r = Retriever(pool, get_preset(preset, max_k=4), tiny_tokenizer, encoder=_NoEncoder(), preset_name=preset)
+    out = r.assemble(["q1"], ["Why?"], np.array([[3, 2, 1, 0]]), np.array([[4.0, 3.0, 2.0, 1.0]]), [3000])[0]
+    paper_order = [
+        (f"prompt {i}", (f"answer {i} " * (i + 1)).strip()) for i in (0, 1, 2, 3)
+    ]  # best (d3) last
+    assert out.prompt == expected(paper_order)
+    k = get_preset(preset).max_demos
+    kept = [c.kept for c in out.candidates]
+    assert sum(kept) == (4 if k is None else min(k, 4)) and kept == sorted(kept, reverse=True)
+    assert [c.reason for c in out.candidates if not c.kept] == ["over_k"] * (4 - sum(kept))
+
+
+def test_shuffled_answers_move_every_answer_and_keep_the_questions(tiny_tokenizer):
+    pool = _pool(5)
+    paper = Retriever(pool, get_preset("paper", max_k=5), tiny_tokenizer, encoder=_NoEncoder())
+    shuffled = Retriever(
+        pool, get_preset("paper-shuffled-answers", max_k=5), tiny_tokenizer, encoder=_NoEncoder()
+    )
+    args = (["q1"], ["Why?"], np.array([[4, 3, 2, 1, 0]]), np.array([[5.0, 4, 3, 2, 1]]), [3000])
+    a, b = paper.assemble(*args)[0], shuffled.assemble(*args)[0]
+    assert a.demo_ids == b.demo_ids and a.prompt != b.prompt
+    blocks_a, blocks_b = a.prompt.split("\n\nQuestion: "), b.prompt.split("\n\nQuestion: ")
+    questions = [x.split("\n\n")[0] for x in blocks_a]
+    assert questions == [x.split("\n\n")[0] for x in blocks_b]  # the same questions, same order
+    answers_a = [x.split("answer: ")[-1] for x in blocks_a[:-1]]
+    answers_b = [x.split("answer: ")[-1] for x in blocks_b[:-1]]
+    assert sorted(answers_a) == sorted(answers_b)  # the same answers ...
+    assert all(x != y for x, y in zip(answers_a, answers_b, strict=True))  # ... none in its own place
+    assert shuffled.assemble(*args)[0].prompt == b.prompt  # seeded: the same shuffle again
+
+
+QUERY = "Question: Why?\n\nHere\u2019s an example answer:"
+
+
 class _NoEncoder(Encoder):
     """Stands in where the test supplies the ranking itself (no model is loaded)."""
 

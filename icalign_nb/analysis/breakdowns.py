@@ -17,17 +17,27 @@ from .winrates import ITEM, KEYS, Bootstrap, combine_orders, win_rate_row
 
 
 def bin_column(df: pl.DataFrame, column: str, bins: int = 4) -> pl.DataFrame:
-    """Add `<column>_bin`: quantile bins of a numeric column, labelled by range, ordered low to high."""
+    """Add `<column>_bin`: quantile bins of a numeric column, labelled by range ("≤ 390", "391–853",
+    "> 1,390" for whole numbers; two decimals otherwise), ordered low to high."""
     name = f"{column}_bin"
     values = df[column].drop_nulls()
     if values.is_empty():
         return df.with_columns(pl.lit(None, pl.String).alias(name))
-    edges = np.unique(np.quantile(values.to_numpy(), np.linspace(0, 1, bins + 1)[1:-1]))
+    whole = values.dtype.is_integer()
+    edges = np.quantile(values.to_numpy(), np.linspace(0, 1, bins + 1)[1:-1])
+    edges = np.unique(np.floor(edges) if whole else edges)
     if len(edges) == 0:
         return df.with_columns(pl.col(column).cast(pl.String).alias(name))
-    labels = [f"<= {edges[0]:.3g}"]
-    labels += [f"({a:.3g}, {b:.3g}]" for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    labels.append(f"> {edges[-1]:.3g}")
+
+    def show(x: float) -> str:
+        return f"{int(x):,}" if whole else f"{x:.2f}"
+
+    labels = [f"≤ {show(edges[0])}"]
+    labels += [
+        f"{show(a + 1)}–{show(b)}" if whole else f"{show(a)}–{show(b)}"
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    labels.append(f"> {show(edges[-1])}")
     index = [None if v is None else int(np.searchsorted(edges, v, side="left")) for v in df[column].to_list()]
     binned = pl.Series(name, [None if i is None else labels[i] for i in index], dtype=pl.Enum(labels))
     return df.with_columns(binned)

@@ -25,6 +25,9 @@ PERCENT = {
     "win_a",
     "win_b",
     "diff",
+    "lc_win",
+    "lc_ci_low",
+    "lc_ci_high",
 }
 
 

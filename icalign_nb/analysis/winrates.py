@@ -138,14 +138,15 @@ def win_rates(df: pl.DataFrame, boot: Bootstrap | None = None) -> pl.DataFrame:
 
 
 def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
-    """Win rate of system A minus system B on the prompts both were judged on, with a paired bootstrap.
+    """System A's win rate against system B's on the prompts both were judged on, with a paired bootstrap.
 
-    Resamples shared prompts; reports both win rates, the difference, its interval and the
-    two-sided bootstrap share of resamples on the other side of zero (`p_value`).
+    Resamples shared prompts (both systems' verdicts on a prompt move together); reports both win
+    rates, their difference and ratio (A / B) with percentile intervals, and the two-sided bootstrap
+    share of resamples on the other side of zero (`p_value`). The ratio's interval is left out when B
+    wins nothing in some resample (the ratio is then unbounded).
     """
     boot = boot or Bootstrap()
     a, b = combine_orders(a), combine_orders(b)
-
     both = _per_prompt_table(a).join(_per_prompt_table(b), on="query_id", suffix="_b").sort("query_id")
     if both.is_empty():
         raise UserError("paired comparison: the two systems share no judged prompt")
@@ -153,10 +154,13 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     wb, nb = both["w_b"].to_numpy().astype(float), both["n_b"].to_numpy().astype(float)
     rng = np.random.default_rng(boot.seed)
     idx = rng.integers(0, both.height, size=(boot.n, both.height))
-    diffs = wa[idx].sum(1) / na[idx].sum(1) - wb[idx].sum(1) / nb[idx].sum(1)
+    rate_a, rate_b = wa[idx].sum(1) / na[idx].sum(1), wb[idx].sum(1) / nb[idx].sum(1)
+    diffs = rate_a - rate_b
     tail = (1 - boot.level) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
-    diff = wa.sum() / na.sum() - wb.sum() / nb.sum()
+    win_a, win_b = float(wa.sum() / na.sum()), float(wb.sum() / nb.sum())
+    bounded = bool((rate_b > 0).all())
+    ratio_low, ratio_high = np.percentile(rate_a / rate_b, [tail, 100 - tail]) if bounded else (None, None)
     p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
     return {
         "system_a": a["system"][0],
@@ -164,11 +168,14 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
         "judge_a": a["judge"][0],
         "judge_b": b["judge"][0],
         "prompts": both.height,
-        "win_a": float(wa.sum() / na.sum()),
-        "win_b": float(wb.sum() / nb.sum()),
-        "diff": float(diff),
+        "win_a": win_a,
+        "win_b": win_b,
+        "diff": win_a - win_b,
         "ci_low": float(low),
         "ci_high": float(high),
+        "ratio": win_a / win_b if win_b else None,
+        "ratio_ci_low": None if ratio_low is None else float(ratio_low),
+        "ratio_ci_high": None if ratio_high is None else float(ratio_high),
         "p_value": float(min(1.0, p)),
     }
 

@@ -32,6 +32,11 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         "winrate", parents=[parent], help="win/draw/lose per system with a prompt-bootstrap 95%% CI"
     )
     p.add_argument("inputs", nargs="+", help="run directories, judgments files or release *_autoeval.jsonl")
+    p.add_argument(
+        "--length-controlled",
+        action="store_true",
+        help="also the win rate at equal answer lengths (logistic fit, as AlpacaEval 2)",
+    )
     add_stats_options(p)
     p.set_defaults(func=cmd_winrate)
 
@@ -79,15 +84,18 @@ def _print(table: object, fmt: str, json_columns: list[str] | None = None) -> No
 
 
 def cmd_winrate(args: argparse.Namespace) -> int:
-    """Win/draw/lose with a prompt-bootstrap CI per system."""
+    """Win/draw/lose with a prompt-bootstrap CI per system (and, asked for, length-controlled)."""
     import polars as pl
 
+    from ..analysis.length import LC_COLUMNS, answer_lengths, with_length_control
     from ..analysis.tables import WINRATE_JSON_KEYS, label_proxies
     from ..analysis.winrates import win_rates
     from ..errors import UserError
-    from ..judging.verdicts import load_many
+    from ..judging.verdicts import load_verdicts
 
-    table = win_rates(load_many(args.inputs), bootstrap(args))
+    per_input = [load_verdicts(source) for source in args.inputs]
+    verdicts = pl.concat(per_input, how="vertical")
+    table = win_rates(verdicts, bootstrap(args))
     empty = table.filter(pl.col("n") == 0)
     if empty.height:
         row = empty.row(0, named=True)
@@ -95,8 +103,15 @@ def cmd_winrate(args: argparse.Namespace) -> int:
             f"no valid comparison for system '{row['system']}' ({row['invalid']} invalid judgments): "
             "there is no win rate to report; look at the raw judge replies"
         )
+    keys = WINRATE_JSON_KEYS
+    if args.length_controlled:
+        lengths = {
+            v["system"][0]: answer_lengths(source, v["baseline"][0], args.data_dir)
+            for source, v in zip(args.inputs, per_input, strict=True)
+        }
+        table, keys = with_length_control(table, verdicts, lengths, bootstrap(args)), [*keys, *LC_COLUMNS]
     if args.format == "json":
-        _print(label_proxies(table), "json", WINRATE_JSON_KEYS)
+        _print(label_proxies(table), "json", keys)
     else:
         _print(table, args.format)
     return 0

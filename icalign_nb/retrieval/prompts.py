@@ -20,6 +20,14 @@ PAPER_STOP = ("\nQuestion:",)
 URIAL_QUERY_TEMPLATE = "# Query:\n```\n{query}\n```\n\n# Answer:\n```\n"
 URIAL_STOP = ("# Query:",)
 
+# The system text of the system-text ablations (the project's own words): who is answering, and how.
+SYSTEM_TEXT = (
+    "Below are questions from users, each followed by an answer written by a helpful, honest and "
+    "harmless AI assistant. The assistant answers exactly what was asked, gives accurate and specific "
+    "information, explains its reasoning step by step when that helps, says so when it does not know, "
+    "and politely declines requests that could cause harm."
+)
+
 
 def demo_text(prompt: str, response: str) -> str:
     """One demonstration as the paper formats it (both sides stripped, as the reference does)."""
@@ -31,11 +39,33 @@ def demo_budget_text(prompt: str, response: str) -> str:
     return demo_text(prompt, response) + DEMO_SEPARATOR
 
 
-def icl_prompt(query: str, demos: Sequence[tuple[str, str]]) -> str:
-    """The in-context prompt: demos in the given order, then the query (the query is not stripped)."""
-    parts = [demo_text(p, r) for p, r in demos]
+def icl_prompt(
+    query: str, demos: Sequence[tuple[str, str]], content: str = "both", system: str | None = None
+) -> str:
+    """The in-context prompt: demos in the given order, then the query (the query is not stripped).
+
+    `content` and `system` are the ablations' deviations (the paper: "both", None): a demo shows its
+    question and answer ("both"), only its question, only its answer, or neither ("none": the bare
+    template); `system` puts a paragraph before the demos.
+    """
+    parts = [system.strip()] if system else []
+    parts += [demo_part(p, r, content) for p, r in demos]
     parts.append(QUERY_TEMPLATE.format(query=query))
     return DEMO_SEPARATOR.join(parts)
+
+
+def demo_part(prompt: str, response: str, content: str) -> str:
+    """One demo as an ablation shows it (`both` is the paper's `demo_text`)."""
+    question, answer = DEMO_TEMPLATE.split("\n\n")
+    if content == "both":
+        return demo_text(prompt, response)
+    if content == "question":
+        return question.format(prompt=prompt.strip())
+    if content == "answer":
+        return answer.format(response=response.strip())
+    if content == "none":
+        return DEMO_TEMPLATE.format(prompt="", response="")
+    raise ValueError(f"unknown demo content '{content}'")
 
 
 def zero_shot_prompt(query: str) -> str:

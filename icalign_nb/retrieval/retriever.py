@@ -6,6 +6,7 @@ Every retrieval records, for each candidate, why it was kept or skipped:
 - ``over_instance_limit``: its formatted text is longer than ``max_per_instance_tokens``
 - ``over_budget``: adding it would pass ``max_tokens``; packing stops here (the paper's rule)
 - ``after_stop``: ranked below the first overflow, never considered
+- ``over_k``: packed, but past the first ``max_demos`` (the k-sweep ablations)
 """
 
 from __future__ import annotations
@@ -92,6 +93,28 @@ def pack(
             stopped = True
             decisions.append((idx, "over_budget"))
     return decisions
+
+
+def keep_at_most(decisions: list[tuple[int, str]], config: RetrievalConfig) -> list[tuple[int, str]]:
+    """The `max_demos` ablation: packed demos past the first k (best-ranked) become `over_k`."""
+    if config.max_demos is None:
+        return decisions
+    out, kept = [], 0
+    for idx, reason in decisions:
+        if reason == "kept":
+            kept += 1
+            if kept > config.max_demos:
+                reason = "over_k"
+        out.append((idx, reason))
+    return out
+
+
+def derangement(n: int, seed: str) -> list[int]:
+    """A seeded permutation of range(n) that moves every position (one random cycle); n < 2 stays."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    successor = {order[i]: order[(i + 1) % n] for i in range(n)}
+    return [successor[i] for i in range(n)]
 
 
 def tokenizer_key(tokenizer: object) -> str:
@@ -240,7 +263,7 @@ class Retriever:
         lengths = self.demo_lengths()
         out = []
         for row, (qid, q) in enumerate(zip(qids, texts, strict=True)):
-            decisions = pack(top[row].tolist(), lengths, self.config, budgets[row])
+            decisions = keep_at_most(pack(top[row].tolist(), lengths, self.config, budgets[row]), self.config)
             cands = [
                 Candidate(
                     self._ids[idx],
@@ -255,7 +278,7 @@ class Retriever:
             kept = [idx for idx, reason in decisions if reason == "kept"]
             if self.config.most_relevant_last:
                 kept.reverse()
-            prompt = prompts.icl_prompt(q, [(self._prompts[i], self._responses[i]) for i in kept])
+            prompt = self._render(qid, q, kept)
             out.append(
                 Retrieval(
                     qid,
@@ -270,6 +293,16 @@ class Retriever:
                 )
             )
         return out
+
+    def _render(self, qid: str, query: str, kept: list[int]) -> str:
+        """The prompt around the kept demos (in prompt order), with the preset's ablation if any."""
+        config = self.config
+        answers = [self._responses[i] for i in kept]
+        if config.shuffle_answers:
+            answers = [answers[j] for j in derangement(len(kept), f"{config.seed}|{qid}|answers")]
+        demos = [(self._prompts[i], a) for i, a in zip(kept, answers, strict=True)]
+        system = prompts.SYSTEM_TEXT if config.system_text else None
+        return prompts.icl_prompt(query, demos, config.demo_content, system)
 
     def _budgets(self, texts: list[str], context_limit: int | None) -> list[int]:
         """Per-query demo budget: the configured one, shrunk where the prompt must fit a context."""

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from .style import (
     BLUE,
@@ -83,11 +84,14 @@ def plot_breakdown(
     judge_note: str | None = PROXY_NOTE,
     system_col: str = "system",
     all_systems: Sequence[str] = (),
+    min_n: int = 10,
 ) -> Figure:
     """Win rate per group (bin, cluster, …) for each system, with 95% CIs and the group sizes.
 
-    `all_systems` fixes each system's colour (its position in that list), so a system keeps its
-    colour across figures that show different subsets of systems.
+    A group with fewer than `min_n` comparisons is drawn pale and hatched, without an interval (too
+    few to say anything with confidence); an interval of zero width (every prompt alike) is not drawn
+    either. `all_systems` fixes each system's colour (its position in that list), so a system keeps
+    its colour across figures that show different subsets of systems.
     """
     present = (
         table[system_col].unique(maintain_order=True).to_list() if system_col in table.columns else [None]
@@ -96,71 +100,73 @@ def plot_breakdown(
     colour_index = {s: i for i, s in enumerate(list(all_systems) or systems)}
     groups = table[by].unique(maintain_order=True).to_list()
     width = 0.8 / len(systems)
+    many = len(groups) > 6
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(9, 1.3 * len(groups) * max(1, len(systems) / 2) + 3), 6))
+        fig, ax = plt.subplots(figsize=(min(16, 4 + len(groups) * (0.6 + 0.45 * len(systems))), 6.2))
         x = np.arange(len(groups))
+        small_seen = False
         for s, system in enumerate(systems):
             part = table if system is None else table.filter(pl.col(system_col) == system)
             lookup = {row[by]: row for row in part.to_dicts()}
-            win = np.array(
-                [
-                    100 * lookup[g]["win"] if g in lookup and lookup[g]["win"] is not None else np.nan
-                    for g in groups
-                ]
-            )
-            pos = x - 0.4 + width * (s + 0.5)
-            bars = ax.bar(
-                pos,
-                win,
-                width=width * 0.92,
-                color=PALETTE[colour_index.get(system, s) % len(PALETTE)],
-                label=str(system) if system is not None else "win rate",
-            )
-            if "ci_low" in part.columns:
-                lo = np.array(
-                    [
-                        100 * lookup[g]["ci_low"]
-                        if g in lookup and lookup[g]["ci_low"] is not None
-                        else np.nan
-                        for g in groups
-                    ]
-                )
-                hi = np.array(
-                    [
-                        100 * lookup[g]["ci_high"]
-                        if g in lookup and lookup[g]["ci_high"] is not None
-                        else np.nan
-                        for g in groups
-                    ]
-                )
-                ax.errorbar(
+            colour = PALETTE[colour_index.get(system, s) % len(PALETTE)]
+            for g_i, g in enumerate(groups):
+                row = lookup.get(g)
+                if row is None or row["win"] is None:
+                    continue
+                pos, win, n = x[g_i] - 0.4 + width * (s + 0.5), 100 * row["win"], row.get("n", 0)
+                small = n < min_n
+                small_seen |= small
+                ax.bar(
                     pos,
                     win,
-                    yerr=[np.clip(win - lo, 0, None), np.clip(hi - win, 0, None)],
-                    fmt="none",
-                    ecolor="black",
-                    capsize=3,
-                    lw=1.2,
+                    width=width * 0.92,
+                    color=colour,
+                    alpha=0.35 if small else 1.0,
+                    hatch="//" if small else "",
+                    edgecolor=colour if small else "white",
+                    label=str(system)
+                    if g_i == next(i for i, gg in enumerate(groups) if gg in lookup)
+                    else None,
                 )
-            if "n" in part.columns:
-                for bar, g, w in zip(bars, groups, win, strict=True):
-                    if g in lookup:
-                        ax.text(
-                            bar.get_x() + bar.get_width() / 2,
-                            1.5,
-                            f"{w:.0f}%\nn={lookup[g]['n']}",
-                            ha="center",
-                            va="bottom",
-                            fontsize=8,
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                        )
-        ax.set_xticks(x, [textwrap.fill(str(g), 16) for g in groups])
+                low, high = row.get("ci_low"), row.get("ci_high")
+                if not small and low is not None and high is not None and high > low:
+                    ax.errorbar(
+                        pos,
+                        win,
+                        yerr=[[win - 100 * low], [100 * high - win]],
+                        ecolor="black",
+                        capsize=3,
+                        lw=1.2,
+                    )
+                ax.text(
+                    pos,
+                    1.5,
+                    f"{win:.0f}%\nn={n}" + ("\nfew" if small else ""),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                )
+        ax.set_xticks(
+            x,
+            [textwrap.fill(str(g), 14) for g in groups],
+            rotation=30 if many else 0,
+            ha="right" if many else "center",
+        )
         ax.set_ylim(0, 105)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("win rate (%)")
         handles, labels = ax.get_legend_handles_labels()
-        if "ci_low" in table.columns:
-            handles.append(Line2D([0], [0], color="black", lw=1.2, marker="_", ms=8, label="95% CI"))
+        handles.append(Line2D([0], [0], color="black", lw=1.2, marker="_", ms=8, label="95% CI over prompts"))
+        if small_seen:
+            handles.append(
+                Patch(
+                    facecolor="white",
+                    edgecolor="0.4",
+                    hatch="//",
+                    label=f"fewer than {min_n} comparisons: no CI",
+                )
+            )
         ax.legend(handles=handles, title="system", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
         finish(fig, title, judge_note)
     return fig
@@ -201,18 +207,32 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
                     edgecolor="white",
                     label=label,
                 )
-                for bar, v in zip(bars, vals, strict=True):
+                tops = vals
+                if f"{col}_ci_low" in part.columns:  # the interval over prompts, where one was computed
+                    low = np.array(part[f"{col}_ci_low"].to_list(), dtype=float)
+                    high = np.array(part[f"{col}_ci_high"].to_list(), dtype=float)
+                    ax.errorbar(
+                        x - 0.4 + width * (i + 0.5),
+                        vals,
+                        yerr=[vals - low, high - vals],
+                        fmt="none",
+                        ecolor="black",
+                        capsize=3,
+                        lw=1.1,
+                    )
+                    tops = np.fmax(vals, high)
+                for bar, v, t in zip(bars, vals, tops, strict=True):
                     if not np.isnan(v):
                         ax.text(
                             bar.get_x() + bar.get_width() / 2,
-                            v + 1,
+                            t + 1.5,
                             f"{v:.1f}",
                             ha="center",
                             va="bottom",
                             fontsize=9,
                         )
             ax.set_xticks(x, [textwrap.fill(s, 14) for s in part["system"].to_list()])
-            ax.set_ylim(0, 100)
+            ax.set_ylim(0, 105)
             ax.set_ylabel("win rate (%)")
             ax.set_xlabel("system (Llama-2 13B family)")
             ax.set_title(f"against {baseline}", loc="left")
@@ -220,9 +240,10 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
         fig.legend(
             handles, labels, loc="lower center", ncol=len(series), frameon=False, bbox_to_anchor=(0.5, 0)
         )
-        finish(
-            fig, "In-context alignment, paper table: win rates reported vs recomputed", note, legend_rows=1
-        )
+        names = [c for c, *_ in series]
+        shown = "reported" + (" vs recomputed" if "recomputed" in names else " (the release was not found)")
+        shown += " and a proxy judge's" if "proxy" in names else ""
+        finish(fig, f"In-context alignment, the paper's table: win rates {shown}", note, legend_rows=1)
     return fig
 
 
@@ -298,4 +319,97 @@ def plot_generation_summary(stats: pl.DataFrame, subtitle: str | None = None) ->
         handles, labels = axes[2].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
         finish(fig, "The systems side by side: prompt length, answer length, how answers ended", subtitle, 1)
+    return fig
+
+
+def plot_headline(
+    zero_shot: tuple[float, float, float],
+    in_context: tuple[float, float, float],
+    top: dict,
+    title: str,
+    subtitle: str | None = None,
+    labels: tuple[str, str] = ("zero-shot (direct prompt)", "in-context (retrieved demos)"),
+) -> Figure:
+    """The headline: the zero-shot and in-context win rates (each with its 95% CI), their ratio and
+    their paired difference with paired bootstrap intervals. `top` holds ratio, ratio_ci_low,
+    ratio_ci_high, diff, diff_ci_low, diff_ci_high (fractions); a win rate is (value, low, high)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(10, 4.2))
+        y = np.array([1, 0])
+        wins = np.array([zero_shot[0], in_context[0]]) * 100
+        lows = np.array([zero_shot[1], in_context[1]]) * 100
+        highs = np.array([zero_shot[2], in_context[2]]) * 100
+        ax.barh(y, wins, color=[GREY, BLUE], height=0.55)
+        ax.errorbar(wins, y, xerr=[wins - lows, highs - wins], fmt="none", ecolor="black", capsize=6, lw=1.6)
+        for yi, w, lo, hi in zip(y, wins, lows, highs, strict=True):
+            ax.text(hi + 1.5, yi, f"{w:.1f}%  [{lo:.1f}, {hi:.1f}]", va="center", fontsize=12)
+        ax.set_yticks(y, list(labels))
+        ax.set_xlim(0, 125)
+        ax.set_xticks(range(0, 101, 20))
+        ax.set_xlabel("win rate against the baseline (%), 95% CI over prompts")
+        ax.grid(axis="y", visible=False)
+        if top.get("ratio") is None:
+            ratio = "ratio: undefined (zero-shot won nothing)"
+        else:
+            ratio = f"ratio {top['ratio']:.1f}x"
+            if top.get("ratio_ci_low") is not None:
+                ratio += f" [{top['ratio_ci_low']:.1f}, {top['ratio_ci_high']:.1f}]"
+        diff = (
+            f"paired difference {100 * top['diff']:+.1f} points "
+            f"[{100 * top['diff_ci_low']:+.1f}, {100 * top['diff_ci_high']:+.1f}]"
+        )
+        ax.text(
+            0.99,
+            0.5,
+            f"{ratio}\n{diff}",
+            transform=ax.transAxes,
+            ha="right",
+            va="center",
+            fontsize=12,
+            bbox={"boxstyle": "round,pad=0.4", "fc": "white", "ec": "0.6"},
+        )
+        finish(fig, title, subtitle)
+    return fig
+
+
+def plot_score_distributions(
+    verdicts: pl.DataFrame, title: str, subtitle: str | None = None, order: Sequence[str] = ()
+) -> Figure:
+    """Per system (in `order` first), how the judge scored its answers and the baseline's."""
+    present = verdicts["system"].unique(maintain_order=True).to_list()
+    systems = [s for s in order if s in present] + [s for s in present if s not in order]
+    scores = np.arange(0, 11)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            1, len(systems), figsize=(4.2 * len(systems), 4.6), sharey=True, squeeze=False
+        )
+        for ax, system in zip(axes[0], systems, strict=True):
+            part = verdicts.filter((pl.col("system") == system) & (pl.col("verdict") != "invalid"))
+            for offset, (col, name, colour, hatch) in enumerate(
+                (
+                    ("score_system", "system's answers", BLUE, ""),
+                    ("score_baseline", "baseline's answers", GREY, "//"),
+                )
+            ):
+                values = np.round(part[col].to_numpy().astype(float))
+                share = np.array([(values == s).mean() * 100 if len(values) else 0 for s in scores])
+                ax.bar(
+                    scores - 0.2 + 0.4 * offset,
+                    share,
+                    width=0.4,
+                    color=colour,
+                    hatch=hatch,
+                    edgecolor="white",
+                    label=name,
+                )
+            mean = part["score_system"].mean()
+            ax.set_title(
+                textwrap.fill(f"{system}\n(mean {mean:.1f}, n = {part.height})", 28), loc="left", fontsize=11
+            )
+            ax.set_xticks(scores)
+            ax.set_xlabel("score given by the judge (0-10)")
+        axes[0][0].set_ylabel("comparisons (%)")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0))
+        finish(fig, title, subtitle, legend_rows=1)
     return fig

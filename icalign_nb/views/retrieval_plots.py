@@ -13,13 +13,26 @@ from matplotlib.patches import Patch
 
 from ..retrieval.retriever import Retrieval
 from .poolmap import DemoMap
-from .style import BLUE, DARK_ORANGE, GREY, LIGHT_ORANGE, MARKERS, ORANGE, PALETTE, STYLE, finish, short
+from .style import (
+    BLUE,
+    DARK_ORANGE,
+    GREY,
+    LIGHT_ORANGE,
+    MARKERS,
+    ORANGE,
+    PALE_BLUE,
+    PALETTE,
+    STYLE,
+    finish,
+    short,
+)
 
 REASONS = {
     "kept": ("kept", BLUE, ""),
     "over_instance_limit": ("skipped: demo over per-demo limit", LIGHT_ORANGE, "//"),
     "over_budget": ("skipped: would overflow budget (packing stops)", DARK_ORANGE, "xx"),
     "after_stop": ("not considered: after the stop", GREY, ".."),
+    "over_k": ("packed, past the first k (k-sweep ablation)", PALE_BLUE, "\\\\"),
 }
 
 

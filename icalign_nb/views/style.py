@@ -31,6 +31,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "svg.fonttype": "none",
+    "text.parse_math": False,  # user text ($1,500 … $2,400) is shown as written, never as a formula
     "svg.hashsalt": "icalign-nb",
 }
 # Why a candidate was kept or skipped: label, colour, hatch (so print and colour-blind readers see it).
@@ -62,7 +63,8 @@ def save_figure(fig: Figure, name: str, outdir: str | Path) -> list[Path]:
     # no dates and fixed SVG ids: a re-run changes a file only if its figure changed
     for ext, kwargs in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
         buf = io.BytesIO()
-        with plt.rc_context({"svg.hashsalt": STYLE["svg.hashsalt"]}):  # read at save time
+        saving = {k: STYLE[k] for k in ("svg.hashsalt", "svg.fonttype")}  # read at save time
+        with plt.rc_context(saving):
             fig.savefig(buf, format=ext, bbox_inches="tight", facecolor="white", **kwargs)
         path = outdir / f"{name}.{ext}"
         atomic_write_bytes(path, buf.getvalue())

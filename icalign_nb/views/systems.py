@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import polars as pl
 
 from ..analysis.breakdowns import run_features
-from ..analysis.winrates import swap_agreement
+from ..analysis.winrates import Bootstrap, paired_comparison, swap_agreement, win_rates
 from ..files import sha256_text
 from ..generation.rundir import generations_frame
 from ..generation.runs import RunOptions, RunSpec, run_generation
@@ -32,25 +32,37 @@ LABELS = {
     "urial": "URIAL-style (fixed 3 demos)",
     "paper-short": "in-context (retrieved, 1000-token budget)",
     "paper-cosine": "in-context (retrieved, cosine)",
+    "chat": "instruction-tuned chat model (zero-shot)",
+    **{f"paper-k{k}": f"in-context, at most {k} demos" for k in (0, 1, 2, 4, 8)},
+    "paper-first": "in-context, most relevant first",
+    "paper-shuffled-answers": "in-context, answers shuffled",
+    "paper-questions-only": "in-context, questions only",
+    "paper-answers-only": "in-context, answers only",
+    "paper-format-only": "in-context, format only",
+    "paper-system": "system text + in-context",
+    "system-only": "system text, no demos",
 }
 
 
 @dataclass(frozen=True)
 class SystemsSetup:
-    """A run spec shared by every system, and the presets that make the systems."""
+    """A run spec shared by every system, the presets that make the systems, and optionally an
+    instruction-tuned chat model answering zero-shot through its chat template (the paper's
+    Llama-2-chat row)."""
 
     base: RunSpec = field(default_factory=RunSpec)
     presets: tuple[str, ...] = ("zero-shot", "paper", "random", "urial")
+    chat_model: str | None = None
 
     @classmethod
     def from_notebook(cls, params: Mapping[str, object]) -> SystemsSetup:
         """The setup a notebook's parameters describe, read by name: `model`, `backend`, `presets`
-        (comma-separated), any retrieval setting (`pool`, `eval`, `encoder`, `limit`, ...) and any
-        generation setting (`samples`, `max_new_tokens`, `temperature`, `top_k`, `seed`, ...).
-        A `seed` seeds both sampling and the random preset's draws; 0 or '' means "not set"."""
-
+        (comma-separated), `chat_model`, any retrieval setting (`pool`, `eval`, `encoder`, `limit`, ...)
+        and any generation setting (`samples`, `max_new_tokens`, `temperature`, `top_k`, `seed`, ...).
+        A `seed` seeds both sampling and the random preset's draws; '' or 0 means "not set" for the
+        optional retrieval settings (for `limit`: every query)."""
         seed = int(params.get("seed") or 0)
-        retrieval = {  # '' or 0: not set (the default; for `limit`, every query)
+        retrieval = {
             f.name: params[f.name]
             for f in fields(RetrievalSettings)
             if f.name != "seed" and params.get(f.name) not in (None, "", 0)
@@ -65,18 +77,26 @@ class SystemsSetup:
             generation=GenerationConfig(**generation, seed=seed),
         )
         presets = tuple(p.strip() for p in str(params.get("presets") or "").split(",") if p.strip())
-        return cls(base, presets or cls.presets)
+        return cls(base, presets or cls.presets, str(params.get("chat_model") or "") or None)
 
-    def spec(self, preset: str) -> RunSpec:
-        """The generation run spec of one system."""
-        return self.base.with_preset(preset)
+    def systems(self) -> dict[str, RunSpec]:
+        """Every system's run spec, by key: the presets on the base model, then `chat` if there is one."""
+        out = {preset: self.base.with_preset(preset) for preset in self.presets}
+        if self.chat_model:
+            chat = replace(self.base.retrieval, preset="zero-shot", tokenizer=None)
+            out["chat"] = replace(self.base, model=self.chat_model, retrieval=chat)
+        return out
 
     def folder(self, work_dir: str | Path) -> Path:
-        """Where this setup's runs live: readable names plus a hash of every setting."""
+        """Where this setup's runs live: readable names plus a hash of every shared setting."""
         digest = sha256_text(repr(asdict(self.base.with_preset("-"))))[:10]
         r = self.base.retrieval
         name = "-".join(_slug(str(v)) for v in (self.base.model, r.pool, r.eval))
         return Path(work_dir) / "generations" / f"{name}-{digest}"
+
+    def run_dir(self, work_dir: str | Path, key: str) -> Path:
+        """The run directory of one system."""
+        return self.folder(work_dir) / (f"chat-{_slug(self.chat_model or '')}" if key == "chat" else key)
 
 
 def _slug(text: str) -> str:
@@ -84,9 +104,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", Path(text).name if "/" in text else text)[:40]
 
 
-def label(preset: str) -> str:
+def label(key: str) -> str:
     """The readable name of a system."""
-    return LABELS.get(preset, preset)
+    return LABELS.get(key, key)
 
 
 def generate_systems(
@@ -96,18 +116,19 @@ def generate_systems(
     batch_size: int = 8,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Generate (or resume) every system's run; return preset -> run directory."""
+    """Generate (or resume) every system's run; return system key -> run directory."""
     options = RunOptions(batch_size=batch_size, data_dir=data_dir, progress=progress)
-    out, backend = {}, None
-    for preset in setup.presets:
-        run_dir = setup.folder(work_dir) / preset
-        summary = run_generation(run_dir, setup.spec(preset), options, backend=backend)
-        backend = backend or summary.backend  # the model is loaded once for every system
+    out, backends = {}, {}
+    for key, spec in setup.systems().items():
+        run_dir = setup.run_dir(work_dir, key)
+        summary = run_generation(run_dir, spec, options, backend=backends.get(spec.model))
+        if summary.backend is not None:  # each model is loaded once for all its systems
+            backends[spec.model] = summary.backend
         print(
-            f"{label(preset)}: {summary.total} answers ({summary.already_done} already done, "
+            f"{label(key)}: {summary.total} answers ({summary.already_done} already done, "
             f"{summary.generated} new, {summary.seconds:.0f} s)"
         )
-        out[preset] = run_dir
+        out[key] = run_dir
     return out
 
 
@@ -214,3 +235,72 @@ def query_clusters(setup: SystemsSetup, data_dir: str | None = None) -> pl.DataF
     queries = load_queries(settings, data_dir)
     _, nearest = demo_map.place(encoder.encode(queries["prompt"].to_list()))
     return pl.DataFrame({"query_id": queries["id"], "cluster": [demo_map.names[c] for c in nearest]})
+
+
+def headline(
+    verdicts: pl.DataFrame, a: str = "paper", b: str = "zero-shot", boot: Bootstrap | None = None
+) -> dict:
+    """The paper's headline on these systems: system `a` (in-context) against `b` (zero-shot), as a
+    ratio of win rates and as a paired difference, each with a paired bootstrap interval over prompts."""
+    pick = {key: verdicts.filter(pl.col("system") == label(key)) for key in (a, b)}
+    return paired_comparison(pick[a], pick[b], boot)
+
+
+def job_summary(
+    setup: SystemsSetup, runs: dict[str, Path], verdicts: pl.DataFrame, judge: JudgeSpec, boot: Bootstrap
+) -> dict:
+    """The numbers behind the main figures: each system's win rate with its CI and share of answers cut
+    at the length cap, and the headline (in-context vs zero-shot)."""
+    from ..models import model_spec
+
+    table = win_rates(verdicts, boot)
+    stats = {row["system"]: row for row in generation_stats(runs).iter_rows(named=True)}
+    systems = [
+        {
+            "system": row["system"],
+            "n": row["n"],
+            "win": row["win"],
+            "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"],
+            "cut_at_cap": stats[row["system"]]["hit_length_cap"] / stats[row["system"]]["answers"],
+        }
+        for row in table.iter_rows(named=True)
+    ]
+    top = headline(verdicts, boot=boot) if {"paper", "zero-shot"} <= set(runs) else None
+    return {
+        "model": setup.base.model,
+        "model_is_base": model_spec(setup.base.model).base,
+        "chat_model": setup.chat_model,
+        "judge": judge.label,
+        "n_queries": int(verdicts["query_id"].n_unique()),
+        "max_new_tokens": setup.base.generation.max_new_tokens,
+        "systems": systems,
+        "headline": None
+        if top is None
+        else {
+            "ratio": top["ratio"],
+            "ratio_ci_low": top["ratio_ci_low"],
+            "ratio_ci_high": top["ratio_ci_high"],
+            "diff": top["diff"],
+            "diff_ci_low": top["ci_low"],
+            "diff_ci_high": top["ci_high"],
+            "win_in_context": top["win_a"],
+            "win_zero_shot": top["win_b"],
+        },
+    }
+
+
+def headline_text(summary: dict) -> str:
+    """The headline as one sentence (what the main job prints at its end)."""
+    top = summary.get("headline")
+    if not top:
+        return "no headline: the in-context and zero-shot systems were not both run"
+    ratio = "undefined (zero-shot won nothing)" if top["ratio"] is None else f"{top['ratio']:.1f}x"
+    if top["ratio_ci_low"] is not None:
+        ratio += f" [{top['ratio_ci_low']:.1f}, {top['ratio_ci_high']:.1f}]"
+    return (
+        f"{summary['model']}, {summary['n_queries']} queries, {summary['judge']}: win rate zero-shot "
+        f"{100 * top['win_zero_shot']:.1f}% -> in-context {100 * top['win_in_context']:.1f}%; ratio {ratio}; "
+        f"paired difference {100 * top['diff']:+.1f} points "
+        f"[{100 * top['diff_ci_low']:+.1f}, {100 * top['diff_ci_high']:+.1f}]"
+    )
