@@ -1,16 +1,58 @@
-"""Tables and HTML that explain retrieval choices and answers in notebooks (no plotting here)."""
+"""Tables and HTML that explain retrieval choices and answers in notebooks (no plotting here).
+
+The HTML sets its own alignment and wrapping with inline `style` attributes: JupyterLab right-aligns
+table cells and breaks `<pre>` text mid-word by default, and the sanitizer that renders untrusted
+outputs (an executed record opened later) drops `<style>` blocks but keeps `style` attributes.
+"""
 
 from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
+from ..generation.types import Result
 from ..retrieval.retriever import Retrieval
 
 EMPTY = "(empty answer: the model ended it at once)"
+CUT_NOTE = "[cut here: the answer reached the max_new_tokens cap]"
+ENDED = {"stop": "ended at the stop text", "eos": "ended by the model", "length": "cut at the length cap"}
+DECISIONS = {
+    "kept": "kept",
+    "over_instance_limit": "skipped: one demo over the per-demo token limit",
+    "over_budget": "skipped: would overflow the budget (packing stops here)",
+    "after_stop": "not tried: packing had stopped",
+    "over_k": "skipped: past the most demos allowed",
+}
+
+# Inline styles (kept by Lab's sanitizer): left-aligned, top-aligned, whole words.
+CELL = "text-align:left;vertical-align:top;padding:4px 8px;border:1px solid #ccc"
+NUMBER = "text-align:right;vertical-align:top;padding:4px 8px;border:1px solid #ccc"
+TABLE = "table-layout:fixed;width:100%;border-collapse:collapse;margin:0 0 8px 0"
+WRAP = "white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;text-align:left;margin:0"
+GRID = "display:grid;grid-template-columns:repeat(auto-fit,minmax({min}px,1fr));gap:8px;text-align:left"
+NOTE = "color:#a0522d;font-style:italic"  # sienna: readable on white, not a status colour
+PANEL = "border:1px solid #ccc;padding:6px 8px;text-align:left;vertical-align:top;min-width:0"
+
+
+@dataclass(frozen=True)
+class Html:
+    """An HTML fragment that a notebook shows as HTML; plain text where HTML cannot be shown."""
+
+    markup: str
+    text: str = ""
+
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __repr__(self) -> str:
+        return self.text or "(HTML)"
+
+    def __str__(self) -> str:
+        return self.markup
 
 
 def retrieval_summary(retrievals: Sequence[Retrieval]) -> pl.DataFrame:
@@ -52,8 +94,86 @@ def candidate_table(retrieval: Retrieval, pool: pl.DataFrame, width: int = 80) -
                 "demo prompt": cut(prompts.get(c.id, ""), width),
             }
             for c in retrieval.candidates
-        ]
+        ],
+        schema={
+            "rank": pl.Int64,
+            "score": pl.Float64,
+            "tokens": pl.Int64,
+            "decision": pl.String,
+            "category": pl.String,
+            "demo prompt": pl.String,
+        },
     )
+
+
+def candidates_view(retrieval: Retrieval, pool: pl.DataFrame, width: int = 200) -> Html:
+    """Every candidate of a query as a readable table: kept ones in bold, the reason for the others,
+    and the running total of kept tokens against the budget."""
+    table = candidate_table(retrieval, pool, width)
+    total, running = 0, []
+    for decision, tokens in zip(table["decision"], table["tokens"], strict=True):
+        total += tokens if decision == "kept" else 0
+        running.append(total if decision == "kept" else None)
+    shown = table.with_columns(
+        pl.Series("kept so far", running, dtype=pl.Int64),
+        pl.col("decision").replace(DECISIONS),
+    ).select("rank", "score", "tokens", "kept so far", "decision", "category", "demo prompt")
+    kept = sum(c.kept for c in retrieval.candidates)
+    title = (
+        f"{kept} of {len(retrieval.candidates)} candidates kept"
+        + (f" (budget {retrieval.budget:,} tokens)" if retrieval.budget else "")
+        + "; best first"
+    )
+    widths = {"rank": 5, "score": 7, "tokens": 7, "kept so far": 8, "decision": 23, "category": 11}
+    bold = [d == "kept" for d in table["decision"]]
+    return Html(html_table(shown, widths, title=title, bold_rows=bold), f"{title}\n{plain_table(shown)}")
+
+
+def html_table(
+    frame: pl.DataFrame,
+    widths: Mapping[str, float] | None = None,
+    title: str | None = None,
+    bold_rows: Sequence[bool] | None = None,
+) -> str:
+    """Every row of a frame as an HTML table (no shape or dtype rows): text left, numbers right,
+    whole words wrapped; `widths` are column widths in percent (the rest share what is left)."""
+    widths = dict(widths or {})
+    free = [c for c in frame.columns if c not in widths]
+    rest = max(0.0, 100 - sum(widths.values())) / max(1, len(free))
+    cols = "".join(f"<col style='width:{widths.get(c, rest):.1f}%'>" for c in frame.columns)
+    numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    head = "".join(
+        f"<th style='{NUMBER if c in numeric else CELL}'>{html.escape(c)}</th>" for c in frame.columns
+    )
+    rows = []
+    for i, row in enumerate(frame.iter_rows()):
+        weight = ";font-weight:bold" if bold_rows is not None and bold_rows[i] else ""
+        cells = "".join(
+            f"<td style='{(NUMBER if c in numeric else CELL) + weight}'>{_cell_text(v)}</td>"
+            for c, v in zip(frame.columns, row, strict=True)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    caption = f"<caption style='text-align:left;padding:4px 0'><b>{html.escape(title)}</b></caption>"
+    return (
+        f"<table style='{TABLE}'>{caption if title else ''}<colgroup>{cols}</colgroup>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _cell_text(value: object) -> str:
+    """A table cell's escaped text (empty for a missing value)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return f"<span style='{WRAP}'>{html.escape(str(value))}</span>"
+
+
+def plain_table(frame: pl.DataFrame) -> str:
+    """Every row of a frame as plain text, tab-separated (what a terminal or a static copy shows)."""
+    lines = ["\t".join(frame.columns)]
+    lines += ["\t".join("" if v is None else str(v) for v in row) for row in frame.iter_rows()]
+    return "\n".join(lines)
 
 
 def pick_examples(retrievals: Sequence[Retrieval], n: int = 2) -> list[Retrieval]:
@@ -79,17 +199,55 @@ def prompt_excerpt(prompt: str, head: int = 600, tail: int = 700) -> str:
     return f"{prompt[:head]}\n\n[… {left_out} characters left out …]\n\n{prompt[-tail:]}"
 
 
-def side_by_side(columns: dict[str, str], title: str | None = None) -> str:
-    """HTML of texts in equal columns (e.g. a direct answer beside an in-context one)."""
-    td = f"vertical-align:top;padding:8px;border:1px solid #ccc;width:{100 // max(1, len(columns))}%"
-    pre = "white-space:pre-wrap;font-size:90%"
-    cells = "".join(
-        f"<td style='{td}'><b>{html.escape(name)}</b>"
-        f"<pre style='{pre}'>{html.escape(text or EMPTY)}</pre></td>"
-        for name, text in columns.items()
-    )
-    caption = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
-    return f"<table style='table-layout:fixed;width:100%'>{caption}<tr>{cells}</tr></table>"
+def text_view(text: str, heading: str | None = None) -> Html:
+    """A long text (a prompt) with its line breaks, wrapped at whole words, under an optional heading."""
+    top = f"<div style='{WRAP};font-weight:bold;margin:4px 0'>{html.escape(heading)}</div>" if heading else ""
+    body = f"<pre style='{WRAP};border:1px solid #ccc;padding:6px 8px'>{html.escape(text)}</pre>"
+    plain = f"{heading}\n\n{text}" if heading else text
+    return Html(f"<div style='text-align:left'>{top}{body}</div>", plain)
+
+
+def side_by_side(
+    columns: Mapping[str, str],
+    title: str | None = None,
+    capped: Collection[str] = (),
+    min_width: int = 260,
+) -> str:
+    """HTML of texts in equal columns (e.g. a direct answer beside an in-context one): left-aligned,
+    wrapped at whole words; the columns wrap onto new rows when each would be narrower than
+    `min_width` pixels. The texts of the columns named in `capped` are marked as cut at the length cap."""
+    panels = []
+    for name, text in columns.items():
+        note = (
+            f"<div style='{WRAP};color:#a0522d;font-style:italic'>{CUT_NOTE}</div>" if name in capped else ""
+        )
+        panels.append(
+            f"<div style='{PANEL}'><div style='{WRAP};font-weight:bold;margin-bottom:4px'>"
+            f"{html.escape(name)}</div><div class='icalign-answer' style='{WRAP}'>"
+            f"{html.escape(text or EMPTY)}</div>{note}</div>"
+        )
+    heading = f"<div style='{WRAP};font-weight:bold;margin:4px 0'>{html.escape(title)}</div>" if title else ""
+    grid = f"<div style='{GRID.format(min=min_width)}'>{''.join(panels)}</div>"
+    return f"<div style='text-align:left'>{heading}{grid}</div>"
+
+
+def results_side_by_side(results: Mapping[str, Result], title: str | None = None) -> Html:
+    """Generation results in columns, each headed by its name, its length and how it ended."""
+    columns, capped = {}, []
+    for name, r in results.items():
+        key = f"{name} ({ended(r.stopped_by, r.n_generated_tokens)})"
+        columns[key] = r.response
+        if r.stopped_by == "length":
+            capped.append(key)
+    text = "\n\n".join(f"== {k}\n{v or EMPTY}" for k, v in columns.items())
+    return Html(side_by_side(columns, title, capped), text)
+
+
+def ended(stopped_by: str | None, n_tokens: int | None = None) -> str:
+    """How an answer ended, in words ("80 tokens, cut at the length cap")."""
+    how = ENDED.get(stopped_by or "", f"ended: {stopped_by}" if stopped_by else "")
+    count = f"{n_tokens} tokens" if n_tokens is not None else ""
+    return ", ".join(p for p in (count, how) if p)
 
 
 def cut(text: str, width: int) -> str:

@@ -15,7 +15,14 @@ from ..retrieval.retriever import Retrieval
 from . import explain
 from .systems import SystemsSetup, answers
 
-VERDICT_MARK = {"win": "✅ win", "draw": "➖ draw", "lose": "❌ lose", "invalid": "⚠️ invalid"}
+# plain ASCII, so every font shows them (emoji turned into empty boxes without an emoji font)
+VERDICT_MARK = {
+    "win": "judge: win (+)",
+    "draw": "judge: draw (=)",
+    "lose": "judge: lose (-)",
+    "invalid": "judge: invalid (?)",
+}
+MIN_COLUMN_PX = 280  # answer columns wrap onto a new row below this width
 
 
 @dataclass
@@ -61,55 +68,55 @@ class Explorer:
         )
 
     def view_html(self, query_id: str, sample: int = 0) -> str:
-        """The whole view of one query as HTML."""
+        """The whole view of one query as HTML: its demos (every candidate, why kept or skipped), the
+        prompt, and every system's answer beside the baseline's, each with the judge's verdict."""
         r = self.retrievals.get(query_id)
-        parts = [f"<h3>{html.escape(query_id)}: {html.escape(self.queries[query_id])}</h3>"]
+        heading = f"{query_id}: {self.queries[query_id]}"
+        parts = [f"<h3 style='{explain.WRAP}'>{html.escape(heading)}</h3>"]
         if r is not None and r.candidates:
-            table = explain.candidate_table(r, self.pool, width=90).filter(pl.col("decision") == "kept")
-            rows = "".join(
-                f"<tr><td>{t['rank']}</td><td>{t['score']}</td><td>{t['tokens']}</td>"
-                f"<td>{html.escape(t['category'])}</td><td>{html.escape(t['demo prompt'])}</td></tr>"
-                for t in table.iter_rows(named=True)
-            )
             parts.append(
-                f"<b>{len(r.demo_ids)} retrieved demos kept</b> (of {len(r.candidates)} candidates)"
-                "<table><tr><th>rank</th><th>score</th><th>tokens</th><th>category</th><th>prompt</th></tr>"
-                f"{rows}</table>"
-                f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
-                f"<pre style='white-space:pre-wrap'>{html.escape(explain.prompt_excerpt(r.prompt))}</pre>"
+                explain.candidates_view(r, self.pool, width=160).markup
+                + f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
+                f"<pre style='{explain.WRAP}'>{html.escape(explain.prompt_excerpt(r.prompt))}</pre>"
                 "</details>"
             )
         mine = self.answers.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
         judged = self.verdicts.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
         verdict = dict(zip(judged["system"].to_list(), judged["verdict"].to_list(), strict=True))
-        columns = {
-            f"{row['system']} — {VERDICT_MARK.get(verdict.get(row['system'], ''), 'not judged')}": row[
-                "response"
-            ]
-            for row in mine.iter_rows(named=True)
-        }
+        columns, capped = {}, []
+        for row in mine.iter_rows(named=True):
+            mark = VERDICT_MARK.get(verdict.get(row["system"], ""), "not judged")
+            how = explain.ended(row.get("stopped_by"), row.get("n_generated_tokens"))
+            name = f"{row['system']} · {mark}" + (f" · {how}" if how else "")
+            columns[name] = row["response"]
+            if row.get("stopped_by") == "length":
+                capped.append(name)
         columns["baseline answer"] = self.baseline.get(query_id, "")
-        parts.append(
-            explain.side_by_side(columns, title="answers (verdict of the judge against the baseline)")
-        )
+        title = f"answers, sample {sample} (verdict of the judge against the baseline)"
+        parts.append(explain.side_by_side(columns, title=title, capped=capped, min_width=MIN_COLUMN_PX))
         return "".join(parts)
 
     def show(self, query_id: str, sample: int = 0) -> None:
         """Display the view of one query (works without widgets)."""
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(self.view_html(query_id, sample)))
+        display(explain.Html(self.view_html(query_id, sample), f"{query_id}: {self.queries[query_id]}"))
 
     def widget(self) -> object:
-        """A dropdown of queries and the view, updated in place (ipywidgets)."""
+        """A dropdown of queries (and of samples, when there are several) and the view, updated in place."""
         import ipywidgets as widgets
 
         labels = [(f"{q}: {explain.cut(self.queries[q], 70)}", q) for q in self.query_ids]
         picker = widgets.Dropdown(options=labels, description="query", layout=widgets.Layout(width="90%"))
-        view = widgets.HTML(self.view_html(self.query_ids[0]))
+        picker.add_class("icalign-query")
+        samples = sorted(set(self.answers["sample"].to_list())) or [0]
+        sample = widgets.Dropdown(options=samples, description="sample", layout=widgets.Layout(width="12em"))
+        view = widgets.HTML(self.view_html(self.query_ids[0], samples[0]))
+        view.add_class("icalign-view")
 
-        def update(change: dict) -> None:
-            view.value = self.view_html(change["new"])
+        def update(_: dict) -> None:
+            view.value = self.view_html(picker.value, sample.value)
 
         picker.observe(update, names="value")
-        return widgets.VBox([picker, view])
+        sample.observe(update, names="value")
+        return widgets.VBox([picker, sample, view] if len(samples) > 1 else [picker, view])

@@ -56,10 +56,18 @@ def finish(fig: Figure, title: str, subtitle: str | None, legend_rows: int = 0, 
     fig.tight_layout(rect=(0, bottom, right, top))
 
 
+class SavedPaths(list):
+    """The paths a figure was saved to; shows nothing when it ends a notebook cell (the figure shows)."""
+
+    def _ipython_display_(self) -> None:
+        return None
+
+
 def save_figure(fig: Figure, name: str, outdir: str | Path) -> list[Path]:
-    """Write `name.png` (150 dpi) and `name.svg` into `outdir`, each atomically; return the paths."""
+    """Write `name.png` (150 dpi) and `name.svg` into `outdir`, each atomically; return the paths
+    (a list that a notebook cell ending with this call does not print)."""
     outdir = Path(outdir)
-    paths = []
+    paths = SavedPaths()
     # no dates and fixed SVG ids: a re-run changes a file only if its figure changed
     for ext, kwargs in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
         buf = io.BytesIO()
