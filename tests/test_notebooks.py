@@ -12,7 +12,15 @@ import pytest
 from conftest import SHARED_DATA
 
 from icalign_nb.errors import UserError
-from icalign_nb.jobs.notebooks import NotebookRun, convert, find_notebooks, plan_parameters, run_notebooks
+from icalign_nb.jobs.notebooks import (
+    NotebookRun,
+    ProgressRelay,
+    convert,
+    execute,
+    find_notebooks,
+    plan_parameters,
+    run_notebooks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -110,6 +118,57 @@ def test_find_notebooks_and_parameters() -> None:
     with pytest.raises(UserError, match=r"-p swap maybe: expected true or false"):
         plan_parameters(everything, [("swap", "maybe")], {})
     assert plan_parameters(nbs, [("temperature", "1")], {})[nbs[0]]["temperature"] == 1.0
+
+
+def test_progress_relay_turns_the_kernels_progress_bars_into_lines() -> None:
+    lines: list[str] = []
+    relay = ProgressRelay(lines.append, heartbeat=0)
+    relay.cell_started(3, 7)
+    relay.stream("stdout", "printed before any progress bar\n")  # a plain cell's print stays in the notebook
+    # what tqdm.notebook sends: the description and the counts as two HTML widgets (spaces as U+2007)
+    relay.widget("left", {"value": "generate:\u2007\u200712%"})
+    right = "1/8\u2007[00:30&lt;03:30,\u2007\u20072.10\u2007tok/s]"
+    relay.widget("right", {"value": right})
+    relay.widget("right", {"value": right, "layout": "x"})  # the same count is not repeated
+    relay.widget("bar", {"value": 1, "max": 8})  # the bar itself carries no text
+    relay.stream("stdout", "zero-shot (direct prompt): 8 answers\n")
+    relay.stream("stderr", "a warning\n")
+    relay.widget("right", {"value": "8/8\u2007[03:30&lt;00:00,\u2007\u20072.30\u2007tok/s]"})
+    assert lines == [
+        "    generate: 1/8 [00:30<03:30, 2.10 tok/s]",
+        "    zero-shot (direct prompt): 8 answers",
+        "    generate: 8/8 [03:30<00:00, 2.30 tok/s]",
+    ]
+    relay.close()
+
+
+def test_a_silent_cell_is_reported_as_still_working() -> None:
+    import time
+
+    lines: list[str] = []
+    relay = ProgressRelay(lines.append, heartbeat=0.2)
+    relay.cell_started(2, 5)
+    time.sleep(1.0)
+    relay.close()
+    assert lines and lines[0].startswith("    still working on cell 2/5")
+
+
+@pytest.mark.slow
+def test_kernels_talk_over_local_sockets_in_a_private_folder(
+    tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    code = "from ipykernel.connect import get_connection_info\ninfo = get_connection_info(unpack=True)\n"
+    code += "print(info['transport'], info['ip'])"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    execute(tmp_path / "probe.ipynb", tmp_path / "out.ipynb", {}, "python3", sockets, None, progress=False)
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0].text.split()
+    assert printed == ["ipc", str(sockets / "kernel")]
+    assert "without encryption" not in capfd.readouterr().err
+    assert not list(tmp_path.glob("kernel*"))  # no socket files beside the notebook
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,25 @@ Each run writes `runs/notebooks/<timestamp>/`: one executed copy per notebook (a
 by hand) and `run.json` (what ran, with which parameters, how long, which figures it wrote). The
 runner passes `figures_dir` and `work_dir` to every notebook that declares them, and `-p KEY VALUE`
 overrides to the notebooks that declare KEY (values are converted to the type of the declared default).
+
+While a notebook runs, the terminal hears from it: the kernel's progress bars (the package's tqdm bars,
+which reach the runner as widget updates) become lines such as `generate: 3/8 [00:40<01:20, 2.1 tok/s]`,
+the lines the package prints in those cells follow them, and a cell silent for a minute is reported as
+still working. Kernels talk to the runner over local sockets (ipc), not TCP.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import html
 import os
+import re
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +45,8 @@ class NotebookRun:
     runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
     work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
     kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
-    progress: bool = True  # a progress bar per notebook
+    progress: bool = True  # a progress bar per notebook, and the kernel's progress relayed as lines
+    heartbeat: float = 60.0  # seconds of silence after which a running cell is reported as still working
 
 
 @dataclass
@@ -136,9 +146,11 @@ def kernel_environment() -> Iterator[None]:
 
     - `NUMBA_CACHE_DIR` in the user cache: UMAP's compiled code is reused by later runs;
     - `OMP_WAIT_POLICY=PASSIVE`: idle OpenMP threads sleep instead of spinning; when other processes
-      share the cores, spinning threads slowed token-by-token decoding ~6x here (5 s vs 35 s).
+      share the cores, spinning threads slowed token-by-token decoding ~6x here (5 s vs 35 s);
+    - `HF_HUB_DISABLE_PROGRESS_BARS=1`: no "Loading weights" widgets saved into the records (they
+      reopen as "Error displaying widget"); transformers reads it at import.
     """
-    wanted = {**numba_cache_env(), "OMP_WAIT_POLICY": "PASSIVE"}
+    wanted = {**numba_cache_env(), "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update({k: v for k, v in wanted.items() if saved[k] is None})
     try:
@@ -193,7 +205,7 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
     say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
     results: list[NotebookResult] = []
     start_all = time.perf_counter()
-    with kernel_environment():
+    with kernel_environment(), tempfile.TemporaryDirectory(prefix="icalign-kernels-") as sockets:
         for i, nb in enumerate(notebooks, start=1):
             record = run_dir / nb.name
             shown = {k: v for k, v in plan[nb].items() if k not in RUNNER_PARAMETERS}
@@ -202,18 +214,14 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
             before = _snapshot(figures_dir)
             start = time.perf_counter()
             result = NotebookResult(nb.stem, record, 0.0, plan[nb])
+            relay = ProgressRelay(_relay_writer(), run.heartbeat) if run.progress else None
             try:
-                papermill.execute_notebook(
-                    str(nb),
-                    str(record),
-                    parameters=plan[nb],
-                    kernel_name=run.kernel_name,
-                    progress_bar=run.progress,
-                    cwd=str(nb.parent),
-                    report_mode=False,
-                )
+                execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress)
             except papermill.PapermillExecutionError as exc:
                 result.error = f"{exc.ename}: {exc.evalue}".strip()
+            finally:
+                if relay is not None:
+                    relay.close()
             result.seconds = time.perf_counter() - start
             after = _snapshot(figures_dir)
             result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
@@ -231,6 +239,185 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
         f"records in {run_dir}"
     )
     return results
+
+
+def execute(
+    nb: Path,
+    record: Path,
+    parameters: dict,
+    kernel_name: str,
+    socket_dir: Path,
+    relay: ProgressRelay | None = None,
+    progress: bool = True,
+) -> None:
+    """Run one notebook with papermill into `record`; the kernel listens on ipc sockets in `socket_dir`
+    (no TCP ports, so no "running over TCP without encryption" warnings), and `relay` hears its progress."""
+    import papermill
+    from traitlets.config import Config
+
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
+    papermill.execute_notebook(
+        str(nb),
+        str(record),
+        parameters=parameters,
+        kernel_name=kernel_name,
+        progress_bar=progress,
+        cwd=str(nb.parent),
+        report_mode=False,
+        config=config,
+        **({"engine_name": _relay_engine(), "relay": relay} if relay is not None else {}),
+    )
+
+
+PROGRESS_RIGHT = re.compile(r"^\s*(\d+)/(\d+|\?)\s*\[(.*)\]\s*$")  # tqdm's "3/8 [00:40<01:20, 2.1 tok/s]"
+PROGRESS_LEFT = re.compile(r"^(.*?)[:\s]*\d+%\s*$")  # tqdm's "generate:  37%"
+
+
+class ProgressRelay:
+    """Turns a kernel's progress bars (tqdm widgets, seen as widget updates) into terminal lines, relays
+    what cells with a progress bar print, and says a silent cell is still working every `heartbeat` s."""
+
+    def __init__(self, write: Callable[[str], None], heartbeat: float = 60.0, indent: str = "    ") -> None:
+        self.write, self.heartbeat, self.indent = write, heartbeat, indent
+        self.lock = threading.Lock()
+        self.label = ""  # the description of the bar updated last
+        self.shown: dict[str, tuple[str, float]] = {}  # comm id -> (count shown, when)
+        self.cell, self.cells, self.cell_start = 0, 0, time.monotonic()
+        self.cell_has_bar = False
+        self.last = time.monotonic()
+        self.latest = ""  # the last progress line, repeated by the heartbeat
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True) if heartbeat > 0 else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def cell_started(self, index: int, total: int) -> None:
+        """A code cell began executing."""
+        with self.lock:
+            self.cell, self.cells, self.cell_start = index, total, time.monotonic()
+            self.cell_has_bar, self.latest = False, ""
+
+    def widget(self, comm_id: str, state: dict) -> None:
+        """A widget's state changed: if it is a tqdm bar's text, relay its count (at most every 2 s)."""
+        value = state.get("value")
+        if not isinstance(value, str):
+            return
+        text = html.unescape(value).replace("\u2007", " ").strip()
+        if left := PROGRESS_LEFT.match(text):
+            self.label = left.group(1).strip()
+            return
+        right = PROGRESS_RIGHT.match(text)
+        if right is None:
+            return
+        done, total, inside = right.groups()
+        now = time.monotonic()
+        count, when = self.shown.get(comm_id, ("", 0.0))
+        if f"{done}/{total}" == count or (now - when < 2 and done != total):
+            return
+        self.shown[comm_id] = (f"{done}/{total}", now)
+        line = f"{self.label or 'progress'}: {done}/{total} [{' '.join(inside.split())}]"
+        with self.lock:
+            self.cell_has_bar, self.latest = True, line
+        self._say(line)
+
+    def stream(self, name: str, text: str) -> None:
+        """A cell printed: relay its lines when the cell shows a progress bar (the package's reports)."""
+        if name != "stdout" or not self.cell_has_bar:
+            return
+        for line in text.splitlines():
+            if line.strip():
+                self._say(line.rstrip()[:200])
+
+    def close(self) -> None:
+        """Stop the heartbeat."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _say(self, line: str) -> None:
+        with self.lock:
+            self.last = time.monotonic()
+        self.write(self.indent + line)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(min(5.0, self.heartbeat)):
+            now = time.monotonic()
+            if self.cell and now - self.last >= self.heartbeat:
+                with self.lock:
+                    running = now - self.cell_start
+                    where = f"cell {self.cell}/{self.cells}" if self.cells else f"cell {self.cell}"
+                    latest = f"; last: {self.latest}" if self.latest else ""
+                self._say(f"still working on {where} ({running:.0f} s){latest}")
+
+
+def _relay_writer() -> Callable[[str], None]:
+    """Write a line to stdout without tearing papermill's progress bar."""
+    from tqdm import tqdm
+
+    return lambda line: tqdm.write(line, file=sys.stdout)
+
+
+def _relay_engine() -> str:
+    """The name of a papermill engine whose notebook client feeds a `ProgressRelay` (registered once)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+    from traitlets import Any
+
+    name = "icalign-relay"
+
+    class RelayClient(PapermillNotebookClient):
+        relay = Any(None)
+
+        def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
+            super().handle_comm_msg(outs, msg, cell_index)
+            state = msg["content"].get("data", {}).get("state")
+            if self.relay is not None and isinstance(state, dict):
+                self.relay.widget(msg["content"].get("comm_id", ""), state)
+
+        def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> object:
+            if self.relay is not None and msg["msg_type"] == "stream":
+                self.relay.stream(msg["content"].get("name", ""), msg["content"].get("text", ""))
+            return super().output(outs, msg, display_id, cell_index)
+
+    class RelayEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(  # papermill's own, with the client above
+            cls,
+            nb_man: object,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: object = None,
+            stderr_file: object = None,
+            start_timeout: int = 60,
+            execution_timeout: int | None = None,
+            relay: ProgressRelay | None = None,
+            **kwargs: object,
+        ) -> object:
+            code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+
+            def started(cell: object, cell_index: int) -> None:
+                if relay is not None and cell_index in code:
+                    relay.cell_started(code.index(cell_index) + 1, len(code))
+
+            kwargs = remove_args(["input_path"], **kwargs)
+            final = merge_kwargs(
+                remove_args(["timeout", "startup_timeout"], **kwargs),
+                timeout=execution_timeout or kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                relay=relay,
+                on_cell_execute=started,
+            )
+            return RelayClient(nb_man, **final).execute()
+
+    papermill_engines.register(name, RelayEngine)
+    return name
 
 
 def _write_summary(run_dir: Path, results: list[NotebookResult], seconds: float) -> None:
