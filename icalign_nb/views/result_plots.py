@@ -413,3 +413,81 @@ def plot_score_distributions(
         fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0))
         finish(fig, title, subtitle, legend_rows=1)
     return fig
+
+
+def plot_k_curve(
+    curve: pl.DataFrame,
+    title: str,
+    subtitle: str | None = None,
+    zero_shot: tuple[float, float, float] | None = None,
+    paper_mean: float | None = 9.0,
+) -> Figure:
+    """Win rate against the most demos allowed (k), 95% CIs; the last point is "all that fit" at the
+    mean number of demos kept. Zero-shot (its own template, no demos) is a band for reference."""
+    rows = curve.sort("k").to_dicts()
+    k = np.array([r["k"] for r in rows], dtype=float)
+    win = np.array([100 * r["win"] for r in rows])
+    low = np.array([100 * r["ci_low"] for r in rows])
+    high = np.array([100 * r["ci_high"] for r in rows])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(10, 5.5))
+        if zero_shot is not None:
+            ax.axhspan(100 * zero_shot[1], 100 * zero_shot[2], color=GREY, alpha=0.25, lw=0)
+            ax.axhline(
+                100 * zero_shot[0],
+                color=DARK_GREY,
+                ls="--",
+                lw=1.5,
+                label="zero-shot (direct prompt), 95% CI",
+            )
+        ax.fill_between(k, low, high, color=BLUE, alpha=0.15, lw=0)
+        ax.plot(k, win, color=BLUE, marker="o", lw=2, label="in-context, at most k demos (95% CI)")
+        for r, x, y in zip(rows, k, win, strict=True):
+            note = f"all that fit\n(mean {r['mean_demos']:.1f})" if r["all_that_fit"] else f"k = {int(x)}"
+            ax.annotate(
+                f"{note}\n{y:.0f}%",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                fontsize=9,
+            )
+        if paper_mean is not None:
+            ax.axvline(
+                paper_mean, color=ORANGE, ls=":", lw=1.5, label=f"the paper's average: ~{paper_mean:g} demos"
+            )
+        ax.set_xlabel("demonstrations in the prompt (at most k; the last point: all that fit the budget)")
+        ax.set_ylabel("win rate (%)")
+        ax.set_ylim(0, 105)
+        ax.set_xlim(-0.5, max(k.max(initial=0), paper_mean or 0) + 1.5)
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+        finish(fig, title, subtitle)
+    return fig
+
+
+def plot_paired_differences(
+    table: pl.DataFrame, reference: str, title: str, subtitle: str | None = None
+) -> Figure:
+    """One bar per system: its win rate minus `reference`'s on the same prompts, with the paired
+    bootstrap 95% CI (columns system, diff, ci_low, ci_high, win_a, win_b)."""
+    rows = table.to_dicts()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(11, 1.8 + 0.7 * len(rows)))
+        y = np.arange(len(rows))[::-1]
+        diff = np.array([100 * r["diff"] for r in rows])
+        low = np.array([100 * r["ci_low"] for r in rows])
+        high = np.array([100 * r["ci_high"] for r in rows])
+        colours = [BLUE if d >= 0 else DARK_ORANGE for d in diff]
+        ax.barh(y, diff, color=colours, height=0.6)
+        ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="none", ecolor="black", capsize=5, lw=1.3)
+        ax.axvline(0, color="black", lw=1)
+        span = max(np.abs(low).max(initial=1), np.abs(high).max(initial=1))
+        for yi, r, d, lo, hi in zip(y, rows, diff, low, high, strict=True):
+            text = f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]  ({100 * r['win_a']:.0f}% vs {100 * r['win_b']:.0f}%)"
+            ax.text(span * 1.05, yi, text, va="center", fontsize=10)
+        ax.set_yticks(y, [textwrap.fill(str(r["system"]), 30) for r in rows])
+        ax.set_xlim(-span * 1.1, span * 2.4)
+        ax.set_xlabel(f"win rate minus {reference}'s (percentage points), paired 95% CI over prompts")
+        ax.grid(axis="y", visible=False)
+        finish(fig, title, subtitle)
+    return fig

@@ -33,7 +33,7 @@ LABELS = {
     "paper-short": "in-context (retrieved, 1000-token budget)",
     "paper-cosine": "in-context (retrieved, cosine)",
     "chat": "instruction-tuned chat model (zero-shot)",
-    **{f"paper-k{k}": f"in-context, at most {k} demos" for k in (0, 1, 2, 4, 8)},
+    **{f"paper-k{k}": f"in-context, at most {k} demo{'s' * (k != 1)}" for k in (0, 1, 2, 4, 8)},
     "paper-first": "in-context, most relevant first",
     "paper-shuffled-answers": "in-context, answers shuffled",
     "paper-questions-only": "in-context, questions only",
@@ -303,4 +303,29 @@ def headline_text(summary: dict) -> str:
         f"{100 * top['win_zero_shot']:.1f}% -> in-context {100 * top['win_in_context']:.1f}%; ratio {ratio}; "
         f"paired difference {100 * top['diff']:+.1f} points "
         f"[{100 * top['diff_ci_low']:+.1f}, {100 * top['diff_ci_high']:+.1f}]"
+    )
+
+
+def headline_args(summary: dict) -> tuple[tuple, tuple, dict]:
+    """`plot_headline`'s first three arguments from a job summary: zero-shot and in-context
+    (win, CI low, CI high), and the paired ratio and difference."""
+    rows = {row["system"]: row for row in summary["systems"]}
+    zero, icl = (rows[label(key)] for key in ("zero-shot", "paper"))
+    return (
+        (zero["win"], zero["ci_low"], zero["ci_high"]),
+        (icl["win"], icl["ci_low"], icl["ci_high"]),
+        summary["headline"],
+    )
+
+
+def length_controlled_table(
+    runs: dict[str, Path], verdicts: pl.DataFrame, baseline: str, boot: Bootstrap, data_dir: str | None = None
+) -> pl.DataFrame:
+    """Each system's raw and length-controlled win rate (see `analysis.length`), side by side."""
+    from ..analysis.length import answer_lengths, with_length_control
+
+    lengths = {label(key): answer_lengths(run_dir, baseline, data_dir) for key, run_dir in runs.items()}
+    table = with_length_control(win_rates(verdicts, boot), verdicts, lengths, boot)
+    return table.select(
+        "system", "n", "win", "ci_low", "ci_high", "lc_win", "lc_ci_low", "lc_ci_high", "mean_length_diff"
     )
