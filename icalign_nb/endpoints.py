@@ -24,17 +24,28 @@ def redact(text: str) -> str:
 
 
 def server_reason(exc: BaseException) -> str:
-    """One line of what the server said (its JSON error message, else its body, else the exception)."""
+    """One line of what the server said (its JSON error message or FastAPI's `detail`, else its body,
+    else the exception): e.g. "Unexpected fields in the request: {'top_k'}"."""
     response = getattr(exc, "response", None)
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         message = body.get("message") or body.get("detail") or body.get("error")
         if isinstance(message, dict):
             message = message.get("message")
+        if isinstance(message, list):  # FastAPI validation errors: [{"loc": [...], "msg": ...}, ...]
+            message = "; ".join(_validation_error(m) for m in message)
         if message:
             return redact(first_line(str(message), 300))
     text = getattr(response, "text", "") if response is not None else ""
     return redact(first_line(text or str(exc), 300))
+
+
+def _validation_error(item: object) -> str:
+    """`body.top_k: Extra inputs are not permitted` from one FastAPI/pydantic error record."""
+    if not isinstance(item, dict):
+        return str(item)
+    where = ".".join(str(part) for part in item.get("loc", []))
+    return f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", item))
 
 
 class _RetryLines(logging.Handler):

@@ -1,8 +1,13 @@
-"""The OpenAI-compatible server backend over real HTTP, against a local server that fails first."""
+"""The OpenAI-compatible server backend over real HTTP, against local servers that fail first or refuse
+fields they do not know."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from scripted_server import ScriptedServer
@@ -108,3 +113,148 @@ def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tm
     assert frame.height == 6 and frame["response"].str.starts_with("answer to").all()
     assert all("sk-secret" not in p.read_text() for p in (tmp_path / "run").iterdir())
     assert {b["model"] for b in server.requests} == {"tiny"}
+
+
+class PickyServer:
+    """A /v1/completions server that refuses fields it does not know with a 422 naming them, as
+    `transformers serve` does, and answers in a fixed way (records every request and when it came)."""
+
+    def __init__(self, accepted: set[str], answer: Callable[[dict], str], status: int = 422) -> None:
+        self.accepted, self.answer, self.status = accepted, answer, status
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                unexpected = set(body) - server.accepted
+                if unexpected:
+                    self._send(server.status, {"detail": f"Unexpected fields in the request: {unexpected}"})
+                    return
+                time.sleep(0.05)
+                text = server.answer(body)
+                choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+                usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+                self._send(200, {"id": "c", "object": "text_completion", "choices": [choice], "usage": usage})
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+STANDARD = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "n", "stop", "stream"}
+SAMPLES = [
+    Request(f"q{i}", s, f"Question: {i}?\n\nAnswer:", PAPER_STOP, 10 * i + s, (1,))
+    for i in range(3)
+    for s in range(2)
+]
+
+
+def test_a_refused_top_k_goes_as_generation_config_with_sampling_on(capsys: pytest.CaptureFixture) -> None:
+    server = PickyServer(STANDARD | {"generation_config"}, lambda body: f" seed {body['seed']}\nQuestion:")
+    try:
+        results = [
+            r for c in ServerBackend(options(server.url)).generate(SAMPLES, GenerationConfig()) for r in c
+        ]
+    finally:
+        server.close()
+    assert sorted(r.request.key for r in results) == sorted(r.key for r in SAMPLES)
+    assert all(r.stopped_by == "stop" and "Question" not in r.response for r in results)
+    last = server.requests[-1]
+    assert "top_k" not in last and json.loads(last["generation_config"]) == {
+        "top_k": 50,
+        "do_sample": True,
+        "max_new_tokens": 1000,
+    }
+    # learnt once: only the first sample of each prompt (in flight together) can be refused
+    refused = [b for b in server.requests if "top_k" in b]
+    assert 1 <= len(refused) <= 3 and len(server.requests) == len(SAMPLES) + len(refused)
+    assert capsys.readouterr().err == ""  # the top-k is applied: nothing to say
+
+
+def test_a_server_that_takes_no_top_k_is_said_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    server = PickyServer(STANDARD, lambda body: " same answer")
+    try:
+        config = GenerationConfig(max_new_tokens=8)
+        results = [r for c in ServerBackend(options(server.url)).generate(SAMPLES, config) for r in c]
+    finally:
+        server.close()
+    assert len(results) == len(SAMPLES)
+    assert not set(server.requests[-1]) - STANDARD
+    err = capsys.readouterr().err.splitlines()
+    note = [line for line in err if "takes no top-k" in line]
+    assert len(note) == 1 and "the paper's top-k 50 cannot be applied" in note[0]
+    assert "Unexpected fields in the request: {'top_k'}" in note[0]
+    # the same answer for both samples of every prompt at temperature 0.7: said once
+    same = [line for line in err if "samples identical" in line]
+    assert len(same) == 1 and "3 prompt(s)" in same[0]
+    # finish_reason "stop", no stop text in the answer: a stop and an end-of-text look alike
+    assert {r.stopped_by for r in results} == {"unknown"}
+
+
+def test_a_refusal_naming_no_field_we_can_drop_is_an_error() -> None:
+    server = PickyServer(STANDARD - {"stop"}, lambda body: "x")
+    try:
+        with pytest.raises(UserError, match=r"refused the request \(422\): Unexpected fields in the request"):
+            list(ServerBackend(options(server.url)).generate(SAMPLES[:1], GenerationConfig()))
+    finally:
+        server.close()
+
+
+def test_samples_of_a_prompt_go_out_together_first_one_ahead() -> None:
+    server = PickyServer(STANDARD | {"top_k"}, lambda body: " ok")
+    shuffled = [SAMPLES[i] for i in (0, 2, 4, 1, 3, 5)]  # all first samples, then all second samples
+    try:
+        chunks = list(
+            ServerBackend(options(server.url, concurrency=4)).generate(shuffled, GenerationConfig())
+        )
+    finally:
+        server.close()
+    prompts = [b["prompt"] for b in server.requests]
+    for prompt in {r.prompt for r in SAMPLES}:
+        assert prompts.count(prompt) == 2
+    first_samples = {r.prompt: r.seed % 2**31 for r in SAMPLES if r.sample == 0}
+    seen: set[str] = set()
+    for body in server.requests:  # a prompt's first sample is always sent before its second one
+        assert body["prompt"] in seen or body["seed"] == first_samples[body["prompt"]]
+        seen.add(body["prompt"])
+    results = [r for c in chunks for r in c]
+    assert all(0.04 < r.seconds < 5 for r in results)  # each row its own time, not a share of the chunk
+
+
+def test_stop_kind_reads_the_text_and_the_servers_fields() -> None:
+    from icalign_nb.generation.server_backend import UNKNOWN, stop_kind
+
+    assert stop_kind("stop", UNKNOWN, cut=True, has_stops=True) == "stop"  # the stop text was in the answer
+    assert stop_kind("stop", "\nQuestion:", cut=False, has_stops=True) == "stop"  # vLLM names it
+    assert stop_kind("stop", None, cut=False, has_stops=True) == "eos"  # vLLM: None is end-of-text
+    assert stop_kind("stop", UNKNOWN, cut=False, has_stops=True) == "unknown"
+    assert stop_kind("stop", UNKNOWN, cut=False, has_stops=False) == "eos"
+    assert stop_kind("length", UNKNOWN, cut=False, has_stops=True) == "length"
+
+
+def test_the_servers_reason_is_shown_for_fastapi_validation_errors() -> None:
+    from icalign_nb.endpoints import server_reason
+
+    class Refusal(Exception):
+        body = {"detail": [{"loc": ["body", "top_k"], "msg": "Extra inputs are not permitted", "type": "x"}]}
+
+    assert server_reason(Refusal()) == "body.top_k: Extra inputs are not permitted"

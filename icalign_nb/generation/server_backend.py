@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible completions server (vLLM, TGI, llama.cpp): async, bounded, retried.
+"""Any OpenAI-compatible completions server (vLLM, TGI, llama.cpp, `transformers serve`): async, bounded,
+retried.
 
 Retries are the openai client's own (429, 408/409, 5xx, timeouts, dropped connections; exponential
 backoff with jitter, honouring Retry-After), up to `max_retries` per request.
@@ -10,6 +11,8 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +52,17 @@ class ServerOptions:
         return cls(base_url=base_url, served_model=served_model, api_key=api_key, **kwargs)
 
 
-def request_body(request: Request, config: GenerationConfig, served_model: str) -> dict:
-    """Arguments of `completions.create` for one item (top_k goes in the body as vLLM/llama.cpp read it)."""
+# Ways of sending the paper's top-k, tried in order until the server takes one: vLLM, llama.cpp and
+# TGI read a `top_k` field; `transformers serve` refuses it (422) but takes a `generation_config` JSON
+# string, which must also turn sampling on (it samples only when do_sample is set).
+TOP_K_WAYS = ("top_k", "generation_config", None)
+OPTIONAL_FIELDS = ("seed",)  # standard but not universal: dropped (once, said in a line) when refused
+
+
+def request_body(
+    request: Request, config: GenerationConfig, served_model: str, top_k_way: str | None = "top_k"
+) -> dict:
+    """Arguments of `completions.create` for one item; the top-k goes the way the server takes it."""
     body: dict = {
         "model": served_model,
         "prompt": request.prompt,
@@ -62,23 +74,58 @@ def request_body(request: Request, config: GenerationConfig, served_model: str) 
     }
     if request.stop:
         body["stop"] = list(request.stop)
-    if config.effective_top_k:
-        body["extra_body"] = {"top_k": config.effective_top_k}
+    k = config.effective_top_k
+    if k and top_k_way == "top_k":
+        body["extra_body"] = {"top_k": k}
+    elif k and top_k_way == "generation_config":
+        wanted = {"top_k": k, "do_sample": not config.greedy, "max_new_tokens": config.max_new_tokens}
+        body["extra_body"] = {"generation_config": json.dumps(wanted)}
     return body
+
+
+def refused_fields(reason: str, body: dict) -> list[str]:
+    """The optional fields of `body` that a server's refusal names (e.g. "Unexpected fields in the
+    request: {'top_k'}", or a validation error located at `top_k`)."""
+    sent = [*body.get("extra_body", {}), *(f for f in OPTIONAL_FIELDS if f in body)]
+    return [f for f in sent if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", reason)]
 
 
 UNKNOWN = object()  # the server did not say which stop matched
 
 
 def stop_kind(finish_reason: str | None, stop_reason: object, cut: bool, has_stops: bool) -> str:
-    """stop|eos|length from the server's finish reason (vLLM also says which stop matched, None = eos)."""
+    """stop|eos|length|unknown from the server's finish reason and the text.
+
+    The text tells a stop when it still holds a stop string (`transformers serve` leaves it in; the
+    answer is cut there). vLLM says which stop matched (`stop_reason`: a string, or None for the
+    end-of-text token). Servers that strip the stop string and say only `finish_reason: "stop"` (the
+    OpenAI API, llama.cpp) make a stop and an end-of-text look alike: that is saved as `unknown`.
+    """
     if cut or isinstance(stop_reason, str):
         return "stop"
     if finish_reason == "length":
         return "length"
-    if stop_reason is UNKNOWN:
-        return "stop" if has_stops else "eos"
+    if stop_reason is UNKNOWN and has_stops:
+        return "unknown"
     return "eos"
+
+
+def samples_together(requests: Sequence[Request]) -> list[Request]:
+    """The requests with the samples of each prompt next to each other (first-seen prompt order)."""
+    first: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        first.setdefault(r.prompt, i)
+    return sorted(requests, key=lambda r: first[r.prompt])
+
+
+def identical_samples(results: Sequence[Result]) -> int:
+    """How many prompts with two or more samples got the very same answer for all of them."""
+    by_prompt: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for r in results:
+        by_prompt.setdefault(r.request.prompt, set()).add(r.response)
+        counts[r.request.prompt] = counts.get(r.request.prompt, 0) + 1
+    return sum(1 for p, answers in by_prompt.items() if counts[p] > 1 and len(answers) == 1)
 
 
 def run_sync(coro: Awaitable) -> object:
@@ -91,26 +138,80 @@ def run_sync(coro: Awaitable) -> object:
         return pool.submit(asyncio.run, coro).result()
 
 
+def note(line: str) -> None:
+    """One line on stderr that does not tear a progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
 class ServerBackend:
-    """Generation through `/v1/completions` with the openai client, many requests in flight."""
+    """Generation through `/v1/completions` with the openai client, many requests in flight.
+
+    The samples of one prompt go out together, the first one ahead of the others, so that a server
+    with a prefix cache (vLLM, llama.cpp, SGLang) reads the shared prompt once. Fields a server refuses
+    are learnt from its 400/422 reply and left out from then on (said once, in one line).
+    """
 
     name = "openai"
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
+        self.top_k_way: str | None = TOP_K_WAYS[0]
+        self.dropped: set[str] = set()
+        self.warned_identical = False
+        self.top_k_refusal = ""  # the server's words when it first refused the top-k
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
         """Send chunks of requests concurrently; yield each chunk once all of it has answered."""
         size = max(self.options.chunk_size, self.options.concurrency)
+        ordered = samples_together(requests)
         with retries_shown(f"server {self.options.base_url}"):
-            for i in range(0, len(requests), size):
-                yield run_sync(self._chunk(list(requests[i : i + size]), config))
+            for i in range(0, len(ordered), size):
+                results = run_sync(self._chunk(ordered[i : i + size], config))
+                self._check_sampling(results, config)
+                yield results
+
+    def body(self, request: Request, config: GenerationConfig) -> dict:
+        """The request as this server takes it (refused optional fields left out)."""
+        body = request_body(request, config, self.options.served_model, self.top_k_way)
+        for name in self.dropped:
+            body.pop(name, None)
+        return body
+
+    def refused(self, fields: Sequence[str], reason: str, config: GenerationConfig) -> None:
+        """The server refused `fields`: send the top-k another way (or not at all) and drop the rest."""
+        where = f"server {self.options.base_url}"
+        for name in fields:
+            if name in ("top_k", "generation_config") and name == self.top_k_way:
+                self.top_k_refusal = self.top_k_refusal or reason
+                self.top_k_way = TOP_K_WAYS[TOP_K_WAYS.index(name) + 1]
+                if self.top_k_way is None:
+                    note(
+                        f"{where} takes no top-k ({self.top_k_refusal}): the paper's top-k "
+                        f"{config.effective_top_k} cannot be applied; sampling with temperature "
+                        f"{config.temperature} and top_p {config.top_p} only"
+                    )
+            elif name in OPTIONAL_FIELDS and name not in self.dropped:
+                self.dropped.add(name)
+                note(f"{where} refused '{name}' ({reason}); requests are sent without it")
+
+    def _check_sampling(self, results: Sequence[Result], config: GenerationConfig) -> None:
+        """Warn once when a sampling server returned the same answer for every sample of a prompt."""
+        same = identical_samples(results)
+        if same and not config.greedy and not self.warned_identical:
+            self.warned_identical = True
+            note(
+                f"server {self.options.base_url}: all samples identical for {same} prompt(s) at "
+                f"temperature {config.temperature}: the server may not be sampling (transformers serve "
+                "samples only when do_sample is set: keep top-k on, or set do_sample in the model's "
+                "generation_config.json)"
+            )
 
     async def _chunk(self, chunk: list[Request], config: GenerationConfig) -> list[Result]:
-        """All requests of a chunk, at most `concurrency` at a time."""
+        """All requests of a chunk, at most `concurrency` at a time; a prompt's first sample leads."""
         from openai import AsyncOpenAI
 
-        start = time.perf_counter()
         gate = asyncio.Semaphore(self.options.concurrency)
         async with AsyncOpenAI(
             base_url=self.options.base_url,
@@ -118,41 +219,70 @@ class ServerBackend:
             max_retries=self.options.max_retries,
             timeout=self.options.timeout,
         ) as client:
-            tasks = [asyncio.create_task(self._one(client, gate, r, config)) for r in chunk]
+            leaders: dict[str, asyncio.Event] = {}
+            tasks = []
+            for r in chunk:
+                lead = leaders.get(r.prompt)
+                if lead is None:
+                    leaders[r.prompt] = done = asyncio.Event()
+                    tasks.append(asyncio.create_task(self._one(client, gate, r, config, done=done)))
+                else:
+                    tasks.append(asyncio.create_task(self._one(client, gate, r, config, after=lead)))
             try:
-                answers = await asyncio.gather(*tasks)
+                return list(await asyncio.gather(*tasks))
             finally:  # one failure stops the others before the client closes under them
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        share = (time.perf_counter() - start) / len(chunk)
-        return [Result(r, a, p, g, how, share) for r, (a, p, g, how) in zip(chunk, answers, strict=True)]
 
     async def _one(
-        self, client: object, gate: asyncio.Semaphore, request: Request, config: GenerationConfig
-    ) -> tuple[str, int, int, str]:
+        self,
+        client: object,
+        gate: asyncio.Semaphore,
+        request: Request,
+        config: GenerationConfig,
+        after: asyncio.Event | None = None,
+        done: asyncio.Event | None = None,
+    ) -> Result:
         """One completion (the client retries 429, 5xx, timeouts and dropped connections; a reply that
-        is not a completion is asked for again as often)."""
+        is not a completion is asked for again as often; a refused optional field is left out)."""
         import openai
 
-        url, body, text = self.options.base_url, request_body(request, config, self.options.served_model), ""
-        for _ in range(self.options.max_retries + 1):
-            try:
-                async with gate:
-                    raw = await client.completions.with_raw_response.create(**body)
-            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
-                raise UserError(
-                    f"server {url} still failing after {self.options.max_retries} retries: "
-                    f"{server_reason(exc)}"
-                ) from None
-            except openai.APIStatusError as exc:
-                raise UserError(
-                    f"server {url} refused the request ({exc.status_code}): {server_reason(exc)}"
-                ) from None
-            text = raw.http_response.text
-            parsed = parse_completion(text, request)
-            if parsed is not None:
-                return parsed
+        url, text, adapted = self.options.base_url, "", 0
+        try:
+            if after is not None:
+                await after.wait()
+            attempts = 0
+            while attempts <= self.options.max_retries:
+                body = self.body(request, config)
+                try:
+                    async with gate:
+                        start = time.perf_counter()
+                        raw = await client.completions.with_raw_response.create(**body)
+                        seconds = time.perf_counter() - start
+                except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+                    raise UserError(
+                        f"server {url} still failing after {self.options.max_retries} retries: "
+                        f"{server_reason(exc)}"
+                    ) from None
+                except openai.APIStatusError as exc:
+                    reason = server_reason(exc)
+                    fields = refused_fields(reason, body) if exc.status_code in (400, 422) else []
+                    if fields and adapted < len(TOP_K_WAYS) + len(OPTIONAL_FIELDS):
+                        adapted += 1
+                        self.refused(fields, f"{exc.status_code}: {reason}", config)
+                        continue
+                    raise UserError(
+                        f"server {url} refused the request ({exc.status_code}): {reason}"
+                    ) from None
+                attempts += 1
+                text = raw.http_response.text
+                parsed = parse_completion(text, request)
+                if parsed is not None:
+                    return Result(request, *parsed, seconds)
+        finally:
+            if done is not None:
+                done.set()
         raise UserError(f"server {url} did not answer with a completion: {redact(first_line(text, 200))}")
 
 
