@@ -19,7 +19,12 @@ from ..retrieval.retriever import Retrieval
 
 EMPTY = "(empty answer: the model ended it at once)"
 CUT_NOTE = "[cut here: the answer reached the max_new_tokens cap]"
-ENDED = {"stop": "ended at the stop text", "eos": "ended by the model", "length": "cut at the length cap"}
+ENDED = {
+    "stop": "ended at the stop text",
+    "eos": "ended by the model",
+    "length": "cut at the length cap",
+    "unknown": "ended at the stop text or by the model (the server did not say which)",
+}
 DECISIONS = {
     "kept": "kept",
     "over_instance_limit": "skipped: one demo over the per-demo token limit",
@@ -126,7 +131,9 @@ def candidates_view(retrieval: Retrieval, pool: pl.DataFrame, width: int = 200) 
     )
     widths = {"rank": 5, "score": 7, "tokens": 7, "kept so far": 8, "decision": 23, "category": 11}
     bold = [d == "kept" for d in table["decision"]]
-    return Html(html_table(shown, widths, title=title, bold_rows=bold), f"{title}\n{plain_table(shown)}")
+    return Html(
+        html_table(shown, widths, title, bold, "icalign-candidates"), f"{title}\n{plain_table(shown)}"
+    )
 
 
 def html_table(
@@ -134,6 +141,7 @@ def html_table(
     widths: Mapping[str, float] | None = None,
     title: str | None = None,
     bold_rows: Sequence[bool] | None = None,
+    css_class: str = "",
 ) -> str:
     """Every row of a frame as an HTML table (no shape or dtype rows): text left, numbers right,
     whole words wrapped; `widths` are column widths in percent (the rest share what is left)."""
@@ -155,7 +163,7 @@ def html_table(
         rows.append(f"<tr>{cells}</tr>")
     caption = f"<caption style='text-align:left;padding:4px 0'><b>{html.escape(title)}</b></caption>"
     return (
-        f"<table style='{TABLE}'>{caption if title else ''}<colgroup>{cols}</colgroup>"
+        f"<table class='{css_class}' style='{TABLE}'>{caption if title else ''}<colgroup>{cols}</colgroup>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
