@@ -106,26 +106,47 @@ def choose_k(unit: np.ndarray, config: MapConfig) -> int:
     return best_k
 
 
-def typical_terms(texts: list[str], labels: np.ndarray, k: int, n_terms: int) -> list[list[str]]:
-    """Terms that set each cluster's texts apart from the rest (class-based TF-IDF)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+# Words that ask for something rather than say what about: never a cluster's name.
+REQUEST_WORDS = frozenset(
+    """does make way provide explain give list using use like help want need good best tell just know
+    write short simple following describe create ask new thing things people""".split()  # noqa: SIM905
+)
 
-    docs = [" ".join(t for t, lab in zip(texts, labels, strict=True) if lab == c) for c in range(k)]
-    vec = TfidfVectorizer(
-        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b", sublinear_tf=True
+
+def typical_terms(
+    texts: list[str], labels: np.ndarray, k: int, n_terms: int, min_share: float = 0.15
+) -> list[list[str]]:
+    """Words that name each cluster: found in at least `min_share` of its texts (and in two or more),
+    ranked by how much more often they occur inside the cluster than outside it."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+    vec = CountVectorizer(
+        stop_words=sorted(ENGLISH_STOP_WORDS | REQUEST_WORDS),
+        token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b",
+        binary=True,
     )
     try:
-        weights = vec.fit_transform(docs).toarray()
+        present = vec.fit_transform(texts).toarray().astype(bool)
     except ValueError:  # no usable words at all
         return [[] for _ in range(k)]
     vocab = np.array(vec.get_feature_names_out())
-    return [vocab[np.argsort(-row)[:n_terms]].tolist() for row in weights]
+    out = []
+    for c in range(k):
+        inside, outside = present[labels == c], present[labels != c]
+        share_in = inside.mean(axis=0) if len(inside) else np.zeros(len(vocab))
+        share_out = outside.mean(axis=0) if len(outside) else np.zeros(len(vocab))
+        score = share_in * np.log((share_in + 1e-3) / (share_out + 1e-3))
+        score[(share_in < min_share) | (inside.sum(axis=0) < 2)] = -np.inf
+        best = [i for i in np.argsort(-score)[:n_terms] if np.isfinite(score[i])]
+        out.append(vocab[best].tolist())
+    return out
 
 
 def cluster_names(
     texts: list[str], categories: list[str], labels: np.ndarray, k: int, n_terms: int
 ) -> list[str]:
-    """A readable name per cluster: its most frequent category (if any) and its typical terms."""
+    """A readable name per cluster: its most frequent category with its share (when the pool has
+    categories) and the words most of its texts share, e.g. "planning 83%: plan, week"."""
     terms = typical_terms(texts, labels, k, n_terms)
     has_categories = len({c for c in categories if c}) > 1
     names = []
@@ -133,8 +154,9 @@ def cluster_names(
         words = ", ".join(terms[c])
         if has_categories:
             counts = Counter(cat for cat, lab in zip(categories, labels, strict=True) if lab == c and cat)
-            top = counts.most_common(1)[0][0] if counts else "mixed"
-            names.append(f"{top}: {words}" if words else top)
+            top, count = counts.most_common(1)[0] if counts else ("mixed", 0)
+            head = f"{top} {100 * count / max(1, sum(counts.values())):.0f}%"
+            names.append(f"{head}: {words}" if words else head)
         else:
             names.append(words or f"cluster {c + 1}")
     # the same name twice would make the legend ambiguous

@@ -174,7 +174,7 @@ def plot_retrieval_choices(
     colours = [REASONS[r][1] for r in reasons]
     hatches = [REASONS[r][2] for r in reasons]
     with plt.rc_context(STYLE):
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True, height_ratios=(1, 1.3))
+        fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 9.5), sharex=True, height_ratios=(1, 1, 1))
         if any(c.score is not None for c in cands):
             scores = np.array([np.nan if c.score is None else c.score for c in cands])
             bars = ax1.bar(ranks, scores, color=colours, edgecolor="black", linewidth=0.5)
@@ -191,32 +191,45 @@ def plot_retrieval_choices(
                 transform=ax1.transAxes,
             )
             ax1.set_yticks([])
-        ax1.set_title("Candidates best first: similarity score", loc="left", fontsize=12)
+        ax1.set_title("1 · Candidates best first: similarity score", loc="left", fontsize=12)
         bars = ax2.bar(ranks, lengths, color=colours, edgecolor="black", linewidth=0.5)
         for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
-        kept_total = np.cumsum([n if c.kept else 0 for n, c in zip(lengths, cands, strict=True)])
-        ax2b = ax2.twinx()
-        ax2b.step(ranks, kept_total, where="mid", color="black", lw=2, marker="o", ms=4)
-        if retrieval.budget:
-            ax2b.axhline(retrieval.budget, color=DARK_ORANGE, ls="--", lw=1.5)
-            ax2b.set_ylim(0, max(retrieval.budget, kept_total.max(initial=0)) * 1.12)
-        ax2b.set_ylabel("kept demo tokens so far\n(tokens, cumulative)")
-        ax2b.grid(False)
-        ax2b.spines["right"].set_visible(True)
         ax2.set_ylabel("demo length\n(tokens)")
-        ax2.set_xlabel("candidate rank (1 = most similar to the query)")
-        ax2.set_xticks(ranks)
         ax2.set_title(
-            "Token length of each candidate and the prompt budget filling up", loc="left", fontsize=12
+            "2 · Token length of each candidate (a demo over the per-demo limit is skipped)",
+            loc="left",
+            fontsize=12,
         )
+        kept_total = np.cumsum([n if c.kept else 0 for n, c in zip(lengths, cands, strict=True)])
+        ax3.step(ranks, kept_total, where="mid", color="black", lw=2, marker="o", ms=4)
+        if retrieval.budget:
+            ax3.axhline(retrieval.budget, color=DARK_ORANGE, ls="--", lw=1.5)
+            ax3.text(
+                ranks[-1] + 0.4,
+                retrieval.budget,
+                f"budget {retrieval.budget:,}",
+                color=DARK_ORANGE,
+                va="bottom",
+                ha="right",
+                fontsize=10,
+            )
+            ax3.set_ylim(0, max(retrieval.budget, kept_total.max(initial=0)) * 1.15)
+        ax3.set_ylabel("kept demo tokens\n(running total)")
+        ax3.set_title(
+            "3 · The budget filling up: packing stops at the first demo that would overflow it",
+            loc="left",
+            fontsize=12,
+        )
+        ax3.set_xlabel("candidate rank (1 = most similar to the query)")
+        ax3.set_xticks(ranks)
         present = [r for r in REASONS if r in reasons]
         handles = [
             Patch(facecolor=REASONS[r][1], hatch=REASONS[r][2], edgecolor="black", label=REASONS[r][0])
             for r in present
         ]
         handles.append(
-            Line2D([0], [0], color="black", lw=2, marker="o", ms=4, label="cumulative kept tokens")
+            Line2D([0], [0], color="black", lw=2, marker="o", ms=4, label="kept demo tokens so far (panel 3)")
         )
         if retrieval.budget:
             handles.append(
@@ -226,7 +239,7 @@ def plot_retrieval_choices(
                     color=DARK_ORANGE,
                     ls="--",
                     lw=1.5,
-                    label=f"demo budget ({retrieval.budget} tokens)",
+                    label=f"demo budget ({retrieval.budget:,} tokens, panel 3)",
                 )
             )
         fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
