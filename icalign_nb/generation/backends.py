@@ -10,10 +10,14 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
     """A backend by name: transformers (default), vllm or openai (an OpenAI-compatible server)."""
     options = dict(options or {})
     if name == "transformers":
-        from .transformers_backend import TransformersBackend
+        from .transformers_backend import TOKEN_BUDGET, TransformersBackend
 
         return TransformersBackend(
-            model, batch_size=options.get("batch_size", 8), device=options.get("device")
+            model,
+            batch_size=options.get("batch_size"),
+            device=options.get("device"),
+            dtype=options.get("dtype") or "auto",
+            token_budget=options.get("token_budget") or TOKEN_BUDGET,
         )
     if name == "vllm":
         from .vllm_backend import VLLMBackend
@@ -21,7 +25,8 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
         return VLLMBackend(
             model,
             tensor_parallel_size=options.get("tensor_parallel_size", 1),
-            chunk_size=options.get("batch_size", 256),
+            chunk_size=options.get("batch_size") or 256,
+            dtype=options.get("dtype") or "auto",
         )
     if name == "openai":
         from .server_backend import ServerBackend, ServerOptions
@@ -34,7 +39,7 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
                 concurrency=options.get("concurrency", 8),
                 max_retries=options.get("max_retries", 6),
                 timeout=options.get("timeout", 600.0),
-                chunk_size=options.get("batch_size", 64),
+                chunk_size=options.get("batch_size") or 64,
             )
         )
     raise UserError(f"unknown backend '{name}'; backends: {', '.join(BACKENDS)}")

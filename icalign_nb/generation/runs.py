@@ -39,7 +39,21 @@ from .rundir import (
 from .types import BACKENDS, Backend, GenerationConfig, Request, Result, item_seed
 
 # How a run is done rather than what it produces: may change between resumptions.
-OPERATIONAL = ("batch_size", "device", "base_url", "concurrency", "max_retries", "tensor_parallel_size")
+OPERATIONAL = (
+    "batch_size",
+    "token_budget",
+    "device",
+    "base_url",
+    "concurrency",
+    "max_retries",
+    "tensor_parallel_size",
+)
+# How each backend computes attention, recorded in config.json (not compared on resume).
+ATTENTION = {
+    "transformers": "icalign: blocked causal prefill, decode over each prompt's keys shared by its samples",
+    "vllm": "vllm",
+    "openai": None,
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,10 @@ class RunSpec:
     served_model: str | None = None  # openai backend: the model name the server knows
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    dtype: str = (
+        "auto"  # auto | bfloat16 | float32; recorded as resolved (auto: bf16 where the hardware has it)
+    )
+    bos: bool | None = None  # prompts start with BOS; None: the model's rule, recorded as resolved
 
     def identity(self) -> dict:
         """The settings that decide the answers, as recorded and compared on resume."""
@@ -65,7 +83,8 @@ class RunSpec:
 class RunOptions:
     """How to run (not part of a run's identity); secrets are never written to disk."""
 
-    batch_size: int = 8
+    batch_size: int | None = None  # transformers: cap on rows decoded together; servers: saved chunk
+    token_budget: int | None = None  # transformers: prompt tokens held + max_new_tokens per row
     device: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -106,6 +125,29 @@ def check_spec(spec: RunSpec) -> None:
         raise UserError(
             f"'{spec.model}' is a chat model: it answers through its chat template; use --preset zero-shot"
         )
+
+
+def resolve_spec(
+    spec: RunSpec, options: RunOptions, tokenizer: object, backend: Backend | None = None
+) -> RunSpec:
+    """The spec with `auto` settled for this machine: the dtype the model runs in (a given backend's
+    own) and whether prompts start with BOS (the model's rule; a server applies its own)."""
+    from ..models import DTYPES, pick_device, prompt_bos, resolve_dtype
+
+    dtype = spec.dtype
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype '{dtype}'; dtypes: {', '.join(DTYPES)}")
+    if spec.backend == "transformers":
+        loaded = getattr(backend, "dtype", None) if backend is not None else None
+        if loaded is not None and dtype not in ("auto", loaded):
+            raise UserError(f"the loaded model runs in {loaded}, the run asks for {dtype}")
+        dtype = loaded or resolve_dtype(dtype, pick_device(options.device))
+    elif spec.backend == "vllm" and dtype == "auto":
+        dtype = "bfloat16"
+    bos = spec.bos
+    if bos is None and spec.backend != "openai":
+        bos = prompt_bos(spec.model, tokenizer)
+    return replace(spec, dtype=dtype, bos=bos)
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, dict | None]:
@@ -176,6 +218,7 @@ def write_config(
             "retrieval_config": asdict(spec.retrieval.config()),
             "inputs": inputs,
             "context_length": context,
+            "attention": ATTENTION.get(spec.backend),
             "started_with": {k: getattr(options, k) for k in OPERATIONAL},
             "query_ids": query_ids,
             "icalign_nb_version": __version__,
@@ -215,14 +258,13 @@ def build_requests(
     tokenizer: object,
     context: int,
 ) -> tuple[list[Request], dict[tuple[str, int], Retrieval]]:
-    """Requests for the unfinished items, tokenized once; a prompt over the context is refused."""
+    """Requests for the unfinished items, tokenized once as the model sees them (BOS by the spec);
+    a prompt over the context is refused."""
+    from ..models import encode_prompts
+
     todo = [(key, retrieval_for(retrievals, *key)) for key in pending]
     unique = list(dict.fromkeys(r.prompt for _, r in todo))
-    ids = (
-        dict(zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"], strict=True))
-        if unique
-        else {}
-    )
+    ids = dict(zip(unique, encode_prompts(tokenizer, unique, bool(spec.bos)), strict=True))
     room = context - spec.generation.max_new_tokens
     requests, meta = [], {}
     for (qid, s), r in todo:
@@ -275,6 +317,8 @@ def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | Non
     from ..models import context_length, load_tokenizer
 
     recorded = read_config(path) if (path / CONFIG).exists() else None
+    tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None
+    spec = resolve_spec(spec, options, tokenizer, backend)
     queries = load_queries(spec.retrieval, options.data_dir)
     inputs = input_digests(spec, queries, options.data_dir)
     if recorded is not None:
@@ -292,11 +336,12 @@ def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | Non
     pending = [(q, s) for q in query_ids for s in range(spec.generation.samples) if (q, s) not in done]
     if not pending and recorded is not None:
         return RunSummary(path, total, len(done), 0, {}, 0.0)
-    tokenizer = load_tokenizer(spec.retrieval.tokenizer_name(spec.model))
+    counter = spec.retrieval.tokenizer_name(spec.model)
+    counting = tokenizer if tokenizer is not None and counter == spec.model else load_tokenizer(counter)
+    tokenizer = tokenizer or counting
     if recorded is None:
-        retrievals = build_retrievals(
-            spec, queries, tokenizer, context - spec.generation.max_new_tokens, options.data_dir
-        )
+        room = context - spec.generation.max_new_tokens - int(bool(spec.bos))
+        retrievals = build_retrievals(spec, queries, counting, room, options.data_dir)
         write_retrievals(path, retrievals)
     requests, meta = build_requests(spec, read_retrievals(path), pending, tokenizer, context)
     if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
@@ -309,7 +354,7 @@ def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | Non
 
 
 def _backend_options(spec: RunSpec, options: RunOptions) -> dict:
-    return {**options.backend_options(), "served_model": spec.served_model}
+    return {**options.backend_options(), "served_model": spec.served_model, "dtype": spec.dtype}
 
 
 def _generate_into(

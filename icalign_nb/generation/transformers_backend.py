@@ -1,33 +1,27 @@
-"""The transformers backend: batched decoding with shared prompt encodings, stops in flight, per-row seeds."""
+"""The transformers backend: continuous batching on a local model, prompts encoded once, stops in flight.
+
+Rows run together in one batch. Each distinct prompt is prefilled once (batch 1, no padding) and
+its keys and values are shared by all its samples; a row that hits a stop string, eos or the cap
+leaves at once and its slot is refilled from the queue in the same step. How many rows run is set
+by a token budget (prompt tokens held plus `max_new_tokens` reserved per row), capped by
+`max_rows`. Every (seed, query, sample) draws from its own generator, one uniform per token, so a
+row's answer does not depend on what else is in the batch (exactly in float32; bfloat16 matmuls
+may round differently in another batch).
+"""
 
 from __future__ import annotations
 
-import itertools
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..retrieval.prompts import clean_answer
 from .types import GenerationConfig, Request, Result
 
-
-def length_batches(requests: Sequence[Request], batch_size: int) -> list[list[Request]]:
-    """Batches of at most `batch_size` rows: similar prompt lengths, equal stops, and the samples of
-    one prompt kept together so that its prompt is encoded once."""
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1 (got {batch_size})")
-    ordered = sorted(requests, key=lambda r: (r.stop, len(r.prompt_ids) or len(r.prompt), r.prompt, r.key))
-    batches: list[list[Request]] = []
-    for _, same in itertools.groupby(ordered, key=lambda r: (r.stop, r.prompt)):
-        group = list(same)
-        for i in range(0, len(group), batch_size):
-            part = group[i : i + batch_size]
-            last = batches[-1] if batches else None
-            if last and len(last) + len(part) <= batch_size and last[0].stop == part[0].stop:
-                last.extend(part)
-            else:
-                batches.append(part)
-    return batches
+MAX_ROWS = 32  # default cap on rows decoded together
+TOKEN_BUDGET = 65_536  # default: prompt tokens held + max_new_tokens per running row
 
 
 def finish_row(
@@ -35,8 +29,8 @@ def finish_row(
 ) -> tuple[str, int, str]:
     """Decode one row's new tokens: (cleaned answer, tokens generated, stop|eos|length).
 
-    Rows that finished early are padded; the first eos/pad marks the row's end. A stop string that
-    the in-flight check caught is still in the text and is cut here, never saved.
+    The first eos (or pad) marks the row's end. A stop string that the in-flight check caught is
+    still in the text and is cut here, never saved.
     """
     end = next((i for i, t in enumerate(ids) if t in eos_ids or t == pad_id), len(ids))
     text = tokenizer.decode(list(ids[:end]), skip_special_tokens=True)
@@ -48,151 +42,334 @@ def finish_row(
     return answer, end, "length"
 
 
-class RowSampler:
-    """Draws each row's next token with its own generator, so samples do not depend on the batch.
+class Sampler:
+    """Next tokens of a batch of rows: temperature, then top-k, then top-p, then one uniform draw from
+    each row's own generator (inverse CDF over the kept tokens); temperature 0 is greedy."""
 
-    Logits are warped as transformers' sampling does (temperature, then top-k, then top-p);
-    temperature 0 is greedy.
-    """
+    def __init__(self, config: GenerationConfig) -> None:
+        self.config = config
 
-    def __init__(self, seeds: Sequence[int], config: GenerationConfig, device: object) -> None:
+    def pick(self, logits: object, generators: Sequence[object]) -> list[int]:
+        """One token per row of `logits` [rows, vocab] (float32)."""
         import torch
-        from transformers.generation import (
-            LogitsProcessorList,
-            TemperatureLogitsWarper,
-            TopKLogitsWarper,
-            TopPLogitsWarper,
-        )
 
-        self.greedy = config.greedy
-        self.warpers = LogitsProcessorList()
-        if not self.greedy:
-            self.warpers.append(TemperatureLogitsWarper(config.temperature))
-        if config.effective_top_k:
-            self.warpers.append(TopKLogitsWarper(config.effective_top_k))
+        config = self.config
+        if len(generators) != logits.shape[0]:
+            raise ValueError(f"{logits.shape[0]} rows of logits but {len(generators)} generators")
+        if config.greedy:
+            return logits.argmax(dim=-1).tolist()
+        logits = logits / config.temperature
+        k = config.effective_top_k
+        if k and k < logits.shape[-1]:
+            values, index = torch.topk(logits, k, dim=-1)
+        else:
+            values, index = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(values, dim=-1)
         if config.top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(config.top_p))
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-
-    def pick(self, logits: object, rows: Sequence[int]) -> object:
-        """Next token of each active row (`rows` index the batch, in the order of `logits`)."""
-        import torch
-
-        if self.greedy:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(self.warpers(None, logits.float()), dim=-1)
-        draws = [
-            torch.multinomial(p, 1, generator=self.generators[r]) for p, r in zip(probs, rows, strict=True)
-        ]
-        return torch.cat(draws)
+            probs = probs * ((probs.cumsum(-1) - probs) < config.top_p)
+        cdf = probs.cumsum(-1)
+        draws = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
+        chosen = torch.searchsorted(cdf, (draws * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
+        return index.gather(1, chosen).flatten().tolist()
 
 
-def _cache_keyword(model: object) -> str:
-    """The forward argument that takes the key/value cache (`cache` in newer transformers)."""
-    import inspect
+@dataclass
+class _Group:
+    """A distinct prompt and its samples."""
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    ids: list[int]
+    waiting: deque[Request]
+    slot: int | None = None  # group slot while its keys and values are held
+    logits: object = None  # the prompt's next-token logits, kept while samples wait
+    live: int = 0  # rows running
 
 
-def _cache_of(output: object) -> object:
-    """The key/value cache a forward pass returned, under either name."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
+@dataclass
+class _Row:
+    """A running (query, sample)."""
+
+    request: Request
+    group: _Group
+    generator: object
+    started: float
+    tokens: list[int] = field(default_factory=list)
+    how: str = ""
+
+
+@dataclass
+class LoopStats:
+    """Where a `generate` call spent its time (read by the benchmark)."""
+
+    prefills: int = 0
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    steps: int = 0
+    row_steps: int = 0  # tokens decoded by live rows
+    slot_steps: int = 0  # rows computed (empty slots included)
+    decode_seconds: float = 0.0
+    max_rows: int = 0
 
 
 class TransformersBackend:
-    """Batched `model.generate` with left padding, stop strings in flight and per-row seeds."""
+    """Continuous batching over a local transformers model (see the module docstring)."""
 
     name = "transformers"
 
     def __init__(
         self,
         model_name: str,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         device: str | None = None,
         model: object | None = None,
         tokenizer: object | None = None,
+        dtype: str = "auto",
+        token_budget: int = TOKEN_BUDGET,
     ) -> None:
-        from ..models import load_model, load_tokenizer
+        from ..models import load_model, load_tokenizer, prompt_bos
+        from .attention import NAME, register
 
+        if batch_size is not None and batch_size < 1:
+            raise UserError(f"batch size must be >= 1 (got {batch_size})")
+        if token_budget < 1:
+            raise UserError(f"token budget must be >= 1 (got {token_budget})")
+        register()
         self.model_name = model_name
-        self.batch_size = batch_size
+        self.max_rows = batch_size or MAX_ROWS
+        self.token_budget = token_budget
         self.tokenizer = tokenizer or load_tokenizer(model_name)
-        self.model = model or load_model(model_name, device=device)
+        self.model = model or load_model(model_name, device=device, dtype=dtype, attention=NAME)
+        if self.model.config._attn_implementation != NAME:
+            self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
+        self.bos = prompt_bos(model_name, self.tokenizer)
+        self.stats = LoopStats()
+
+    @property
+    def dtype(self) -> str:
+        """The model's dtype name (`bfloat16`, `float32`)."""
+        return str(self.model.dtype).removeprefix("torch.")
+
+    def encode(self, prompt: str) -> list[int]:
+        """A prompt's token ids as this model sees them (BOS by the model's rule)."""
+        from ..models import encode_prompts
+
+        return encode_prompts(self.tokenizer, [prompt], self.bos)[0]
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
-        """Yield one list of results per batch of similar-length prompts."""
-        for batch in length_batches(requests, self.batch_size):
-            yield self.generate_batch(batch, config)
+        """Yield the rows that finished at each step (every request exactly once)."""
+        self.stats = LoopStats()
+        yield from _Loop(self, config).run(requests)
 
     def generate_batch(self, batch: Sequence[Request], config: GenerationConfig) -> list[Result]:
-        """Generate one batch: each distinct prompt is encoded once and shared by its samples; a row
-        leaves the batch (and the key/value cache) as soon as it hits a stop string, eos or the cap."""
-        import torch
+        """All results of `batch` at once, in request order."""
+        done = {r.request.key: r for results in self.generate(batch, config) for r in results}
+        return [done[r.key] for r in batch]
 
-        start = time.perf_counter()
-        tok, model = self.tokenizer, self.model
-        distinct = list(dict.fromkeys(r.prompt for r in batch))
-        enc = tok(distinct, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
-        rows_of = torch.tensor([distinct.index(r.prompt) for r in batch], device=model.device)
-        mask = enc["attention_mask"]
-        eos_ids = self._eos_ids()
-        window = (
-            max((len(tok(s, add_special_tokens=False)["input_ids"]) for s in batch[0].stop), default=0) + 4
-        )
-        sampler = RowSampler([r.seed for r in batch], config, model.device)
-        new: list[list[int]] = [[] for _ in batch]
-        active = list(range(len(batch)))
-        with torch.inference_mode():
-            out = model(
-                input_ids=enc["input_ids"],
-                attention_mask=mask,
-                use_cache=True,
-                logits_to_keep=1,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            )
-            cache, mask = _cache_of(out), mask[rows_of]
-            cache_arg = _cache_keyword(model)
-            cache.batch_select_indices(rows_of)
-            logits = out.logits[rows_of, -1, :]
-            for _ in range(config.max_new_tokens):
-                picked = sampler.pick(logits, active)
-                keep = []
-                for j, (row, token) in enumerate(zip(active, picked.tolist(), strict=True)):
-                    new[row].append(token)
-                    done = token in eos_ids or (
-                        window > 4 and any(s in tok.decode(new[row][-window:]) for s in batch[0].stop)
-                    )
-                    if not done:
-                        keep.append(j)
-                if not keep:
-                    break
-                if len(keep) < len(active):
-                    index = torch.tensor(keep, device=model.device)
-                    cache.batch_select_indices(index)
-                    mask, picked = mask[index], picked[index]
-                    active = [active[j] for j in keep]
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                out = model(
-                    input_ids=picked[:, None],
-                    attention_mask=mask,
-                    **{cache_arg: cache},
-                    position_ids=mask.sum(-1, keepdim=True) - 1,
-                    use_cache=True,
-                )
-                logits = out.logits[:, -1, :]
-        share = (time.perf_counter() - start) / len(batch)
-        n_prompt = enc["attention_mask"].sum(dim=1)[rows_of].tolist()
-        results = []
-        for req, ids, n_in in zip(batch, new, n_prompt, strict=True):
-            answer, n_gen, how = finish_row(ids, tok, req.stop, eos_ids, tok.pad_token_id)
-            results.append(Result(req, answer, int(n_in), n_gen, how, share))
-        return results
-
-    def _eos_ids(self) -> set[int]:
+    def eos_ids(self) -> set[int]:
         """End-of-sequence ids from the model's generation config and the tokenizer."""
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
+
+
+class _Loop:
+    """One `generate` call: admission by budget, prefills, decode steps, finishing rows."""
+
+    def __init__(self, backend: TransformersBackend, config: GenerationConfig) -> None:
+        self.backend, self.config = backend, config
+        self.model, self.tokenizer = backend.model, backend.tokenizer
+        self.sampler = Sampler(config)
+        self.eos = backend.eos_ids()
+        self.stats = backend.stats
+        self.windows: dict[tuple[str, ...], int] = {}
+        self.rows: list[_Row | None] = []
+        self.groups: list[_Group | None] = []
+        self.state = None
+
+    def run(self, requests: Sequence[Request]) -> Iterator[list[Result]]:
+        """The decode loop."""
+        import torch
+
+        from .attention import KVState
+
+        queue = self._groups(requests)
+        if not queue:
+            return
+        width = max(len(g.ids) for g in queue)
+        self.state = KVState(self.model, 0, 0, width, device=self.model.device)
+        while queue or any(self.rows):
+            with torch.inference_mode():
+                finished = self._advance(queue)
+            if finished:
+                yield finished
+
+    def _advance(self, queue: deque[_Group]) -> list[Result]:
+        """Admit what fits, then one decode step of every running row; the rows that finished."""
+        import torch
+
+        finished: list[Result] = []
+        self._admit(queue, finished)
+        live = [i for i, r in enumerate(self.rows) if r is not None]
+        if live and len(live) <= 0.75 * len(self.rows):
+            self._compact(live)
+            live = list(range(len(live)))
+        if not live:
+            return finished
+        start = time.perf_counter()
+        self.state.begin_step(live)
+        device = self.model.device
+        tokens = torch.tensor([r.tokens[-1] if r else 0 for r in self.rows], device=device)
+        out = self.model(
+            input_ids=tokens[:, None],
+            position_ids=self.state.positions().to(device),
+            kv_state=self.state,
+            use_cache=False,
+        )
+        self.state.end_step(live)
+        picked = self.sampler.pick(out.logits[live, -1].float(), [self.rows[i].generator for i in live])
+        for slot, token in zip(live, picked, strict=True):
+            if self._record(self.rows[slot], token):
+                finished.append(self._finish(slot))
+        stats = self.stats
+        stats.steps += 1
+        stats.row_steps += len(live)
+        stats.slot_steps += len(self.rows)
+        stats.max_rows = max(stats.max_rows, len(live))
+        stats.decode_seconds += time.perf_counter() - start
+        return finished
+
+    def _groups(self, requests: Sequence[Request]) -> deque[_Group]:
+        """The queue: one group per distinct prompt (token ids), in order of first appearance."""
+        by_ids: dict[tuple[int, ...], _Group] = {}
+        for req in requests:
+            ids = tuple(req.prompt_ids) or tuple(self.backend.encode(req.prompt))
+            if not ids:
+                raise UserError(f"request {req.key} has an empty prompt")
+            group = by_ids.setdefault(ids, _Group(list(ids), deque()))
+            group.waiting.append(req)
+        return deque(by_ids.values())
+
+    def _used(self) -> int:
+        """Tokens the running batch holds against the budget."""
+        held = sum(len(g.ids) for g in self.groups if g is not None)
+        rows = sum(r is not None for r in self.rows)
+        return held + rows * self.config.max_new_tokens
+
+    def _admit(self, queue: deque[_Group], finished: list[Result]) -> None:
+        """Start queued rows while the budget and the row cap allow (at least one if nothing runs)."""
+        reserve = self.config.max_new_tokens
+        while queue:
+            group = queue[0]
+            running = sum(r is not None for r in self.rows)
+            room = self.backend.token_budget - self._used() - (len(group.ids) if group.slot is None else 0)
+            k = min(len(group.waiting), self.backend.max_rows - running, room // reserve)
+            if k <= 0:
+                if running or group.live:
+                    return
+                k = 1  # nothing runs: one row, whatever the budget
+            if group.slot is None:
+                self._prefill(group)
+            free = self._free_rows(k)
+            for slot in free:
+                req = group.waiting.popleft()
+                row = _Row(req, group, self._generator(req.seed), time.perf_counter())
+                self.rows[slot] = row
+                self.state.place_row(slot, group.slot)
+                group.live += 1
+                token = self.sampler.pick(group.logits[None], [row.generator])[0]
+                if self._record(row, token):
+                    finished.append(self._finish(slot))
+            if not group.waiting:
+                group.logits = None
+                queue.popleft()
+                if group.live == 0:
+                    self._release(group)
+
+    def _generator(self, seed: int) -> object:
+        import torch
+
+        return torch.Generator().manual_seed(seed)
+
+    def _prefill(self, group: _Group) -> None:
+        """Encode a prompt once into a group slot; keep its next-token logits for its samples."""
+        import torch
+
+        start = time.perf_counter()
+        free = [i for i, g in enumerate(self.groups) if g is None]
+        if not free:
+            self.state.add_slots(groups=1)
+            self.groups.append(None)
+            free = [len(self.groups) - 1]
+        group.slot = free[0]
+        self.groups[group.slot] = group
+        self.state.begin_prefill(group.slot, len(group.ids))
+        try:
+            ids = torch.tensor([group.ids], device=self.model.device)
+            out = self.model(input_ids=ids, kv_state=self.state, use_cache=False, logits_to_keep=1)
+        finally:
+            self.state.end_prefill()
+        group.logits = out.logits[0, -1].float()
+        self.stats.prefills += 1
+        self.stats.prefill_tokens += len(group.ids)
+        self.stats.prefill_seconds += time.perf_counter() - start
+
+    def _free_rows(self, k: int) -> list[int]:
+        """`k` empty row slots (the batch grows by the shortfall)."""
+        free = [i for i, r in enumerate(self.rows) if r is None][:k]
+        if len(free) < k:
+            grow = k - len(free)
+            self.state.add_slots(rows=grow)
+            free += range(len(self.rows), len(self.rows) + grow)
+            self.rows.extend([None] * grow)
+        return free
+
+    def _record(self, row: _Row, token: int) -> bool:
+        """Append a token; True when the row is done (eos, a stop string, or the cap)."""
+        row.tokens.append(token)
+        if token in self.eos:
+            row.how = "eos"
+        elif self._hits_stop(row):
+            row.how = "stop"
+        elif len(row.tokens) >= self.config.max_new_tokens:
+            row.how = "length"
+        return bool(row.how)
+
+    def _hits_stop(self, row: _Row) -> bool:
+        """Whether the row's last tokens complete one of its stop strings."""
+        stops = row.request.stop
+        if not stops:
+            return False
+        if stops not in self.windows:
+            tok = self.tokenizer
+            self.windows[stops] = max(len(tok(s, add_special_tokens=False)["input_ids"]) for s in stops) + 4
+        tail = self.tokenizer.decode(row.tokens[-self.windows[stops] :])
+        return any(s in tail for s in stops)
+
+    def _finish(self, slot: int) -> Result:
+        """The finished row's result; its slot is free at once."""
+        row = self.rows[slot]
+        self.rows[slot] = None
+        self.state.free_row(slot)
+        group = row.group
+        group.live -= 1
+        if group.live == 0 and not group.waiting:
+            self._release(group)
+        answer, n_new, how = finish_row(row.tokens, self.tokenizer, row.request.stop, self.eos, None)
+        seconds = time.perf_counter() - row.started
+        return Result(row.request, answer, len(group.ids), n_new, how, seconds)
+
+    def _release(self, group: _Group) -> None:
+        """A group with no rows left frees its slot."""
+        if group.slot is not None:
+            self.groups[group.slot] = None
+            group.slot = None
+
+    def _compact(self, live: list[int]) -> None:
+        """Drop empty row and group slots from the batch (rows and prompts move to the front)."""
+        groups = [i for i, g in enumerate(self.groups) if g is not None]
+        self.state.compact(live, groups)
+        self.rows = [self.rows[i] for i in live]
+        self.groups = [self.groups[i] for i in groups]
+        for new, group in enumerate(self.groups):
+            group.slot = new

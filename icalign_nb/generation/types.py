@@ -1,7 +1,7 @@
 """What every generation backend shares: decoding settings, requests, results and the backend protocol.
 
-Every backend takes `Request`s (a prompt, its stop strings and a per-item seed) and yields lists of
-`Result`s, one list per finished batch, so the caller can save each batch before starting the next.
+Every backend takes `Request`s (a prompt, its token ids, its stop strings and a per-item seed) and
+yields lists of `Result`s as items finish, so the caller saves each list before more arrive.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Result:
     n_prompt_tokens: int
     n_generated_tokens: int
     stopped_by: str  # stop | eos | length
-    seconds: float  # the item's share of its batch's wall time (they sum to the total)
+    seconds: float  # wall time from the item's start (its prompt's encoding, or joining the batch) to its end
 
 
 class Backend(Protocol):
@@ -89,7 +89,7 @@ class Backend(Protocol):
     name: str
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
-        """Yield results batch by batch (every request exactly once)."""
+        """Yield results as they finish, a list at a time (every request exactly once)."""
         ...
 
 

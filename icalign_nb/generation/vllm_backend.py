@@ -39,7 +39,8 @@ def sampling_kwargs(request: Request, config: GenerationConfig) -> dict:
 
 
 def prompt_input(request: Request) -> dict:
-    """The prompt as token ids, tokenized without special tokens as the reference code does."""
+    """The prompt as token ids exactly as the run built them (no special tokens but BOS by the model's
+    rule: none for Llama-2, as the reference code)."""
     if not request.prompt_ids:
         raise ValueError(f"request {request.key} has no prompt token ids")
     return {"prompt_token_ids": list(request.prompt_ids)}
@@ -63,13 +64,16 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_name: str, tensor_parallel_size: int = 1, chunk_size: int = 256) -> None:
+    def __init__(
+        self, model_name: str, tensor_parallel_size: int = 1, chunk_size: int = 256, dtype: str = "auto"
+    ) -> None:
         from ..models import local_dir
 
         self.vllm = import_vllm()
         self.chunk_size = chunk_size
+        self.dtype = "bfloat16" if dtype == "auto" else dtype  # the paper's GPU setting
         self.llm = self.vllm.LLM(
-            model=local_dir(model_name), tensor_parallel_size=tensor_parallel_size, dtype="bfloat16"
+            model=local_dir(model_name), tensor_parallel_size=tensor_parallel_size, dtype=self.dtype
         )
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:

@@ -212,13 +212,13 @@ def answer_prompts(
     from ..generation.transformers_backend import TransformersBackend
     from ..generation.types import Request, item_seed
 
-    backend = TransformersBackend(model, batch_size=1)
+    backend = TransformersBackend(model)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, samples=1, seed=seed)
-    out = {}
-    for name, (prompt, stop) in prompts.items():
-        request = Request(name, 0, prompt, tuple(stop), item_seed(seed, name, 0))
-        out[name] = backend.generate_batch([request], config)[0]
-    return out
+    requests = [
+        Request(name, 0, prompt, tuple(stop), item_seed(seed, name, 0))
+        for name, (prompt, stop) in prompts.items()
+    ]
+    return {r.request.query_id: r for r in backend.generate_batch(requests, config)}
 
 
 def query_clusters(setup: SystemsSetup, data_dir: str | None = None) -> pl.DataFrame:
