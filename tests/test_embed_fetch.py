@@ -115,3 +115,75 @@ def test_local_reference_files_match_their_pins(shared_data: Path):
     assert fetch.verify(
         shared_data / "paper_release/davinci003_results.jsonl", "paper_release/davinci003_results.jsonl"
     )
+
+
+def test_data_fetch_fetches_checks_and_says_one_line_per_file(
+    file_server, tmp_path, monkeypatch, capsys: pytest.CaptureFixture
+):
+    from icalign_nb.cli import main
+
+    root, base = file_server
+    body = b'{"prompt": "p", "response": "r"}\n'
+    (root / "a.jsonl").write_bytes(body)
+    digest = hashlib.sha256(body).hexdigest()
+    files = {
+        "demo/a.jsonl": fetch.RemoteFile("demo/a.jsonl", f"{base}/a.jsonl", digest),
+        "demo/gone.jsonl": fetch.RemoteFile("demo/gone.jsonl", "http://127.0.0.1:9/gone.jsonl", digest),
+        "other/b.jsonl": fetch.RemoteFile("other/b.jsonl", f"{base}/a.jsonl", "0" * 64),
+    }
+    monkeypatch.setattr(fetch, "REMOTE_FILES", files)
+    monkeypatch.delenv("ICALIGN_DATA_DIR", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "elsewhere"))  # --cache-dir wins; restored after
+    assert main(["data", "fetch", "--cache-dir", str(cache)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == f"fetching into {cache / 'data'}" and len(lines) == 4  # a heading, one line per file
+    assert lines[1] == "ok   demo/a.jsonl: fetched, sha256 matches the pin"
+    assert lines[2].startswith("FAIL demo/gone.jsonl: http://127.0.0.1:9/gone.jsonl: download failed (")
+    assert lines[3].startswith("FAIL other/b.jsonl:") and "does not match the pinned" in lines[3]
+    assert captured.err.strip().splitlines() == [
+        "icalign: error: 2 of 3 file(s) not ready; offline? copy the files into a folder and pass "
+        "--data-dir (or ICALIGN_DATA_DIR)"
+    ]
+    assert (cache / "data" / "demo/a.jsonl").read_bytes() == body
+    assert (cache / "data" / "SHA256SUMS").read_text() == f"{digest}  ./demo/a.jsonl\n"
+    assert not fetch.complete(cache / "data")
+    # by name: only the folder asked for; served from the cache the second time
+    (root / "a.jsonl").unlink()
+    assert main(["data", "fetch", "demo/a.jsonl", "--cache-dir", str(cache)]) == 0
+    assert "ok   demo/a.jsonl: in the cache, sha256 matches" in capsys.readouterr().out
+    monkeypatch.setattr(fetch, "REMOTE_FILES", {"demo/a.jsonl": files["demo/a.jsonl"]})
+    assert main(["data", "fetch", "demo", "--cache-dir", str(cache)]) == 0 and fetch.complete(cache / "data")
+    assert main(["data", "fetch", "nothing"]) == 1
+    assert "'nothing' names no public file; folders: demo" in capsys.readouterr().err
+
+
+def test_data_fetch_checks_a_local_folder_against_the_pins(tmp_path, monkeypatch, capsys):
+    from icalign_nb.cli import main
+
+    good, bad = b"good\n", b"changed\n"
+    files = {
+        "d/good.txt": fetch.RemoteFile(
+            "d/good.txt", "http://127.0.0.1:9/x", hashlib.sha256(good).hexdigest()
+        ),
+        "d/bad.txt": fetch.RemoteFile(
+            "d/bad.txt", "http://127.0.0.1:9/y", hashlib.sha256(b"orig\n").hexdigest()
+        ),
+        "d/none.txt": fetch.RemoteFile("d/none.txt", "http://127.0.0.1:9/z", "1" * 64),
+    }
+    monkeypatch.setattr(fetch, "REMOTE_FILES", files)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/good.txt").write_bytes(good)
+    (tmp_path / "d/bad.txt").write_bytes(bad)
+    monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "c"))
+    assert main(["data", "fetch", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines()[1:] == [
+        "ok   d/good.txt: sha256 matches",
+        f"FAIL d/bad.txt: {tmp_path / 'd/bad.txt'}: sha256 {hashlib.sha256(bad).hexdigest()} does not "
+        "match the pin (a changed or broken copy)",
+        f"FAIL d/none.txt: not found at {tmp_path / 'd/none.txt'}",
+    ]
+    assert out.err.strip() == "icalign: error: 2 of 3 file(s) not ready"
+    assert not (tmp_path / "c").exists()  # nothing downloaded, nothing cached

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, reference_data
 
 from icalign_nb.errors import UserError
 from icalign_nb.jobs.notebooks import (
@@ -25,7 +25,7 @@ from icalign_nb.jobs.notebooks import (
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-RELEASE = SHARED_DATA / "paper_release"
+RELEASE = (reference_data() or SHARED_DATA) / "paper_release"
 
 # Small settings for CI: a tiny random model, a few queries, one sample, a few new tokens.
 SMALL = (

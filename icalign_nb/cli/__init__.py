@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UserError
-from . import analysis, bench, generation, judging, notebooks, retrieval
+from . import analysis, bench, data, generation, judging, notebooks, retrieval
 from .common import shared_parent
 
-GROUPS = (retrieval, generation, judging, analysis, notebooks, bench)  # in the order data flows
+GROUPS = (data, retrieval, generation, judging, analysis, notebooks, bench)  # in the order data flows
 
 
 def build_parser() -> argparse.ArgumentParser:

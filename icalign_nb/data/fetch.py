@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..cache import cache_root
 from ..errors import UserError, first_line
-from ..files import atomic_write_bytes, sha256_file
+from ..files import atomic_write_bytes, atomic_write_text, sha256_file
 
 DATA_DIR_ENV = "ICALIGN_DATA_DIR"
 
@@ -178,7 +179,7 @@ def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
     return _download(remote, path)
 
 
-def _download(remote: RemoteFile, path: Path) -> Path:
+def _download(remote: RemoteFile, path: Path, hint: bool = True) -> Path:
     """Download a pinned file, check its sha256, then move it into the cache atomically."""
     import httpx
 
@@ -186,10 +187,8 @@ def _download(remote: RemoteFile, path: Path) -> Path:
         response = httpx.get(remote.url, follow_redirects=True, timeout=120)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise UserError(
-            f"{remote.url}: download failed ({first_line(exc)}); offline? point --data-dir or {DATA_DIR_ENV} "
-            "at a directory with the same layout"
-        ) from None
+        how = f"; offline? point --data-dir or {DATA_DIR_ENV} at a directory with the same layout"
+        raise UserError(f"{remote.url}: download failed ({first_line(exc)}){how if hint else ''}") from None
     digest = hashlib.sha256(response.content).hexdigest()
     if remote.sha256 is not None and digest != remote.sha256:
         raise UserError(f"{remote.url}: sha256 {digest} does not match the pinned {remote.sha256}")
@@ -203,3 +202,99 @@ def verify(path: Path, relpath: str) -> bool:
     """True when a local file matches the pinned sha256 of `relpath` (or nothing is pinned)."""
     remote = REMOTE_FILES.get(relpath)
     return remote is None or remote.sha256 is None or sha256_file(path) == remote.sha256
+
+
+MANIFEST = "SHA256SUMS"  # `sha256  ./relpath` per file, as `sha256sum` writes it
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What `fetch_files` found for one public file."""
+
+    relpath: str
+    ok: bool
+    message: str  # one line: "fetched", "in the cache, sha256 matches", "download failed (…)", …
+
+
+def cache_data_dir() -> Path:
+    """Where pinned fetches are kept: `<cache root>/data`, in the public layout."""
+    return cache_root() / "data"
+
+
+def select_files(names: Sequence[str]) -> list[RemoteFile]:
+    """Public files by path (`paper_release/x.jsonl`), file name or folder (`paper_release`); all if none."""
+    if not names:
+        return list(REMOTE_FILES.values())
+    chosen: list[RemoteFile] = []
+    for name in names:
+        key = name.strip("/")
+        found = [
+            f
+            for f in REMOTE_FILES.values()
+            if key in (f.relpath, f.relpath.split("/")[0], Path(f.relpath).name, Path(f.relpath).stem)
+        ]
+        if not found:
+            folders = sorted({f.relpath.split("/")[0] for f in REMOTE_FILES.values()})
+            raise UserError(f"'{name}' names no public file; folders: {', '.join(folders)} (or a file path)")
+        chosen += [f for f in found if f not in chosen]
+    return chosen
+
+
+def fetch_files(names: Sequence[str] = (), data_dir: str | Path | None = None) -> Iterator[FileCheck]:
+    """Fetch the chosen public files into the cache, checking each against its pinned sha256 (a broken
+    cached copy is fetched again); with a data directory, check the files there against the pins
+    instead (nothing is downloaded). The cache's `SHA256SUMS` then lists what it holds intact."""
+    root = data_root(data_dir)
+    for remote in select_files(names):
+        if root is not None:
+            yield _check_local(remote, root / remote.relpath)
+            continue
+        path = cache_data_dir() / remote.relpath
+        if path.exists() and verify(path, remote.relpath):
+            yield FileCheck(remote.relpath, True, "in the cache, sha256 matches")
+            continue
+        try:  # missing, or a broken copy in the cache: fetched again
+            _download(remote, path, hint=False)
+        except UserError as exc:
+            yield FileCheck(remote.relpath, False, str(exc))
+            continue
+        pinned = "sha256 matches the pin" if remote.sha256 else "not pinned: no sha256 to check"
+        yield FileCheck(remote.relpath, True, f"fetched, {pinned}")
+    if root is None:
+        write_manifest(cache_data_dir())
+
+
+def _check_local(remote: RemoteFile, path: Path) -> FileCheck:
+    """A file of a local data directory against its pin."""
+    if not path.is_file():
+        return FileCheck(remote.relpath, False, f"not found at {path}")
+    if remote.sha256 is None:
+        return FileCheck(remote.relpath, True, "present (not pinned: no sha256 to check)")
+    good = sha256_file(path) == remote.sha256
+    return FileCheck(remote.relpath, good, "sha256 matches" if good else _mismatch(path))
+
+
+def _mismatch(path: Path) -> str:
+    return f"{path}: sha256 {sha256_file(path)} does not match the pin (a changed or broken copy)"
+
+
+def write_manifest(folder: Path) -> None:
+    """`SHA256SUMS` over the pinned files a folder holds (only those that match their pins)."""
+    lines = [
+        f"{f.sha256}  ./{f.relpath}"
+        for f in REMOTE_FILES.values()
+        if f.sha256 and (folder / f.relpath).is_file() and verify(folder / f.relpath, f.relpath)
+    ]
+    if lines:
+        atomic_write_text(folder / MANIFEST, "\n".join(lines) + "\n")
+
+
+def complete(folder: Path) -> bool:
+    """True when `folder` holds every pinned public file (as `icalign data fetch` leaves the cache)."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return False
+    listed = {
+        line.split()[-1].removeprefix("./") for line in manifest.read_text().splitlines() if line.strip()
+    }
+    return all(f.relpath in listed for f in REMOTE_FILES.values() if f.sha256)
