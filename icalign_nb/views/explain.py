@@ -25,17 +25,18 @@ ENDED = {
     "length": "cut at the length cap",
     "unknown": "ended at the stop text or by the model (the server did not say which)",
 }
-DECISIONS = {
+DECISIONS = {  # short words: the decision column is narrow
     "kept": "kept",
-    "over_instance_limit": "skipped: one demo over the per-demo token limit",
-    "over_budget": "skipped: would overflow the budget (packing stops here)",
-    "after_stop": "not tried: packing had stopped",
-    "over_k": "skipped: past the most demos allowed",
+    "over_instance_limit": "skipped: too long",
+    "over_budget": "skipped: over budget, packing stops",
+    "after_stop": "not tried",
+    "over_k": "skipped: past max demos",
 }
 
 # Inline styles (kept by Lab's sanitizer): left-aligned, top-aligned, whole words.
 CELL = "text-align:left;vertical-align:top;padding:4px 8px;border:1px solid #ccc"
-NUMBER = "text-align:right;vertical-align:top;padding:4px 8px;border:1px solid #ccc"
+NUMBER_HEAD = "text-align:right;vertical-align:top;padding:4px 8px;border:1px solid #ccc"
+NUMBER = NUMBER_HEAD + ";white-space:nowrap"
 TABLE = "table-layout:fixed;width:100%;border-collapse:collapse;margin:0 0 8px 0"
 WRAP = "white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;text-align:left;margin:0"
 GRID = "display:grid;grid-template-columns:repeat(auto-fit,minmax({min}px,1fr));gap:8px;text-align:left"
@@ -119,39 +120,40 @@ def candidates_view(retrieval: Retrieval, pool: pl.DataFrame, width: int = 200) 
     for decision, tokens in zip(table["decision"], table["tokens"], strict=True):
         total += tokens if decision == "kept" else 0
         running.append(total if decision == "kept" else None)
-    shown = table.with_columns(
-        pl.Series("kept so far", running, dtype=pl.Int64),
+    shown = table.select(
+        "rank",
+        "score",
+        "tokens",
+        pl.Series("kept total", running, dtype=pl.Int64),
         pl.col("decision").replace(DECISIONS),
-    ).select("rank", "score", "tokens", "kept so far", "decision", "category", "demo prompt")
+        (pl.col("category") + " · " + pl.col("demo prompt")).alias("demo (category · prompt)"),
+    )
     kept = sum(c.kept for c in retrieval.candidates)
     title = (
         f"{kept} of {len(retrieval.candidates)} candidates kept"
         + (f" (budget {retrieval.budget:,} tokens)" if retrieval.budget else "")
-        + "; best first"
+        + "; best first, kept ones in bold"
     )
-    widths = {"rank": 5, "score": 7, "tokens": 7, "kept so far": 8, "decision": 23, "category": 11}
+    widths = {"rank": "3em", "score": "4.5em", "tokens": "4.2em", "kept total": "4.5em", "decision": "8.5em"}
     bold = [d == "kept" for d in table["decision"]]
-    return Html(
-        html_table(shown, widths, title, bold, "icalign-candidates"), f"{title}\n{plain_table(shown)}"
-    )
+    markup = html_table(shown, widths, title, bold, "icalign-candidates")
+    return Html(markup, f"{title}\n{plain_table(shown)}")
 
 
 def html_table(
     frame: pl.DataFrame,
-    widths: Mapping[str, float] | None = None,
+    widths: Mapping[str, str] | None = None,
     title: str | None = None,
     bold_rows: Sequence[bool] | None = None,
     css_class: str = "",
 ) -> str:
     """Every row of a frame as an HTML table (no shape or dtype rows): text left, numbers right,
-    whole words wrapped; `widths` are column widths in percent (the rest share what is left)."""
+    whole words wrapped; `widths` are CSS widths of some columns ("4em"), the others share the rest."""
     widths = dict(widths or {})
-    free = [c for c in frame.columns if c not in widths]
-    rest = max(0.0, 100 - sum(widths.values())) / max(1, len(free))
-    cols = "".join(f"<col style='width:{widths.get(c, rest):.1f}%'>" for c in frame.columns)
+    cols = "".join(f"<col style='width:{widths[c]}'>" if c in widths else "<col>" for c in frame.columns)
     numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
     head = "".join(
-        f"<th style='{NUMBER if c in numeric else CELL}'>{html.escape(c)}</th>" for c in frame.columns
+        f"<th style='{NUMBER_HEAD if c in numeric else CELL}'>{html.escape(c)}</th>" for c in frame.columns
     )
     rows = []
     for i, row in enumerate(frame.iter_rows()):

@@ -68,18 +68,12 @@ class Explorer:
         )
 
     def view_html(self, query_id: str, sample: int = 0) -> str:
-        """The whole view of one query as HTML: its demos (every candidate, why kept or skipped), the
-        prompt, and every system's answer beside the baseline's, each with the judge's verdict."""
+        """The whole view of one query as HTML: every system's answer beside the baseline's, each with
+        the judge's verdict and how it ended; then (folded) its demos, every candidate and why kept or
+        skipped, and the prompt."""
         r = self.retrievals.get(query_id)
         heading = f"{query_id}: {self.queries[query_id]}"
         parts = [f"<h3 style='{explain.WRAP}'>{html.escape(heading)}</h3>"]
-        if r is not None and r.candidates:
-            parts.append(
-                explain.candidates_view(r, self.pool, width=160).markup
-                + f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
-                f"<pre style='{explain.WRAP}'>{html.escape(explain.prompt_excerpt(r.prompt))}</pre>"
-                "</details>"
-            )
         mine = self.answers.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
         judged = self.verdicts.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
         verdict = dict(zip(judged["system"].to_list(), judged["verdict"].to_list(), strict=True))
@@ -94,6 +88,15 @@ class Explorer:
         columns["baseline answer"] = self.baseline.get(query_id, "")
         title = f"answers, sample {sample} (verdict of the judge against the baseline)"
         parts.append(explain.side_by_side(columns, title=title, capped=capped, min_width=MIN_COLUMN_PX))
+        if r is not None and r.candidates:
+            summary = f"the retrieved demos: {len(r.demo_ids)} of {len(r.candidates)} candidates kept"
+            parts.append(
+                f"<details><summary>{html.escape(summary)} (every candidate, and why)</summary>"
+                f"{explain.candidates_view(r, self.pool, width=160).markup}</details>"
+                f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
+                f"<pre style='{explain.WRAP}'>{html.escape(explain.prompt_excerpt(r.prompt))}</pre>"
+                "</details>"
+            )
         return "".join(parts)
 
     def show(self, query_id: str, sample: int = 0) -> None:
