@@ -25,7 +25,8 @@ from icalign_nb.jobs.notebooks import (
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-RELEASE = (reference_data() or SHARED_DATA) / "paper_release"
+DATA = reference_data()  # the public reference data (../shared/data, or the cache after `data fetch`)
+RELEASE = (DATA or SHARED_DATA) / "paper_release"
 
 # Small settings for CI: a tiny random model, a few queries, one sample, a few new tokens.
 SMALL = (
@@ -55,6 +56,7 @@ EXPECTED = {
     ],
     "05_paper_figures": ["05_paper_table"] + (["05_proxy_agreement"] if RELEASE.is_dir() else []),
     "06_explorer": [],
+    "07_ablations": ["07_k_sweep", "07_ablations"] + (["07_pool_effect"] if DATA else []),
 }
 
 
@@ -176,6 +178,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     """One papermill run of every notebook on small settings, shared by the checks below."""
     base = tmp_path_factory.mktemp("notebooks")
     params = SMALL + ((("release_dir", str(RELEASE)),) if RELEASE.is_dir() else ())
+    # the second pool of notebook 07 is public data: read from the reference copy, or left out
+    params += (("data_dir", str(DATA)),) if DATA else (("second_pool", ""),)
     run = NotebookRun(
         parameters=params,
         notebook_dir=NOTEBOOK_DIR,
@@ -197,6 +201,10 @@ def test_notebook_runs_and_writes_its_figures(executed: tuple[Path, list], name:
     assert result.error is None and result.record.exists()
     record = nbformat.read(result.record, as_version=4)
     assert any(c.get("outputs") for c in record.cells if c.cell_type == "code")  # a real executed copy
+    for cell in record.cells:  # no stray return values, no library loading bars saved as widgets
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
+            assert "PosixPath(" not in text and "Loading weights" not in text, text[:200]
     summary = json.loads((result.record.parent / "run.json").read_text())
     assert name in [n["name"] for n in summary["notebooks"]]
     for figure in EXPECTED[name]:
