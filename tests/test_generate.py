@@ -1,4 +1,4 @@
-"""Decoding settings, sampling, row finishing and the continuous-batching transformers backend on tiny-random."""
+"""Decoding settings, sampling, row finishing and the continuous-batching backend on tiny-random."""
 
 from __future__ import annotations
 

@@ -84,12 +84,14 @@ def causal_attention(
             q[:, :, :, start:end].reshape(batch, kv_heads, group * n, dim),
             key[:, :, low:end].transpose(-1, -2),
         ).view(batch, kv_heads, group, n, end - low)
-        rows = torch.arange(start, end, device=query.device)[:, None]
-        cols = torch.arange(low, end, device=query.device)[None, :]
-        hidden = cols > rows
+        # only the last n columns (the block's own positions) and, with a window, the first n hold
+        # masked entries: row i sees column j of the block iff j <= i (window: low + j > start + i - window)
+        i = torch.arange(n, device=query.device)
+        scores[..., end - low - n :].masked_fill_(i[None, :] > i[:, None], float("-inf"))
         if window is not None:
-            hidden |= cols <= rows - window
-        scores.masked_fill_(hidden, float("-inf"))
+            first = min(n, end - low)
+            gone = low + i[None, :first] <= start + i[:, None] - window
+            scores[..., :first].masked_fill_(gone, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         out[:, :, :, start:end] = torch.matmul(
             probs.view(batch, kv_heads, group * n, end - low), value[:, :, low:end]
@@ -338,22 +340,24 @@ class _StepLayout:
         prefix = torch.matmul(qg, state.prefix_k[layer].transpose(-1, -2)).view(
             n_groups, kv_heads, per_group, group, -1
         )
-        prefix = prefix.float() + self.prefix_bias[window]
-        suffix = torch.matmul(q, suffix_k.transpose(-1, -2)).float() + self.suffix_bias[window]
+        prefix.add_(self.prefix_bias[window])
+        suffix = torch.matmul(q, suffix_k.transpose(-1, -2)).add_(self.suffix_bias[window])
         groups_of, at = self.groups_of, self.at
         top = torch.maximum(prefix.amax(-1)[groups_of, :, at], suffix.amax(-1))  # [rows, kv_heads, group]
         top_g = top[self.gather].permute(0, 2, 1, 3)[..., None]  # [groups, kv_heads, per_group, group, 1]
-        prefix_p = torch.exp(prefix - top_g)
-        suffix_p = torch.exp(suffix - top[..., None])
-        total = prefix_p.sum(-1)[groups_of, :, at] + suffix_p.sum(-1)
+        prefix_p = prefix.sub_(top_g).exp_()  # in place: the scores are not needed again
+        suffix_p = suffix.sub_(top[..., None]).exp_()
+        total = prefix_p.sum(-1, dtype=torch.float32)[groups_of, :, at] + suffix_p.sum(
+            -1, dtype=torch.float32
+        )
         prefix_out = torch.matmul(
-            prefix_p.to(value.dtype).view(n_groups, kv_heads, per_group * group, -1), state.prefix_v[layer]
+            prefix_p.view(n_groups, kv_heads, per_group * group, -1), state.prefix_v[layer]
         ).view(n_groups, kv_heads, per_group, group, dim)
-        out = prefix_out[groups_of, :, at].float() + torch.matmul(suffix_p.to(value.dtype), suffix_v).float()
+        out = prefix_out[groups_of, :, at].float() + torch.matmul(suffix_p, suffix_v).float()
         out = out / total[..., None]
         return out.to(value.dtype).reshape(rows, 1, heads, dim)
 
 
 def _bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """0 where allowed, -inf elsewhere (float32: the scores are summed in float32)."""
-    return torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, float("-inf"))
+    """0 where allowed, -inf elsewhere, in the scores' dtype."""
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..generation.runs import RunSpec
+from ..models import context_length
 from ..retrieval import prompts
 from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
 
@@ -127,16 +128,16 @@ class DecodeStats:
     answers: int = 0
     decoded: int = 0  # new tokens the model produced for the answers
     kept: int = 0  # tokens of the saved answers
-    slots: int = 0  # batch rows x decode steps actually computed (padding rows included)
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         per = max(self.answers, 1)
+        rate = self.decoded / max(self.seconds, 1e-9)
         return [
             f"{self.name}: {self.answers} answers in {self.seconds:.3f}s",
             f"  decoded tokens per kept answer: {self.decoded / per:.1f} "
-            f"(kept tokens per answer: {self.kept / per:.1f}; ratio {self.decoded / max(self.kept, 1):.2f}x)",
-            f"  decode slots per answer (rows x steps, finished rows included): {self.slots / per:.1f}",
+            f"(kept tokens per answer: {self.kept / per:.1f}; "
+            f"ratio {self.decoded / max(self.kept, 1):.2f}x); {rate:.1f} tok/s",
         ]
 
 
@@ -149,11 +150,12 @@ def reference_style_decode(
     answers = []
     for req in requests:
         start = time.perf_counter()
-        ids = tokenizer(req.prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
+        ids = torch.tensor([list(req.prompt_ids)], device=model.device)
         torch.manual_seed(req.seed % (2**31))
         with torch.inference_mode():
             out = model.generate(
-                **ids,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
                 do_sample=True,
                 temperature=0.7,
                 top_p=1.0,
@@ -161,11 +163,10 @@ def reference_style_decode(
                 max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        new = out[0, ids["input_ids"].shape[1] :].tolist()
+        new = out[0, ids.shape[1] :].tolist()
         answer, _ = prompts.clean_answer(tokenizer.decode(new, skip_special_tokens=True), req.stop)
         stats.seconds += time.perf_counter() - start
         stats.decoded += len(new)
-        stats.slots += len(new)
         stats.kept += len(tokenizer(answer, add_special_tokens=False)["input_ids"])
         stats.answers += 1
         answers.append(answer)
@@ -173,11 +174,10 @@ def reference_style_decode(
 
 
 def package_decode(backend: object, requests: list, config: object, stats: DecodeStats) -> list[str]:
-    """The package's decode: similar-length batches, stop strings in flight, per-row finish."""
+    """The package's decode: continuous batching, shared prompt encodings, stop strings in flight."""
     answers = {}
     start = time.perf_counter()
     for results in backend.generate(requests, config):
-        stats.slots += sum(r.n_generated_tokens for r in results)  # a finished row leaves the batch
         for r in results:
             stats.decoded += r.n_generated_tokens
             stats.kept += len(backend.tokenizer(r.response, add_special_tokens=False)["input_ids"])
@@ -187,45 +187,119 @@ def package_decode(backend: object, requests: list, config: object, stats: Decod
     return [answers[r.key] for r in requests]
 
 
+def matmul_peak(dtype: str, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's matmul throughput in FLOP/s for a dtype: the median of `repeats` size^3 products."""
+    import torch
+
+    kind = getattr(torch, dtype)
+    a, b = torch.randn(size, size, dtype=kind), torch.randn(size, size, dtype=kind)
+    torch.matmul(a, b)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times))
+
+
+def prefill_flops(model: object, length: int) -> float:
+    """FLOPs of encoding one prompt: every weight but the embeddings once per token, causal attention
+    over what each position sees (sliding layers: their window), and the vocabulary for the last token."""
+    config = model.config.get_text_config()
+    weights = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    attention = 0
+    for kind in types:
+        window = config.sliding_window if kind == "sliding_attention" else length
+        seen = sum(min(i + 1, window) for i in range(length))
+        attention += 2 * 2 * seen * heads * head_dim  # scores and weighted values
+    return 2 * weights * length + attention + 2 * config.hidden_size * config.vocab_size
+
+
 def bench_generation(
-    spec: RunSpec, batch_size: int = 8, data_dir: str | None = None, say: Callable[[str], None] = print
+    spec: RunSpec,
+    batch_size: int | None = None,
+    data_dir: str | None = None,
+    say: Callable[[str], None] = print,
+    token_budget: int | None = None,
 ) -> float:
     """`icalign bench generation`: reference-style decode vs the package's, same prompts, one process."""
-    from ..generation.transformers_backend import TransformersBackend
+    from ..generation.transformers_backend import TOKEN_BUDGET, TransformersBackend
     from ..generation.types import Request, item_seed
-    from ..models import context_length, load_model, load_tokenizer
+    from ..models import encode_prompts, load_model, load_tokenizer, model_spec, prompt_bos
 
     config = spec.generation
     tokenizer = load_tokenizer(spec.model)
+    bos = prompt_bos(spec.model, tokenizer)
     context = context_length(spec.model)
     queries = load_queries(spec.retrieval, data_dir)
     retrievals = build_retriever(spec.retrieval, data_dir, tokenizer=tokenizer).retrieve(
-        queries, context_limit=context - config.max_new_tokens
+        queries, context_limit=context - config.max_new_tokens - int(bos)
     )
+    ids = encode_prompts(tokenizer, [r.prompt for r in retrievals], bos)
     requests = [
-        Request(r.query_id, s, r.prompt, tuple(r.stop), item_seed(config.seed, r.query_id, s))
-        for r in retrievals
+        Request(r.query_id, s, r.prompt, tuple(r.stop), item_seed(config.seed, r.query_id, s), tuple(p))
+        for r, p in zip(retrievals, ids, strict=True)
         for s in range(config.samples)
     ]
-    model = load_model(spec.model)
-    backend = TransformersBackend(spec.model, batch_size=batch_size, model=model, tokenizer=tokenizer)
-    backend.generate_batch(requests[:1], replace(config, max_new_tokens=2, samples=1))  # warm-up
-    n_prompt = [
-        len(t) for t in tokenizer([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
-    ]
-    say(
-        f"model {spec.model}, preset {spec.retrieval.preset}, {len(retrievals)} queries x {config.samples} "
-        f"samples from '{spec.retrieval.eval}' (pool '{spec.retrieval.pool}', mean prompt "
-        f"{sum(n_prompt) / len(n_prompt):.0f} tokens), max_new_tokens {config.max_new_tokens}, "
-        f"batch size {batch_size}"
+    reference = load_model(spec.model, device="cpu", dtype="float32")  # the reference code's sdpa path
+    backend = TransformersBackend(
+        spec.model,
+        batch_size,
+        device="cpu",
+        tokenizer=tokenizer,
+        dtype=spec.dtype,
+        token_budget=token_budget or TOKEN_BUDGET,
     )
-    ref = DecodeStats("reference-style (batch 1, sample to the cap, cut afterwards)")
-    reference_style_decode(model, tokenizer, requests, config.max_new_tokens, ref)
-    pkg = DecodeStats(f"package (batches of {batch_size}, prompt encoded once per query, stop in flight)")
+    warm = replace(config, max_new_tokens=2, samples=1)
+    backend.generate_batch(requests[:1], warm)  # warm-up (pages weights in, builds kernels): not timed
+    reference_style_decode(reference, tokenizer, requests[:1], 2, DecodeStats("warm-up"))
+    lengths = [len(p) for p in ids]
+    chat = (
+        " (a chat model: here it decodes paper-preset prompts as a workload)"
+        if model_spec(spec.model).chat
+        else ""
+    )
+    say(
+        f"model {spec.model}{chat}, preset {spec.retrieval.preset}, {len(retrievals)} queries x "
+        f"{config.samples} samples from '{spec.retrieval.eval}' (pool '{spec.retrieval.pool}', mean prompt "
+        f"{sum(lengths) / len(lengths):.0f} tokens, BOS {'yes' if bos else 'no'}), "
+        f"max_new_tokens {config.max_new_tokens}"
+    )
+    say(
+        f"package: {backend.dtype}, rows <= {backend.max_rows}, token budget {backend.token_budget}; "
+        f"reference-style: float32, sdpa, batch 1"
+    )
+    ref = DecodeStats("reference-style (batch 1, sample to the cap, cut afterwards, float32)")
+    reference_style_decode(reference, tokenizer, requests, config.max_new_tokens, ref)
+    pkg = DecodeStats(
+        f"package (continuous batching, prompt encoded once per query, stop in flight, {backend.dtype})"
+    )
     package_decode(backend, requests, config, pkg)
+    loop = backend.stats
+    peak = matmul_peak(backend.dtype)
+    flops = sum(prefill_flops(backend.model, n) for n in lengths)
+    flops_share = flops / max(loop.prefill_seconds, 1e-9)
     for stats in (ref, pkg):
         for line in stats.lines():
             say(line)
+    say(
+        f"prefill: {loop.prefill_tokens / max(loop.prefill_seconds, 1e-9):.0f} tok/s "
+        f"({loop.prefills} prompts, {loop.prefill_tokens} tokens, {loop.prefill_seconds:.2f}s)"
+    )
+    say(
+        f"decode: {loop.steps / max(loop.decode_seconds, 1e-9):.1f} tok/s per row, "
+        f"{loop.row_steps / max(loop.decode_seconds, 1e-9):.1f} tok/s in total "
+        f"({loop.steps} steps, {loop.row_steps / max(loop.steps, 1):.1f} rows per step on average, "
+        f"at most {loop.max_rows})"
+    )
+    say(
+        f"prefill share of the matmul peak: {100 * flops_share / peak:.0f}% "
+        f"({flops_share / 1e9:.0f} GFLOP/s of a measured {backend.dtype} peak of {peak / 1e9:.0f} GFLOP/s, "
+        f"2048^3 matmul)"
+    )
     speedup = ref.seconds / max(pkg.seconds, 1e-9)
     say(f"speedup: {speedup:.2f}x")
     return speedup
