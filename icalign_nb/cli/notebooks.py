@@ -36,7 +36,9 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p.add_argument("--runs-dir", default=None, help="where run folders go (default: runs/notebooks/)")
     p.add_argument("--work-dir", default=None, help="generations/judgments shared by notebooks (runs/work/)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: this environment's)")
-    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no per-cell progress bar (kernel progress lines stay)"
+    )
     p.set_defaults(func=cmd_run)
 
 

@@ -45,7 +45,8 @@ class NotebookRun:
     runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
     work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
     kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
-    progress: bool = True  # a progress bar per notebook, and the kernel's progress relayed as lines
+    progress: bool = True  # papermill's per-cell progress bar
+    relay: bool = True  # the kernel's progress bars and reports relayed to the terminal as lines
     heartbeat: float = 60.0  # seconds of silence after which a running cell is reported as still working
 
 
@@ -214,7 +215,7 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
             before = _snapshot(figures_dir)
             start = time.perf_counter()
             result = NotebookResult(nb.stem, record, 0.0, plan[nb])
-            relay = ProgressRelay(_relay_writer(), run.heartbeat) if run.progress else None
+            relay = ProgressRelay(_relay_writer(), run.heartbeat) if run.relay else None
             try:
                 execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress)
             except papermill.PapermillExecutionError as exc:
