@@ -32,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         "--token-budget",
         type=positive_int,
         default=None,
-        help="package path: prompt tokens held + max_new_tokens per row (65536)",
+        help="package path: prompt tokens held + max_new_tokens per row (131072)",
     )
     p.add_argument(
         "--dtype", default="auto", choices=["auto", "bfloat16", "float32"], help="package path's dtype"

@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         "--token-budget",
         type=positive_int,
         default=None,
-        help="transformers: rows run while prompt tokens held + max_new_tokens per row fit (65536)",
+        help="transformers: rows run while prompt tokens held + max_new_tokens per row fit (131072)",
     )
     p.add_argument(
         "--dtype",

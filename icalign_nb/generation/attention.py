@@ -11,6 +11,7 @@ for all its samples.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -49,7 +50,7 @@ def attention(
         return kv_state.attend(module.layer_idx, query, key, value, scale, softcap), None
     q_len, on_cpu = query.shape[2], query.device.type == "cpu"
     if on_cpu and not softcap and q_len > 1 and attention_mask is None and key.shape[2] == q_len:
-        return causal_attention(query, key, value, scale).transpose(1, 2), None
+        return causal_attention(query, key, value, scale), None
     if on_cpu and q_len == 1:
         return one_step_attention(query, key, value, attention_mask, scale, softcap), None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -68,35 +69,42 @@ def _block_rows(head_dim: int) -> int:
 def causal_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, window: int | None = None
 ) -> torch.Tensor:
-    """Causal self-attention of an unpadded sequence, block of queries by block: [B, H, T, D] out.
-    With `window`, a query sees only the last `window` positions (itself included)."""
+    """Causal self-attention of an unpadded sequence, block of queries by block: [B, T, H, D] out.
+    With `window`, a query sees only the last `window` positions (itself included).
+
+    The queries of one key/value head are laid out position-major ([B, Hkv, T, group, D]), so that a
+    block of positions is one contiguous [n * group, D] matrix: no copy per block.
+    """
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     group = heads // kv_heads
-    q = (query * scale).view(batch, kv_heads, group, length, dim)
+    q = torch.empty((batch, kv_heads, length, group, dim), dtype=query.dtype, device=query.device)
+    torch.mul(query.view(batch, kv_heads, group, length, dim).transpose(2, 3), scale, out=q)
+    key, value = key.contiguous(), value.contiguous()
     out = torch.empty_like(q)
     step = _block_rows(dim)
     for start in range(0, length, step):
         end = min(start + step, length)
         low = 0 if window is None else max(0, start - window + 1)
         n = end - start
-        scores = torch.matmul(
-            q[:, :, :, start:end].reshape(batch, kv_heads, group * n, dim),
-            key[:, :, low:end].transpose(-1, -2),
-        ).view(batch, kv_heads, group, n, end - low)
+        # one 2-D product per key/value head: a [low:end] slice of one head is contiguous, of all
+        # heads it is not (a batched bf16 product over it copies it; 25% slower here)
+        flat = torch.empty((batch, kv_heads, n * group, end - low), dtype=q.dtype, device=q.device)
+        for b, h in itertools.product(range(batch), range(kv_heads)):
+            torch.matmul(q[b, h, start:end].view(n * group, dim), key[b, h, low:end].t(), out=flat[b, h])
+        scores = flat.view(batch, kv_heads, n, group, end - low)
         # only the last n columns (the block's own positions) and, with a window, the first n hold
         # masked entries: row i sees column j of the block iff j <= i (window: low + j > start + i - window)
         i = torch.arange(n, device=query.device)
-        scores[..., end - low - n :].masked_fill_(i[None, :] > i[:, None], float("-inf"))
+        scores[..., end - low - n :].masked_fill_((i[None, :] > i[:, None])[:, None, :], float("-inf"))
         if window is not None:
             first = min(n, end - low)
             gone = low + i[None, :first] <= start + i[:, None] - window
-            scores[..., :first].masked_fill_(gone, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        out[:, :, :, start:end] = torch.matmul(
-            probs.view(batch, kv_heads, group * n, end - low), value[:, :, low:end]
-        ).view(batch, kv_heads, group, n, dim)
-    return out.view(batch, heads, length, dim)
+            scores[..., :first].masked_fill_(gone[:, None, :], float("-inf"))
+        probs = torch.softmax(flat, dim=-1)
+        for b, h in itertools.product(range(batch), range(kv_heads)):
+            torch.matmul(probs[b, h], value[b, h, low:end], out=out[b, h, start:end].view(n * group, dim))
+    return out.transpose(1, 2).reshape(batch, length, heads, dim)
 
 
 def one_step_attention(
@@ -260,7 +268,7 @@ class KVState:
             keep = min(width, key.shape[2])
             self.prefix_k[layer][self.prefill_group, :, :keep] = key[0, :, -keep:]
             self.prefix_v[layer][self.prefill_group, :, :keep] = value[0, :, -keep:]
-            return causal_attention(query, key, value, scale, window).transpose(1, 2)
+            return causal_attention(query, key, value, scale, window)
         return self._step.attend(self, layer, query, key, value, scale)
 
 

@@ -21,7 +21,7 @@ from ..retrieval.prompts import clean_answer
 from .types import GenerationConfig, Request, Result
 
 MAX_ROWS = 32  # default cap on rows decoded together
-TOKEN_BUDGET = 65_536  # default: prompt tokens held + max_new_tokens per running row
+TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256)
 
 
 def finish_row(
