@@ -210,7 +210,8 @@ class KVState:
         self.row_tokens[row] = 0
 
     def compact(self, rows: Sequence[int], groups: Sequence[int]) -> None:
-        """Keep only the given row and group slots, moved to the front in order (in place)."""
+        """Keep only the given row and group slots, in that order, and no more generated columns than
+        the longest kept row needs."""
         rows_t, groups_t = (
             torch.tensor(list(rows), dtype=torch.long),
             torch.tensor(list(groups), dtype=torch.long),
@@ -228,6 +229,12 @@ class KVState:
         self.group_length = self.group_length[groups_t]
         self.row_group = remap[self.row_group[rows_t]]
         self.row_tokens = self.row_tokens[rows_t]
+        need = int(self.row_tokens.max()) + 1 if len(rows_t) else 1
+        columns = -(-need // SUFFIX_STEP) * SUFFIX_STEP
+        if columns < self.suffix_k[0].shape[2]:
+            for tensors in (self.suffix_k, self.suffix_v):
+                for i, t in enumerate(tensors):
+                    tensors[i] = t[:, :, :columns].contiguous()
 
     # ---- decode steps
 
