@@ -104,6 +104,10 @@ def test_find_notebooks_and_parameters() -> None:
     ]
     with pytest.raises(UserError, match="matches no notebook"):
         find_notebooks(["nope"], NOTEBOOK_DIR)
+    # the main job is every notebook but the experiments beyond the paper, which run when named
+    main_job = [p.stem for p in find_notebooks([], NOTEBOOK_DIR)]
+    assert main_job == [p.stem for p in NOTEBOOKS if p.stem != "07_ablations"]
+    assert [p.stem for p in find_notebooks(["07"], NOTEBOOK_DIR)] == ["07_ablations"]
     assert convert("5", "int", "limit") == 5 and convert("0.5", "float", "t") == 0.5
     assert convert("false", "bool", "swap") is False and convert("007", "str", "pool") == "007"
     with pytest.raises(UserError, match="expected a whole number"):

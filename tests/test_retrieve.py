@@ -16,6 +16,7 @@ from icalign_nb.retrieval import prompts
 from icalign_nb.retrieval.encoders import Encoder
 from icalign_nb.retrieval.presets import get_preset
 from icalign_nb.retrieval.retriever import Retriever, pack
+from icalign_nb.retrieval.settings import RetrievalSettings, load_queries
 
 
 def test_golden_prompt_written_out_by_hand():
@@ -187,6 +188,17 @@ def test_context_limit_shrinks_the_budget(starter_retriever):
     assert out.budget < 600 and sum(c.n_tokens for c in out.candidates if c.kept) <= out.budget
     with pytest.raises(UserError, match="longer than the model's context"):
         starter_retriever.retrieve(query, context_limit=3)
+
+
+@pytest.mark.parametrize("preset", ["paper", "random"])
+def test_every_prompt_fits_the_context_limit_as_tokenized_whole(tiny_tokenizer, preset):
+    """Demos counted one by one may tokenize longer when joined; the prompt is shrunk until it fits."""
+    queries = load_queries(RetrievalSettings(), None)  # the 44 starter queries: a few overshot before
+    r = Retriever(load_pool("starter"), get_preset(preset), tiny_tokenizer, Encoder("minilm"), preset)
+    for limit in (1999, 1200):
+        out = r.retrieve(queries, context_limit=limit)
+        lengths = [len(tiny_tokenizer(x.prompt, add_special_tokens=False).input_ids) for x in out]
+        assert max(lengths) <= limit and all(x.demo_ids for x in out)
 
 
 def test_random_control_is_seeded_per_query_and_sample(tiny_tokenizer):

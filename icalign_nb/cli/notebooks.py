@@ -13,7 +13,9 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     )
     actions = group.add_subparsers(dest="action", required=True)
     listing = argparse.ArgumentParser(add_help=False)
-    listing.add_argument("names", nargs="*", help="notebooks by name, number or name part (default: all)")
+    listing.add_argument(
+        "names", nargs="*", help="notebooks by name, number or name part (run: the main job; list: all)"
+    )
     listing.add_argument("--notebook-dir", default=None, help="folder of the notebooks (default: notebooks/)")
 
     p = actions.add_parser("list", parents=[listing], help="each notebook's parameters, defaults and meaning")
@@ -50,10 +52,10 @@ def _notebook_dir(args: argparse.Namespace) -> Path:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Names and parameters of the notebooks."""
-    from ..jobs.notebooks import declared_parameters, find_notebooks
+    from ..jobs.notebooks import declared_parameters, find_notebooks, in_main_job
 
-    for nb in find_notebooks(args.names, _notebook_dir(args)):
-        print(nb.stem)
+    for nb in find_notebooks(args.names, _notebook_dir(args), everything=True):
+        print(nb.stem if in_main_job(nb) else f"{nb.stem}  (beyond the main job: run it by name)")
         for name, info in declared_parameters(nb).items():
             print(f"    {name} = {info['default']}  # {info['help']}")
     return 0

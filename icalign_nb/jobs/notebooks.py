@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import html
+import json
 import os
 import re
 import sys
@@ -79,11 +80,19 @@ def list_notebooks(notebook_dir: Path) -> list[Path]:
     return found
 
 
-def find_notebooks(names: Sequence[str], notebook_dir: Path) -> list[Path]:
-    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; all when none given."""
+def in_main_job(path: Path) -> bool:
+    """Whether a notebook runs when none is named (an experiment beyond the paper says it does not,
+    in its metadata `icalign.main_job`)."""
+    metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+    return bool(metadata.get("icalign", {}).get("main_job", True))
+
+
+def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = False) -> list[Path]:
+    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; when none is given,
+    the main job's (or, with `everything`, all)."""
     available = list_notebooks(notebook_dir)
     if not names:
-        return available
+        return available if everything else [p for p in available if in_main_job(p)]
     chosen: list[Path] = []
     for name in names:
         stem = Path(name).stem

@@ -242,7 +242,28 @@ class Retriever:
             top, scores = self.random_candidates(qids, sample), None
         else:
             top, scores = self.rank(self.encode_queries(texts))
-        return self.assemble(qids, texts, top, scores, self._budgets(texts, context_limit), sample)
+        budgets = self._budgets(texts, context_limit)
+        out = self.assemble(qids, texts, top, scores, budgets, sample)
+        if context_limit is None:
+            return out
+        for _ in range(8):  # demos counted one by one can tokenize a little longer joined: shrink to fit
+            over = self._overshoot([r.prompt for r in out], context_limit)
+            rows = [i for i, n in enumerate(over) if n > 0]
+            if not rows:
+                return out
+            for i in rows:
+                budgets[i] -= over[i]
+                out[i] = self.assemble(
+                    [qids[i]], [texts[i]], top[i : i + 1], _row(scores, i), [budgets[i]], sample
+                )[0]
+        raise UserError(
+            f"query {qids[rows[0]]}: its prompt does not fit the model's context of {context_limit} tokens"
+        )
+
+    def _overshoot(self, prompt_texts: list[str], context_limit: int) -> list[int]:
+        """How many tokens each prompt is over the limit (0 when it fits)."""
+        ids = self.tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
+        return [max(0, len(x) - context_limit) for x in ids]
 
     def _fixed_prompt(self, query: str) -> str:
         """The prompt of a method without demos chosen per query."""
@@ -315,3 +336,8 @@ class Retriever:
             if budget < 0:
                 raise UserError(f"query is longer than the model's context allows: {text[:60]!r}…")
         return budgets
+
+
+def _row(scores: np.ndarray | None, i: int) -> np.ndarray | None:
+    """Row `i` of a score matrix kept two-dimensional (None stays None)."""
+    return None if scores is None else scores[i : i + 1]

@@ -113,7 +113,7 @@ def generate_systems(
     setup: SystemsSetup,
     work_dir: str | Path,
     data_dir: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Generate (or resume) every system's run; return system key -> run directory."""
