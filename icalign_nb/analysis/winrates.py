@@ -180,6 +180,21 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     }
 
 
+def headline_numbers(top: dict) -> dict:
+    """The headline of a paired comparison (A in-context, B zero-shot): ratio and paired difference
+    with their intervals, and the two win rates."""
+    return {
+        "ratio": top["ratio"],
+        "ratio_ci_low": top["ratio_ci_low"],
+        "ratio_ci_high": top["ratio_ci_high"],
+        "diff": top["diff"],
+        "diff_ci_low": top["ci_low"],
+        "diff_ci_high": top["ci_high"],
+        "win_in_context": top["win_a"],
+        "win_zero_shot": top["win_b"],
+    }
+
+
 def swap_agreement(verdicts: pl.DataFrame) -> pl.DataFrame:
     """Per system: items judged validly in both orders, and how often the two orders gave the same verdict."""
     valid = verdicts.filter(pl.col("verdict") != "invalid")

@@ -10,7 +10,7 @@ import polars as pl
 from ..analysis.agreement import agreement_on_release
 from ..analysis.length import answer_lengths, with_length_control
 from ..analysis.paper_table import LABELS, REPORTED, paper_table
-from ..analysis.winrates import Bootstrap, paired_comparison, win_rates
+from ..analysis.winrates import Bootstrap, headline_numbers, paired_comparison, win_rates
 from ..data.release import release_judgment_files, release_names
 from ..judging.run import JudgeRun
 from ..judging.spec import parse_judge_spec
@@ -105,18 +105,7 @@ def release_headline(release: Path, boot: Bootstrap) -> tuple[tuple, tuple, dict
     top = paired_comparison(icl, zero, boot)
     rates = [win_rates(v, boot).row(0, named=True) for v in (zero, icl)]
     zero_w, icl_w = ((r["win"], r["ci_low"], r["ci_high"]) for r in rates)
-    return (
-        zero_w,
-        icl_w,
-        {
-            "ratio": top["ratio"],
-            "ratio_ci_low": top["ratio_ci_low"],
-            "ratio_ci_high": top["ratio_ci_high"],
-            "diff": top["diff"],
-            "diff_ci_low": top["ci_low"],
-            "diff_ci_high": top["ci_high"],
-        },
-    )
+    return zero_w, icl_w, headline_numbers(top)
 
 
 def release_lengths(

@@ -138,18 +138,27 @@ def plot_breakdown(
                         capsize=3,
                         lw=1.2,
                     )
-                ax.text(
-                    pos,
-                    1.5,
-                    f"{win:.0f}%\nn={n}" + ("\nfew" if small else ""),
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                )
+                if len(systems) <= 3:  # more bars per group are too narrow to carry a label
+                    ax.text(
+                        pos,
+                        1.5,
+                        f"{win:.0f}%",
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                    )
+        sizes = (
+            table.group_by(by).agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+            if "n" in table.columns
+            else None
+        )
+        n_of = (
+            {} if sizes is None else {r[by]: _n_range(r["lo"], r["hi"]) for r in sizes.iter_rows(named=True)}
+        )
         ax.set_xticks(
             x,
-            [textwrap.fill(str(g), 14) for g in groups],
+            [textwrap.fill(str(g), 14) + (f"\nn = {n_of[g]}" if g in n_of else "") for g in groups],
             rotation=30 if many else 0,
             ha="right" if many else "center",
         )
@@ -491,3 +500,8 @@ def plot_paired_differences(
         ax.grid(axis="y", visible=False)
         finish(fig, title, subtitle)
     return fig
+
+
+def _n_range(low: int, high: int) -> str:
+    """A group's size, or the range of sizes when the systems' counts differ."""
+    return str(high) if low == high else f"{low}–{high}"

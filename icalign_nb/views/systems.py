@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from ..analysis.breakdowns import run_features
-from ..analysis.winrates import Bootstrap, paired_comparison, swap_agreement, win_rates
+from ..analysis.winrates import Bootstrap, headline_numbers, paired_comparison, swap_agreement, win_rates
 from ..files import sha256_text
 from ..generation.rundir import generations_frame
 from ..generation.runs import RunOptions, RunSpec, run_generation
@@ -275,18 +275,7 @@ def job_summary(
         "n_queries": int(verdicts["query_id"].n_unique()),
         "max_new_tokens": setup.base.generation.max_new_tokens,
         "systems": systems,
-        "headline": None
-        if top is None
-        else {
-            "ratio": top["ratio"],
-            "ratio_ci_low": top["ratio_ci_low"],
-            "ratio_ci_high": top["ratio_ci_high"],
-            "diff": top["diff"],
-            "diff_ci_low": top["ci_low"],
-            "diff_ci_high": top["ci_high"],
-            "win_in_context": top["win_a"],
-            "win_zero_shot": top["win_b"],
-        },
+        "headline": None if top is None else headline_numbers(top),
     }
 
 
