@@ -460,6 +460,7 @@ def plot_k_curve(
                 xytext=(0, 10),
                 ha="center",
                 fontsize=9,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
             )
         if paper_mean is not None:
             ax.axvline(
@@ -469,8 +470,9 @@ def plot_k_curve(
         ax.set_ylabel("win rate (%)")
         ax.set_ylim(0, 105)
         ax.set_xlim(-0.5, max(k.max(initial=0), paper_mean or 0) + 1.5)
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-        finish(fig, title, subtitle)
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        finish(fig, title, subtitle, legend_rows=1)
     return fig
 
 
@@ -493,9 +495,9 @@ def plot_paired_differences(
         span = max(np.abs(low).max(initial=1), np.abs(high).max(initial=1))
         for yi, r, d, lo, hi in zip(y, rows, diff, low, high, strict=True):
             text = f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]  ({100 * r['win_a']:.0f}% vs {100 * r['win_b']:.0f}%)"
-            ax.text(span * 1.05, yi, text, va="center", fontsize=10)
+            ax.text(1.02, yi, text, va="center", fontsize=10, transform=ax.get_yaxis_transform())
         ax.set_yticks(y, [textwrap.fill(str(r["system"]), 30) for r in rows])
-        ax.set_xlim(-span * 1.1, span * 2.4)
+        ax.set_xlim(-span * 1.1, span * 1.1)  # symmetric about no difference; the numbers stand beside
         ax.set_xlabel(f"win rate minus {reference}'s (percentage points), paired 95% CI over prompts")
         ax.grid(axis="y", visible=False)
         finish(fig, title, subtitle)
