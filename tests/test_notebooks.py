@@ -185,6 +185,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     # the second pool of notebook 07 is public data: read from the reference copy, or left out
     params += (("data_dir", str(DATA)),) if DATA else (("second_pool", ""),)
     run = NotebookRun(
+        names=tuple(sorted(EXPECTED)),  # the main job and the experiments run by name
         parameters=params,
         notebook_dir=NOTEBOOK_DIR,
         figures_dir=base / "figures",

@@ -39,7 +39,7 @@ RUNNER_PARAMETERS = ("figures_dir", "work_dir")
 class NotebookRun:
     """What `icalign notebooks run` was asked to do."""
 
-    names: tuple[str, ...] = ()  # notebook names, numbers or name parts; empty: all
+    names: tuple[str, ...] = ()  # notebook names, numbers or name parts; empty: the main job
     parameters: tuple[tuple[str, str], ...] = ()  # -p KEY VALUE pairs, as typed
     notebook_dir: Path | None = None  # default: the project's notebooks/ folder
     figures_dir: Path | None = None  # default: the project's figures/ folder
