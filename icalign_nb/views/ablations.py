@@ -72,3 +72,18 @@ def paired_to(verdicts: pl.DataFrame, reference: str, systems: list[str], boot: 
             }
         )
     return pl.DataFrame(rows)
+
+
+def usable_pool(name: str, data_dir: str | None = None) -> str:
+    """`name` if that pool can be read here (fetched or found), else '' after one line saying why:
+    checked before the long runs, so a missing second pool does not end the study at its last step."""
+    from ..data.loaders import load_pool
+
+    if not name:
+        return ""
+    try:
+        load_pool(name, data_dir)
+    except (UserError, OSError) as exc:
+        print(f"second pool '{name}' left out: {exc}")
+        return ""
+    return name
