@@ -65,19 +65,16 @@ REGISTRY: dict[str, ModelSpec] = {
             note="a tiny random LlamaForCausalLM with SmolLM2's real tokenizer, for tests",
         ),
         # Llama-2 base: no BOS, as the reference code tokenizes without special tokens
-        ModelSpec(
-            "llama-2-7b", "meta-llama/Llama-2-7b-hf", 4096, base=True, bos=False, note="Llama-2 base, 7B"
-        ),
-        ModelSpec(
-            "llama-2-13b",
-            "meta-llama/Llama-2-13b-hf",
-            4096,
-            base=True,
-            bos=False,
-            note="Llama-2 base, 13B (the paper's model)",
-        ),
-        ModelSpec(
-            "llama-2-70b", "meta-llama/Llama-2-70b-hf", 4096, base=True, bos=False, note="Llama-2 base, 70B"
+        *(
+            ModelSpec(
+                f"llama-2-{size}",
+                f"meta-llama/Llama-2-{size}-hf",
+                4096,
+                base=True,
+                bos=False,
+                note=f"Llama-2 base, {size.upper()}" + (" (the paper's model)" if size == "13b" else ""),
+            )
+            for size in ("7b", "13b", "70b")
         ),
         ModelSpec(
             "llama-2-13b-chat",
@@ -269,11 +266,16 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """The dtype a model runs in: `auto` is bf16 on CUDA and on CPUs with bf16 hardware, else fp32."""
+def check_dtype(dtype: str) -> str:
+    """`dtype` if it is one this package knows, else one clear line."""
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype '{dtype}'; dtypes: {', '.join(DTYPES)}")
-    if dtype != "auto":
+    return dtype
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype a model runs in: `auto` is bf16 on CUDA and on CPUs with bf16 hardware, else fp32."""
+    if check_dtype(dtype) != "auto":
         return dtype
     return "bfloat16" if device.startswith("cuda") or cpu_has_fast_bf16() else "float32"
 

@@ -4,9 +4,15 @@ reference-style ones, side by side in one process; the last line is `speedup: X.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
-from .common import add_generation_options, add_model_option, add_retrieval_options, positive_int, run_spec
+from .common import (
+    add_decoding_options,
+    add_generation_options,
+    add_model_option,
+    add_retrieval_options,
+    positive_int,
+    run_spec,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -25,18 +31,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     add_retrieval_options(p)
     add_generation_options(p, samples=5, max_new_tokens=512)
     p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=None, help="package path: most rows decoded together (32)"
-    )
-    p.add_argument(
-        "--token-budget",
-        type=positive_int,
-        default=None,
-        help="package path: prompt tokens held + max_new_tokens per row (131072)",
-    )
-    p.add_argument(
-        "--dtype", default="auto", choices=["auto", "bfloat16", "float32"], help="package path's dtype"
-    )
+    add_decoding_options(p, "package path: most rows decoded together")
     p.set_defaults(limit=4, func=cmd_generation)
 
 
@@ -53,6 +48,5 @@ def cmd_generation(args: argparse.Namespace) -> int:
     """Time generation both ways."""
     from ..jobs.bench import bench_generation
 
-    spec = replace(run_spec(args), dtype=args.dtype)
-    bench_generation(spec, args.batch_size, args.data_dir, token_budget=args.token_budget)
+    bench_generation(run_spec(args), args.batch_size, args.data_dir, token_budget=args.token_budget)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import DEFAULT_MODEL
+from ..models import DEFAULT_MODEL, DTYPES
 from ..retrieval.encoders import DEFAULT_ENCODER
 from ..retrieval.presets import PRESETS
 
@@ -125,6 +125,25 @@ def add_generation_options(p: argparse.ArgumentParser, samples: int = 5, max_new
     )
 
 
+def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
+    """How the transformers backend decodes: rows together, the token budget, the dtype."""
+    from ..generation.transformers_backend import MAX_ROWS, TOKEN_BUDGET
+
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"{batch_help} ({MAX_ROWS})")
+    p.add_argument(
+        "--token-budget",
+        type=positive_int,
+        default=None,
+        help=f"rows run while prompt tokens held + max_new_tokens per row fit ({TOKEN_BUDGET})",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="model dtype (auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32); recorded",
+    )
+
+
 def run_spec(args: argparse.Namespace) -> object:
     """The run spec the model, retrieval and generation options name."""
     from ..generation.runs import RunSpec
@@ -134,6 +153,7 @@ def run_spec(args: argparse.Namespace) -> object:
         model=args.model,
         backend=getattr(args, "backend", "transformers"),
         served_model=getattr(args, "served_model", None),
+        dtype=getattr(args, "dtype", "auto"),
         retrieval=retrieval_settings(args, seed=args.seed),
         generation=GenerationConfig(
             max_new_tokens=args.max_new_tokens,

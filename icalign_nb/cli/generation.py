@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from ..generation.types import BACKENDS
-from .common import add_generation_options, add_model_option, add_retrieval_options, positive_int, run_spec
+from .common import (
+    add_decoding_options,
+    add_generation_options,
+    add_model_option,
+    add_retrieval_options,
+    positive_int,
+    run_spec,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -17,24 +23,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p.add_argument("--backend", default="transformers", choices=BACKENDS, help="generation backend")
     add_retrieval_options(p)
     add_generation_options(p)
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="transformers: most rows decoded together (32); servers: items per saved chunk",
-    )
-    p.add_argument(
-        "--token-budget",
-        type=positive_int,
-        default=None,
-        help="transformers: rows run while prompt tokens held + max_new_tokens per row fit (131072)",
-    )
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "bfloat16", "float32"],
-        help="model dtype (auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32); recorded",
-    )
+    add_decoding_options(p, "transformers: most rows decoded together; servers: items per saved chunk")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
     p.add_argument("--base-url", default=None, help="openai backend: server URL (else ICALIGN_BASE_URL)")
     p.add_argument("--api-key", default=None, help="openai backend: key (else ICALIGN_API_KEY; never saved)")
@@ -72,7 +61,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
     )
-    s = run_generation(args.run, replace(run_spec(args), dtype=args.dtype), options)
+    s = run_generation(args.run, run_spec(args), options)
     how = ", ".join(f"{k} {v}" for k, v in sorted(s.stopped_by.items())) or "-"
     print(
         f"run {s.run_dir}: {s.generated} generated, {s.already_done} already done, {s.total} items "

@@ -245,23 +245,29 @@ def fetch_files(names: Sequence[str] = (), data_dir: str | Path | None = None) -
     cached copy is fetched again); with a data directory, check the files there against the pins
     instead (nothing is downloaded). The cache's `SHA256SUMS` then lists what it holds intact."""
     root = data_root(data_dir)
-    for remote in select_files(names):
-        if root is not None:
+    if root is not None:
+        for remote in select_files(names):
             yield _check_local(remote, root / remote.relpath)
-            continue
-        path = cache_data_dir() / remote.relpath
-        if path.exists() and verify(path, remote.relpath):
-            yield FileCheck(remote.relpath, True, "in the cache, sha256 matches")
-            continue
-        try:  # missing, or a broken copy in the cache: fetched again
-            _download(remote, path, hint=False)
-        except UserError as exc:
-            yield FileCheck(remote.relpath, False, str(exc))
-            continue
-        pinned = "sha256 matches the pin" if remote.sha256 else "not pinned: no sha256 to check"
-        yield FileCheck(remote.relpath, True, f"fetched, {pinned}")
-    if root is None:
-        write_manifest(cache_data_dir())
+        return
+    checked: dict[str, bool] = {}
+    for remote in select_files(names):
+        check = _fetch_into_cache(remote)
+        checked[remote.relpath] = check.ok
+        yield check
+    write_manifest(cache_data_dir(), checked)
+
+
+def _fetch_into_cache(remote: RemoteFile) -> FileCheck:
+    """A pinned file in the cache: kept if intact, else (missing or broken) fetched again."""
+    path = cache_data_dir() / remote.relpath
+    if path.exists() and verify(path, remote.relpath):
+        return FileCheck(remote.relpath, True, "in the cache, sha256 matches")
+    try:
+        _download(remote, path, hint=False)
+    except UserError as exc:
+        return FileCheck(remote.relpath, False, str(exc))
+    pinned = "sha256 matches the pin" if remote.sha256 else "not pinned: no sha256 to check"
+    return FileCheck(remote.relpath, True, f"fetched, {pinned}")
 
 
 def _check_local(remote: RemoteFile, path: Path) -> FileCheck:
@@ -270,21 +276,25 @@ def _check_local(remote: RemoteFile, path: Path) -> FileCheck:
         return FileCheck(remote.relpath, False, f"not found at {path}")
     if remote.sha256 is None:
         return FileCheck(remote.relpath, True, "present (not pinned: no sha256 to check)")
-    good = sha256_file(path) == remote.sha256
-    return FileCheck(remote.relpath, good, "sha256 matches" if good else _mismatch(path))
+    digest = sha256_file(path)  # hashed once: a large file is read once
+    if digest == remote.sha256:
+        return FileCheck(remote.relpath, True, "sha256 matches")
+    return FileCheck(
+        remote.relpath, False, f"{path}: sha256 {digest} does not match the pin (a changed or broken copy)"
+    )
 
 
-def _mismatch(path: Path) -> str:
-    return f"{path}: sha256 {sha256_file(path)} does not match the pin (a changed or broken copy)"
+def write_manifest(folder: Path, checked: dict[str, bool] | None = None) -> None:
+    """`SHA256SUMS` over the pinned files a folder holds (only those that match their pins); files
+    already checked (`checked`: relpath -> matches) are not hashed again."""
+    checked = checked or {}
 
+    def intact(relpath: str) -> bool:
+        if relpath in checked:
+            return checked[relpath]
+        return (folder / relpath).is_file() and verify(folder / relpath, relpath)
 
-def write_manifest(folder: Path) -> None:
-    """`SHA256SUMS` over the pinned files a folder holds (only those that match their pins)."""
-    lines = [
-        f"{f.sha256}  ./{f.relpath}"
-        for f in REMOTE_FILES.values()
-        if f.sha256 and (folder / f.relpath).is_file() and verify(folder / f.relpath, f.relpath)
-    ]
+    lines = [f"{f.sha256}  ./{f.relpath}" for f in REMOTE_FILES.values() if f.sha256 and intact(f.relpath)]
     if lines:
         atomic_write_text(folder / MANIFEST, "\n".join(lines) + "\n")
 

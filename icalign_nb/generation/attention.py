@@ -12,7 +12,7 @@ for all its samples.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -176,15 +176,14 @@ class KVState:
 
     def add_slots(self, rows: int = 0, groups: int = 0) -> None:
         """Make room for more rows and groups (new slots are empty)."""
-        for tensors, extra in (
+        for part, extra in (
             (self.prefix_k, groups),
             (self.prefix_v, groups),
             (self.suffix_k, rows),
             (self.suffix_v, rows),
         ):
             if extra:
-                for i, t in enumerate(tensors):
-                    tensors[i] = torch.cat([t, t.new_zeros((extra, *t.shape[1:]))])
+                _update(part, lambda t, n=extra: torch.cat([t, t.new_zeros((n, *t.shape[1:]))]))
         self.group_length = torch.cat([self.group_length, self.group_length.new_zeros(groups)])
         self.row_group = torch.cat([self.row_group, self.row_group.new_zeros(rows)])
         self.row_tokens = torch.cat([self.row_tokens, self.row_tokens.new_zeros(rows)])
@@ -218,23 +217,21 @@ class KVState:
         )
         remap = torch.full((self.groups,), 0, dtype=torch.long)
         remap[groups_t] = torch.arange(len(groups_t))
-        for tensors, keep in (
+        for part, keep in (
             (self.prefix_k, groups_t),
             (self.prefix_v, groups_t),
             (self.suffix_k, rows_t),
             (self.suffix_v, rows_t),
         ):
-            for i, t in enumerate(tensors):
-                tensors[i] = t[keep].contiguous() if len(keep) else t[:0]
+            _update(part, lambda t, k=keep: t[k].contiguous() if len(k) else t[:0])
         self.group_length = self.group_length[groups_t]
         self.row_group = remap[self.row_group[rows_t]]
         self.row_tokens = self.row_tokens[rows_t]
         need = int(self.row_tokens.max()) + 1 if len(rows_t) else 1
         columns = -(-need // SUFFIX_STEP) * SUFFIX_STEP
         if columns < self.suffix_k[0].shape[2]:
-            for tensors in (self.suffix_k, self.suffix_v):
-                for i, t in enumerate(tensors):
-                    tensors[i] = t[:, :, :columns].contiguous()
+            for part in (self.suffix_k, self.suffix_v):
+                _update(part, lambda t: t[:, :, :columns].contiguous())
 
     # ---- decode steps
 
@@ -244,9 +241,8 @@ class KVState:
         need = int(self.row_tokens.max()) + 1
         if need > self.suffix_k[0].shape[2]:
             columns = -(-need // SUFFIX_STEP) * SUFFIX_STEP
-            for tensors in (self.suffix_k, self.suffix_v):
-                for i, t in enumerate(tensors):
-                    tensors[i] = F.pad(t, (0, 0, 0, columns - t.shape[2]))
+            for part in (self.suffix_k, self.suffix_v):
+                _update(part, lambda t: F.pad(t, (0, 0, 0, columns - t.shape[2])))
         self._step = _StepLayout.build(self, live_t)
 
     def end_step(self, live: Sequence[int]) -> None:
@@ -376,3 +372,8 @@ class _StepLayout:
 def _bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """0 where allowed, -inf elsewhere, in the scores' dtype."""
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
+
+
+def _update(part: list[torch.Tensor], change: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Replace each layer's tensor of one cache part (keys or values, prompts or rows) in place."""
+    part[:] = [change(t) for t in part]

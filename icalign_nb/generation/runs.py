@@ -132,11 +132,9 @@ def resolve_spec(
 ) -> RunSpec:
     """The spec with `auto` settled for this machine: the dtype the model runs in (a given backend's
     own) and whether prompts start with BOS (the model's rule; a server applies its own)."""
-    from ..models import DTYPES, pick_device, prompt_bos, resolve_dtype
+    from ..models import check_dtype, pick_device, prompt_bos, resolve_dtype
 
-    dtype = spec.dtype
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype '{dtype}'; dtypes: {', '.join(DTYPES)}")
+    dtype = check_dtype(spec.dtype)
     if spec.backend == "transformers":
         loaded = getattr(backend, "dtype", None) if backend is not None else None
         if loaded is not None and dtype not in ("auto", loaded):

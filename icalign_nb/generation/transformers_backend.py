@@ -105,7 +105,6 @@ class LoopStats:
     prefill_seconds: float = 0.0
     steps: int = 0
     row_steps: int = 0  # tokens decoded by live rows
-    slot_steps: int = 0  # rows computed (empty slots included)
     decode_seconds: float = 0.0
     max_rows: int = 0
 
@@ -234,7 +233,6 @@ class _Loop:
         stats = self.stats
         stats.steps += 1
         stats.row_steps += len(live)
-        stats.slot_steps += len(self.rows)
         stats.max_rows = max(stats.max_rows, len(live))
         stats.decode_seconds += time.perf_counter() - start
         return finished
