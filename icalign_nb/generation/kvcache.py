@@ -1,0 +1,442 @@
+"""The key/value cache of the decode loop: fixed-size blocks (pages) taken from a pool per layer.
+
+Each prompt's keys and values are stored once, however many samples continue it, and each row's
+generated tokens in blocks of its own, added as it grows. A sliding-window layer keeps only what a
+window can still see: a prompt's last `window` positions, and a row's blocks until they fall out of
+its window. Blocks are handed out lowest id first and taken back the moment a row or prompt ends,
+so the pool's used part stays as small as what is held; nothing is copied when rows come and go.
+
+A decode step reads, for every layer, the pool up to its highest used block as one batched
+product: each block meets the queries of the rows that see it (a prompt block: all its samples),
+and a per-row softmax joins the blocks of a row's prompt and of its own tokens (each block's
+scores in float32, the largest subtracted per row before the exponentials).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+BLOCK = 64  # tokens per block
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the cache needs to know of one attention layer."""
+
+    window: int | None  # sliding window (keys seen: position > query position - window), or None
+    device: torch.device
+
+
+def kv_bytes_per_token(layers: Sequence[LayerInfo], kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+    """Bytes one held token costs in every layer: 2 (keys, values) x kv heads x head dim x dtype bytes."""
+    return len(layers) * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+def pool_blocks(
+    window: int | None,
+    budget: int,
+    max_rows: int,
+    max_new_tokens: int,
+    prompt_lengths: Sequence[int],
+    rows_total: int,
+    block: int = BLOCK,
+) -> int:
+    """Blocks a layer needs so that admission by the token budget never runs short.
+
+    The loop holds prompt tokens + `max_new_tokens` per row <= `budget` (or one row alone, whatever
+    its size); rounding up to blocks adds at most one block per prompt and per row held (at most
+    `max_rows` rows and `max_rows + 1` prompts). A sliding layer holds at most a window per prompt
+    and a window plus one block per row. Never more than the call's own prompts and rows can use.
+    """
+    per_row = -(-max_new_tokens // block)
+    need = sum(-(-n // block) for n in prompt_lengths) + rows_total * per_row  # the whole call at once
+    bound = max(-(-budget // block) + 2 * max_rows + 1, -(-max(prompt_lengths, default=0) // block) + per_row)
+    if window is not None:
+        span = -(-window // block)
+        need = sum(-(-min(n, window) // block) for n in prompt_lengths) + rows_total * min(per_row, span + 1)
+        bound = min(bound, (max_rows + 1) * span + max_rows * (span + 1))
+    return max(min(need, bound), 1)
+
+
+@dataclass
+class _Blocks:
+    """Which blocks of one kind of layer (full, or one window) are free, and who holds the others."""
+
+    window: int | None
+    capacity: int
+    free: list[int] = field(default_factory=list)  # a heap: the lowest id first
+    group_of: torch.Tensor = None  # [capacity] the prompt holding each block, -1 if none
+    row_of: torch.Tensor = None  # [capacity] the row holding each block, -1 if none
+    base: torch.Tensor = None  # [capacity] index of the block's first column in its holder's storage
+    prompt: dict[int, list[int]] = field(default_factory=dict)  # group -> its blocks in order
+    rows: dict[int, list[int]] = field(default_factory=dict)  # row -> its blocks still held, in order
+    first: dict[int, int] = field(default_factory=dict)  # row -> logical index of its first held block
+    peak: int = 0  # most blocks held at once
+
+    def __post_init__(self) -> None:
+        self.free = list(range(self.capacity))
+        self.group_of = torch.full((self.capacity,), -1, dtype=torch.long)
+        self.row_of = torch.full((self.capacity,), -1, dtype=torch.long)
+        self.base = torch.zeros(self.capacity, dtype=torch.long)
+
+    @property
+    def held(self) -> int:
+        """Blocks in use."""
+        return self.capacity - len(self.free)
+
+    def take(self, n: int) -> list[int]:
+        """`n` free blocks, lowest ids first."""
+        if n > len(self.free):
+            raise RuntimeError(f"key/value pool exhausted: {n} blocks wanted, {len(self.free)} free")
+        out = [heapq.heappop(self.free) for _ in range(n)]
+        self.peak = max(self.peak, self.held)
+        return out
+
+    def give(self, blocks: Sequence[int]) -> None:
+        """Blocks back to the pool."""
+        for b in blocks:
+            heapq.heappush(self.free, b)
+        if blocks:
+            index = torch.tensor(list(blocks), dtype=torch.long)
+            self.group_of[index] = -1
+            self.row_of[index] = -1
+
+    def high(self) -> int:
+        """One past the highest block in use (the part of the pool a step reads)."""
+        used = ((self.group_of >= 0) | (self.row_of >= 0)).nonzero()
+        return int(used[-1]) + 1 if len(used) else 0
+
+
+class KVState:
+    """The paged key/value cache of a running batch: prompts (groups) and rows, placed and removed by
+    the caller, who says at each step which rows take a token and in which order."""
+
+    def __init__(
+        self,
+        layers: Sequence[LayerInfo],
+        kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        capacity: dict[int | None, int],
+        block: int = BLOCK,
+    ) -> None:
+        self.layers, self.kv_heads, self.head_dim, self.dtype, self.block = (
+            list(layers),
+            kv_heads,
+            head_dim,
+            dtype,
+            block,
+        )
+        self.windows = [layer.window for layer in self.layers]
+        self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
+        shape = (kv_heads, block, head_dim)
+        # empty, not zeros: pages are touched only as blocks are used (each block is zeroed when taken)
+        self.keys = [
+            torch.empty((capacity[x.window], *shape), dtype=dtype, device=x.device) for x in self.layers
+        ]
+        self.values = [torch.empty_like(k) for k in self.keys]
+        self.group_length: dict[int, int] = {}
+        self.row_group: dict[int, int] = {}
+        self.row_tokens: dict[int, int] = {}  # generated tokens already in the cache
+        self._ids = {"group": 0, "row": 0}
+        self._free_ids: dict[str, list[int]] = {"group": [], "row": []}
+        self.prefill_group: int | None = None
+        self.step: _Step | None = None
+
+    def _new_id(self, kind: str) -> int:
+        if self._free_ids[kind]:
+            return heapq.heappop(self._free_ids[kind])
+        self._ids[kind] += 1
+        return self._ids[kind] - 1
+
+    def held_tokens(self) -> dict[int | None, int]:
+        """Tokens of storage held now per kind of layer (whole blocks)."""
+        return {w: k.held * self.block for w, k in self.kinds.items()}
+
+    def peak_bytes(self) -> int:
+        """Bytes of the most blocks each layer held at once during this state's life."""
+        per_block = 2 * self.kv_heads * self.block * self.head_dim * self.keys[0].element_size()
+        return sum(self.kinds[w].peak * per_block for w in self.windows)
+
+    # ---- prompts and rows
+
+    def add_prompt(self, length: int) -> int:
+        """Blocks for a prompt of `length` tokens (stored by the next forward pass); its group id."""
+        group = self._new_id("group")
+        self.group_length[group] = length
+        for w, kind in self.kinds.items():
+            stored = length if w is None else min(length, w)
+            blocks = kind.take(-(-stored // self.block))
+            kind.prompt[group] = blocks
+            index = torch.tensor(blocks, dtype=torch.long)
+            kind.group_of[index] = group
+            kind.base[index] = torch.arange(len(blocks)) * self.block
+        return group
+
+    def begin_prefill(self, group: int) -> None:
+        """The next forward pass is `group`'s prompt (batch 1, no padding): store its keys and values."""
+        self.prefill_group = group
+
+    def end_prefill(self) -> None:
+        """Back to decode steps."""
+        self.prefill_group = None
+
+    def drop_prompt(self, group: int) -> None:
+        """A prompt no row continues any more: its blocks are free at once."""
+        for kind in self.kinds.values():
+            kind.give(kind.prompt.pop(group))
+        del self.group_length[group]
+        heapq.heappush(self._free_ids["group"], group)
+
+    def add_row(self, group: int) -> int:
+        """A new row continuing `group`'s prompt (nothing generated yet); its row id."""
+        row = self._new_id("row")
+        self.row_group[row] = group
+        self.row_tokens[row] = 0
+        for kind in self.kinds.values():
+            kind.rows[row], kind.first[row] = [], 0
+        return row
+
+    def drop_row(self, row: int) -> None:
+        """A finished row: its blocks are free at once."""
+        for kind in self.kinds.values():
+            kind.give(kind.rows.pop(row))
+            del kind.first[row]
+        del self.row_group[row], self.row_tokens[row]
+        heapq.heappush(self._free_ids["row"], row)
+
+    def positions(self, rows: Sequence[int]) -> torch.Tensor:
+        """[rows, 1] position of each row's next token: its prompt length plus what it generated."""
+        return torch.tensor([[self.group_length[self.row_group[r]] + self.row_tokens[r]] for r in rows])
+
+    # ---- decode steps
+
+    def begin_step(self, rows: Sequence[int]) -> None:
+        """Lay out a decode step of `rows` (in that order): blocks for the tokens they are about to
+        store, blocks fallen out of every window freed, the masks of every kind of layer."""
+        for w, kind in self.kinds.items():
+            fresh = []
+            for r in rows:
+                t, held = self.row_tokens[r], kind.rows[r]
+                if w is not None:  # blocks wholly before the window of the row's next token go back
+                    gone = max(0, (t - w + 1) // self.block - kind.first[r])
+                    if gone:
+                        kind.give(held[:gone])
+                        del held[:gone]
+                        kind.first[r] += gone
+                if t >= (kind.first[r] + len(held)) * self.block:
+                    (b,) = kind.take(1)
+                    kind.row_of[b], kind.base[b] = r, t
+                    held.append(b)
+                    fresh.append(b)
+            if fresh:
+                index = torch.tensor(fresh, device="cpu")
+                for layer, info in enumerate(self.layers):
+                    if info.window == w:
+                        where = index.to(info.device)
+                        self.keys[layer].index_fill_(0, where, 0)
+                        self.values[layer].index_fill_(0, where, 0)
+        self.step = _Step(self, list(rows))
+
+    def end_step(self) -> None:
+        """The step's token of each of its rows is now in the cache."""
+        for r in self.step.rows:
+            self.row_tokens[r] += 1
+        self.step = None
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float):
+        """Store this layer's new keys/values and attend: a prompt's prefill, or one decode step."""
+        from .attention import causal_attention
+
+        window = self.windows[layer]
+        if self.prefill_group is not None:
+            self._store_prompt(layer, key, value)
+            return causal_attention(query, key, value, scale, window)
+        return self.step.attend(layer, query, key, value, scale)
+
+    def _store_prompt(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Copy a prompt's keys and values ([1, kv_heads, length, dim]) into its blocks (zero-padded)."""
+        window = self.windows[layer]
+        blocks = self.kinds[window].prompt[self.prefill_group]
+        length = key.shape[2]
+        stored = length if window is None else min(length, window)
+        index = torch.tensor(blocks, device=key.device)
+        for pool, src in ((self.keys[layer], key), (self.values[layer], value)):
+            padded = src.new_zeros((self.kv_heads, len(blocks) * self.block, self.head_dim))
+            padded[:, :stored] = src[0, :, length - stored :]
+            pool.index_copy_(
+                0, index, padded.view(self.kv_heads, len(blocks), self.block, -1).transpose(0, 1)
+            )
+
+
+class _Step:
+    """One decode step's layout: per kind of layer, who each block serves and what each query sees."""
+
+    def __init__(self, state: KVState, rows: list[int]) -> None:
+        self.state, self.rows = state, rows
+        block = state.block
+        groups = list(dict.fromkeys(state.row_group[r] for r in rows))
+        group_index = {g: i for i, g in enumerate(groups)}
+        slot, counts = [], [0] * len(groups)
+        for r in rows:
+            g = group_index[state.row_group[r]]
+            slot.append(counts[g])
+            counts[g] += 1
+        n_groups, n_rows = len(groups), len(rows)
+        per = max(counts)
+        self.n_groups, self.per = n_groups, per
+        row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
+        row_slot = torch.tensor(slot)
+        tokens = torch.tensor([state.row_tokens[r] for r in rows])
+        # each group's rows by slot (-1: no row), their tokens generated, prompt lengths
+        slot_row = torch.full((n_groups, per), -1, dtype=torch.long)
+        slot_row[row_g, row_slot] = torch.arange(n_rows)
+        slot_tokens = torch.where(slot_row >= 0, tokens[slot_row.clamp(min=0)], 0)
+        length = torch.tensor([state.group_length[g] for g in groups])
+        # global ids -> this step's indices
+        g_lookup = torch.full((max(state.group_length) + 1,), -1, dtype=torch.long)
+        g_lookup[torch.tensor(groups)] = torch.arange(n_groups)
+        r_lookup = torch.full((max(state.row_group) + 1,), -1, dtype=torch.long)
+        r_lookup[torch.tensor(rows)] = torch.arange(n_rows)
+        col = torch.arange(block)
+        self.kinds: dict[int | None, dict[str, torch.Tensor]] = {}
+        for w, kind in state.kinds.items():
+            hi = max(kind.high(), 1)
+            owner_g, owner_r, base = kind.group_of[:hi], kind.row_of[:hi], kind.base[:hi]
+            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)  # -1: not in this step
+            ri = torch.where(owner_r >= 0, r_lookup[owner_r.clamp(min=0)], -1)
+            is_p, is_r = gi >= 0, ri >= 0
+            gi0, ri0 = gi.clamp(min=0), ri.clamp(min=0)
+            # prompt blocks: column c holds stored index base + c, at position length - stored + index
+            stored = length if w is None else length.clamp(max=w)
+            index = base[:, None] + col  # [hi, block]
+            valid = index < stored[gi0][:, None]
+            seen = valid[:, None, :] & (slot_row[gi0] >= 0)[:, :, None]  # [hi, per, block]
+            if w is not None:
+                pos = (length - stored)[gi0][:, None] + index  # [hi, block]
+                query = (length[gi0][:, None] + slot_tokens[gi0])[:, :, None]  # [hi, per, 1]
+                seen &= pos[:, None, :] > query - w
+            # row blocks: column c holds the row's token base + c; only the row's own slot sees it
+            t = tokens[ri0][:, None]
+            mine = (index <= t) if w is None else (index <= t) & (index > t - w)
+            own = torch.arange(per)[None, :] == row_slot[ri0][:, None]  # [hi, per]
+            seen = torch.where(
+                is_p[:, None, None],
+                seen,
+                torch.where(is_r[:, None, None], own[:, :, None] & mine[:, None], False),
+            )
+            bias = torch.zeros(seen.shape, dtype=torch.float32).masked_fill_(~seen, float("-inf"))
+            segment = torch.where(is_p, gi, torch.where(is_r, n_groups + ri, n_groups + n_rows))
+            queries = torch.where(is_p, gi0, torch.where(is_r, row_g[ri0], 0))
+            self.kinds[w] = {"hi": hi, "bias": bias, "segment": segment, "queries": queries}
+        self.row_g, self.row_slot = row_g, row_slot
+        self.row_block = {}  # kind -> (block, column) where each row's new token goes
+        for w, kind in state.kinds.items():
+            last = [kind.rows[r][-1] for r in rows]
+            col_of = [state.row_tokens[r] % block for r in rows]
+            self.row_block[w] = (torch.tensor(last), torch.tensor(col_of))
+        self._on: dict[tuple[int | None, torch.device], dict] = {}
+
+    def _tensors(self, window: int | None, device: torch.device) -> dict:
+        """The step's index tensors of one kind of layer on one device (copied there once per step)."""
+        key = (window, device)
+        if key not in self._on:
+            kind = self.kinds[window]
+            block, column = self.row_block[window]
+            rows = torch.arange(len(self.rows))
+            moved = {
+                "bias": kind["bias"],
+                "segment": kind["segment"],
+                "queries": kind["queries"],
+                "row_g": self.row_g,
+                "row_slot": self.row_slot,
+                "own_segment": self.n_groups + rows,
+                "block": block,
+                "column": column,
+            }
+            self._on[key] = {"hi": kind["hi"], **{k: v.to(device) for k, v in moved.items()}}
+        return self._on[key]
+
+    def attend(
+        self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """One decode step of one layer for the step's rows: [rows, 1, heads, dim]."""
+        state = self.state
+        n_rows, heads, _, dim = query.shape
+        kv_heads, per, n_groups = state.kv_heads, self.per, self.n_groups
+        group = heads // kv_heads
+        x = self._tensors(state.windows[layer], query.device)
+        hi = x["hi"]
+        keys, values = state.keys[layer], state.values[layer]
+        keys[x["block"], :, x["column"]] = key[:, :, 0]
+        values[x["block"], :, x["column"]] = value[:, :, 0]
+        # each group's queries, its rows in slots: [groups, kv_heads, per * group, dim]
+        q = (query * scale).view(n_rows, kv_heads, group, dim)
+        packed = q.new_zeros((n_groups, per, kv_heads, group, dim))
+        packed[x["row_g"], x["row_slot"]] = q
+        packed = packed.permute(0, 2, 1, 3, 4).reshape(n_groups, kv_heads, per * group, dim)
+        scores = torch.matmul(packed[x["queries"]], keys[:hi].transpose(-1, -2)).float()
+        scores = scores.view(hi, kv_heads, per, group, -1).add_(x["bias"][:, None, :, None, :])
+        segments = n_groups + n_rows + 1
+        segment = x["segment"]
+        top = scores.amax(-1)  # [hi, kv_heads, per, group]
+        most = top.new_full((segments, kv_heads, per, group), float("-inf"))
+        most.scatter_reduce_(0, segment[:, None, None, None].expand_as(top), top, "amax")
+        row_g, row_slot, own = x["row_g"], x["row_slot"], x["own_segment"]
+        row_top = torch.maximum(most[row_g, :, row_slot], most[own, :, row_slot])  # [rows, kv_heads, group]
+        shift = torch.zeros_like(most)
+        shift[row_g, :, row_slot] = row_top
+        shift[own, :, row_slot] = row_top
+        probs = scores.sub_(shift[segment][..., None]).exp_()
+        total = probs.new_zeros(most.shape).index_add_(0, segment, probs.sum(-1))
+        weighted = torch.matmul(probs.view(hi, kv_heads, per * group, -1).to(values.dtype), values[:hi])
+        out = weighted.new_zeros((segments, kv_heads, per * group, dim), dtype=torch.float32)
+        out.index_add_(0, segment, weighted.float())
+        out = out.view(segments, kv_heads, per, group, dim)
+        num = out[row_g, :, row_slot] + out[own, :, row_slot]  # [rows, kv_heads, group, dim]
+        den = total[row_g, :, row_slot] + total[own, :, row_slot]
+        return (num / den[..., None]).to(value.dtype).reshape(n_rows, 1, heads, dim)
+
+
+def layer_dims(config: object) -> tuple[int, int]:
+    """(kv heads, head dim) of a text config."""
+    heads = config.num_attention_heads
+    return config.num_key_value_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
+
+
+def capacities(
+    layers: Sequence[LayerInfo],
+    budget: int,
+    max_rows: int,
+    max_new_tokens: int,
+    prompt_lengths: Sequence[int],
+    rows_total: int,
+    block: int = BLOCK,
+) -> dict[int | None, int]:
+    """Pool blocks per kind of layer (see `pool_blocks`)."""
+    return {
+        w: pool_blocks(w, budget, max_rows, max_new_tokens, prompt_lengths, rows_total, block)
+        for w in dict.fromkeys(x.window for x in layers)
+    }
+
+
+def predicted_bytes(
+    layers: Sequence[LayerInfo],
+    kv_heads: int,
+    head_dim: int,
+    dtype: torch.dtype,
+    tokens: dict[int | None, int],
+) -> int:
+    """Key/value bytes when each kind of layer holds `tokens[window]` tokens."""
+    per = 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+    return sum(per * tokens[x.window] for x in layers)
+
+
+def ceil_blocks(tokens: int, block: int = BLOCK) -> int:
+    """Blocks that hold `tokens`."""
+    return math.ceil(tokens / block)
