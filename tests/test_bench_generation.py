@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from icalign_nb.cli import main
+
+
+def number(line: str, after: str) -> float:
+    """The number that follows `after` in a line (thousands separators allowed)."""
+    return float(re.search(re.escape(after) + r"\s*([\d,.]+)", line).group(1).replace(",", ""))
 
 
 @pytest.mark.slow
@@ -21,6 +28,16 @@ def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFi
     assert 0 < per_row <= total and "at most 2)" in decode  # --batch-size caps the rows
     share = next(line for line in out if line.startswith("prefill share of the matmul peak: "))
     assert share.split(": ")[1].split("%")[0].isdigit() and "GFLOP/s" in share
+    assert number(next(line for line in out if "bandwidth" in line), "bandwidth:") > 0
+    matvec = next(line for line in out if line.startswith("matrix-vector: "))
+    assert "15 products" in matvec  # 2 layers x 7 linear layers + the LM head
+    bound = next(line for line in out if line.startswith("bound: "))
+    ms = number(matvec, "take")
+    assert number(bound, "bound:") == pytest.approx(1e3 / ms, rel=0.01)
+    assert number(bound, "decode per row at") == pytest.approx(100 * per_row * ms / 1e3, abs=1)
+    memory = [line for line in out if line.startswith(("memory (", "memory: "))]
+    assert len(memory) == 2 and "peak" in memory[0] and "predicted" in memory[0]
+    assert 0.5 < number(memory[1], "peak / predicted") < 1.5
     assert any(line.startswith("reference-style") for line in out)
     assert any(line.startswith("package") for line in out)
     assert sum("decoded tokens per kept answer" in line for line in out) == 2

@@ -62,7 +62,7 @@ def engine_run(backend: TransformersBackend, requests: list[Request], new: int) 
                 seen[e.request.key][1].append(e.logits.clone())
 
     config = GenerationConfig(max_new_tokens=new, samples=1, temperature=0)
-    list(backend.generate(requests, config, on_tokens=record))
+    list(backend.generate(requests, config, on_tokens=record, ignore_eos=True))
     return {k: (toks, torch.stack(logits)) for k, (toks, logits) in seen.items()}
 
 
@@ -107,7 +107,6 @@ def test_engine_equals_eager_attention_on_tiny_models(build, vocab, tiny_tokeniz
     """Ragged prompts (3 to 90 tokens: Gemma's 16-token window is shorter than all but one), one of
     them shared by two samples, all decoded together for 40 steps (past several 64-token blocks)."""
     backend = TransformersBackend("tiny-random", model=build(vocab), tokenizer=tiny_tokenizer, batch_size=8)
-    backend.eos_ids = lambda: set()  # random weights: run every row the full length
     gen = torch.Generator().manual_seed(3)
     prompts = [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (90, 3, 17, 64)]
     assert check_against_eager(backend, prompts, 40) < TOL

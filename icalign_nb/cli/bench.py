@@ -32,6 +32,11 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     add_generation_options(p, samples=5, max_new_tokens=512)
     p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
     add_decoding_options(p, "package path: most rows decoded together")
+    p.add_argument(
+        "--peer",
+        choices=["llama-cpp"],
+        help="also time llama.cpp on the same GGUF at batch 1 (needs llama-cpp-python, built from source)",
+    )
     p.set_defaults(limit=4, func=cmd_generation)
 
 
@@ -48,5 +53,7 @@ def cmd_generation(args: argparse.Namespace) -> int:
     """Time generation both ways."""
     from ..jobs.bench import bench_generation
 
-    bench_generation(run_spec(args), args.batch_size, args.data_dir, token_budget=args.token_budget)
+    bench_generation(
+        run_spec(args), args.batch_size, args.data_dir, token_budget=args.token_budget, peer=args.peer
+    )
     return 0

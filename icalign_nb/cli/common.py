@@ -140,7 +140,8 @@ def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
         "--dtype",
         default="auto",
         choices=DTYPES,
-        help="model dtype (auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32); recorded",
+        help="model dtype (auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32; int8: int8 "
+        "weights with auto activations, CPU only, opt-in); recorded",
     )
 
 

@@ -133,6 +133,7 @@ class TransformersBackend:
     ) -> None:
         from ..models import load_model, load_tokenizer, prompt_bos
         from .attention import NAME, probe_layers, register
+        from .quantize import INT8, is_int8, quantize_int8
 
         if batch_size is not None and batch_size < 1:
             raise UserError(f"batch size must be >= 1 (got {batch_size})")
@@ -144,6 +145,10 @@ class TransformersBackend:
         self.token_budget = token_budget
         self.tokenizer = tokenizer or load_tokenizer(model_name)
         self.model = model or load_model(model_name, device=device, dtype=dtype, attention=NAME)
+        if dtype == INT8 and not is_int8(self.model):
+            if self.model.device.type != "cpu":
+                raise UserError("--dtype int8 runs on the CPU only (torch's weight-only int8 kernels)")
+            quantize_int8(self.model)
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
@@ -152,8 +157,10 @@ class TransformersBackend:
 
     @property
     def dtype(self) -> str:
-        """The model's dtype name (`bfloat16`, `float32`)."""
-        return str(self.model.dtype).removeprefix("torch.")
+        """The dtype the model runs in, as recorded: `bfloat16`, `float32`, or `int8` (int8 weights)."""
+        from .quantize import INT8, is_int8
+
+        return INT8 if is_int8(self.model) else str(self.model.dtype).removeprefix("torch.")
 
     def encode(self, prompt: str) -> list[int]:
         """A prompt's token ids as this model sees them (BOS by the model's rule)."""
@@ -162,14 +169,19 @@ class TransformersBackend:
         return encode_prompts(self.tokenizer, [prompt], self.bos)[0]
 
     def generate(
-        self, requests: Sequence[Request], config: GenerationConfig, on_tokens: OnTokens | None = None
+        self,
+        requests: Sequence[Request],
+        config: GenerationConfig,
+        on_tokens: OnTokens | None = None,
+        ignore_eos: bool = False,
     ) -> Iterator[list[Result]]:
         """Yield the rows that finished at each step (every request exactly once). `on_tokens`, if
         given, receives after each step one `TokenEvent` per row that drew a token (new text: whole
         characters, never a stop string); returning False from it ends every row at once, running
-        and queued, as `cancelled`."""
+        and queued, as `cancelled`. `ignore_eos`: an end-of-sequence token ends nothing (benchmarks
+        that need a length)."""
         self.stats = LoopStats()
-        yield from _Loop(self, config, on_tokens).run(requests)
+        yield from _Loop(self, config, on_tokens, ignore_eos).run(requests)
 
     def generate_batch(self, batch: Sequence[Request], config: GenerationConfig) -> list[Result]:
         """All results of `batch` at once, in request order."""
@@ -189,12 +201,16 @@ class _Loop:
     """One `generate` call: admission by budget, prefills, decode steps, finishing rows."""
 
     def __init__(
-        self, backend: TransformersBackend, config: GenerationConfig, on_tokens: OnTokens | None
+        self,
+        backend: TransformersBackend,
+        config: GenerationConfig,
+        on_tokens: OnTokens | None,
+        ignore_eos: bool,
     ) -> None:
         self.backend, self.config, self.on_tokens = backend, config, on_tokens
         self.model, self.tokenizer = backend.model, backend.tokenizer
         self.sampler = Sampler(config)
-        self.eos = backend.eos_ids()
+        self.eos = set() if ignore_eos else backend.eos_ids()
         self.stats = backend.stats
         self.windows: dict[tuple[str, ...], int] = {}
         self.rows: list[_Row] = []  # running, in the order they joined

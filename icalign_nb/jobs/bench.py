@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -187,6 +192,53 @@ def package_decode(backend: object, requests: list, config: object, stats: Decod
     return [answers[r.key] for r in requests]
 
 
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The shortest wall time of `repeats` calls (after one untimed call)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Memory read bandwidth in bytes/s: the best of `repeats` sums of a bf16 tensor of `megabytes`."""
+    import torch
+
+    x = torch.ones(megabytes * 2**20 // 2, dtype=torch.bfloat16)
+    return x.numel() * 2 / best_seconds(x.sum, repeats)
+
+
+def decode_matvecs(model: object) -> list[object]:
+    """The linear layers a decode step runs once each per row (the LM head included), in model order."""
+    import torch
+
+    from ..generation.quantize import Int8Linear
+
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear | Int8Linear)]
+
+
+def matvec_bound(model: object, repeats: int = 5) -> tuple[float, int, int]:
+    """(seconds, weight bytes, products) of one decode step's matrix-vector products alone: every linear
+    layer of the model applied once to one token, in order, through the model's own kernels (bf16,
+    float32 or int8 weights); the best of `repeats` passes (each reads every weight from memory)."""
+    import torch
+
+    layers = decode_matvecs(model)
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    inputs = {m.in_features: torch.randn(1, 1, m.in_features, dtype=dtype) for m in layers}
+    weights = sum(sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers())) for m in layers)
+
+    def one_pass() -> None:
+        with torch.inference_mode():
+            for m in layers:
+                m(inputs[m.in_features])
+
+    return best_seconds(one_pass, repeats), weights, len(layers)
+
+
 def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
     """This machine's matmul peak in FLOP/s for a dtype: the best of `repeats` size^3 products."""
     import torch
@@ -218,18 +270,28 @@ def prefill_flops(model: object, length: int) -> float:
     return 2 * weights * length + attention + 2 * config.hidden_size * config.vocab_size
 
 
+def compute_dtype(model: object) -> str:
+    """The dtype activations run in (an int8-weight model computes in its other weights' dtype)."""
+    return str(next(p for p in model.parameters() if p.is_floating_point()).dtype).removeprefix("torch.")
+
+
 def bench_generation(
     spec: RunSpec,
     batch_size: int | None = None,
     data_dir: str | None = None,
     say: Callable[[str], None] = print,
     token_budget: int | None = None,
+    peer: str | None = None,
 ) -> float:
-    """`icalign bench generation`: reference-style decode vs the package's, same prompts, one process."""
+    """`icalign bench generation`: reference-style decode vs the package's, same prompts, one process;
+    then what the hardware allows (bandwidth, matrix-vector bound, matmul peak), the package's memory
+    against its prediction (a subprocess) and, with `peer`, llama.cpp on the same GGUF."""
     from ..generation.transformers_backend import TOKEN_BUDGET, TransformersBackend
     from ..generation.types import Request, item_seed
     from ..models import encode_prompts, load_model, load_tokenizer, model_spec, prompt_bos
 
+    if peer not in (None, "llama-cpp"):
+        raise UserError(f"unknown peer '{peer}'; peers: llama-cpp")
     config = spec.generation
     tokenizer = load_tokenizer(spec.model)
     bos = prompt_bos(spec.model, tokenizer)
@@ -245,13 +307,9 @@ def bench_generation(
         for s in range(config.samples)
     ]
     reference = load_model(spec.model, device="cpu", dtype="float32")  # the reference code's sdpa path
+    budget = token_budget or TOKEN_BUDGET
     backend = TransformersBackend(
-        spec.model,
-        batch_size,
-        device="cpu",
-        tokenizer=tokenizer,
-        dtype=spec.dtype,
-        token_budget=token_budget or TOKEN_BUDGET,
+        spec.model, batch_size, device="cpu", tokenizer=tokenizer, dtype=spec.dtype, token_budget=budget
     )
     warm = replace(config, max_new_tokens=2, samples=1)
     backend.generate_batch(requests[:1], warm)  # warm-up (pages weights in, builds kernels): not timed
@@ -279,9 +337,7 @@ def bench_generation(
     )
     package_decode(backend, requests, config, pkg)
     loop = backend.stats
-    peak = matmul_peak(backend.dtype)
-    flops = sum(prefill_flops(backend.model, n) for n in lengths)
-    achieved = flops / max(loop.prefill_seconds, 1e-9)  # FLOP/s
+    del reference
     for stats in (ref, pkg):
         for line in stats.lines():
             say(line)
@@ -289,17 +345,188 @@ def bench_generation(
         f"prefill: {loop.prefill_tokens / max(loop.prefill_seconds, 1e-9):.0f} tok/s "
         f"({loop.prefills} prompts, {loop.prefill_tokens} tokens, {loop.prefill_seconds:.2f}s)"
     )
+    per_row = loop.steps / max(loop.decode_seconds, 1e-9)
     say(
-        f"decode: {loop.steps / max(loop.decode_seconds, 1e-9):.1f} tok/s per row, "
+        f"decode: {per_row:.1f} tok/s per row, "
         f"{loop.row_steps / max(loop.decode_seconds, 1e-9):.1f} tok/s in total "
         f"({loop.steps} steps, {loop.row_steps / max(loop.steps, 1):.1f} rows per step on average, "
         f"at most {loop.max_rows})"
     )
+    compute = compute_dtype(backend.model)
+    bandwidth = read_bandwidth()
+    seconds, weight_bytes, products = matvec_bound(backend.model)
+    say(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s (best sum of a 256 MB bf16 tensor)")
+    say(
+        f"matrix-vector: one decode step's {products} products on the model's own weights "
+        f"({weight_bytes / 1e6:.0f} MB, {backend.dtype}) take {1e3 * seconds:.2f} ms, "
+        f"{weight_bytes / seconds / 1e9:.1f} GB/s"
+    )
+    say(
+        f"bound: {1 / seconds:.1f} tok/s per row at batch 1 (one step's matrix-vector products alone); "
+        f"decode per row at {100 * per_row * seconds:.0f}% of it"
+    )
+    peak = matmul_peak(compute)
+    flops = sum(prefill_flops(backend.model, n) for n in lengths)
+    achieved = flops / max(loop.prefill_seconds, 1e-9)  # FLOP/s
     say(
         f"prefill share of the matmul peak: {100 * achieved / peak:.0f}% "
-        f"({achieved / 1e9:.0f} GFLOP/s of a measured {backend.dtype} peak of {peak / 1e9:.0f} GFLOP/s, "
+        f"({achieved / 1e9:.0f} GFLOP/s of a measured {compute} peak of {peak / 1e9:.0f} GFLOP/s, "
         f"2048^3 matmul)"
     )
+    for line in memory_report(spec, backend, requests, config):
+        say(line)
+    if peer:
+        for line in peer_report(spec.model, backend, requests[0], min(128, config.max_new_tokens)):
+            say(line)
     speedup = ref.seconds / max(pkg.seconds, 1e-9)
     say(f"speedup: {speedup:.2f}x")
     return speedup
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def memory_report(spec: RunSpec, backend: object, requests: list, config: object) -> list[str]:
+    """Lines on the package's path alone: run in a fresh process, its peak resident memory during
+    generation against the prediction (runtime + weights + key/value storage + largest prefill)."""
+    job = {
+        "model": spec.model,
+        "dtype": spec.dtype,
+        "batch_size": backend.max_rows,
+        "token_budget": backend.token_budget,
+        "config": config.to_json(),
+        "requests": [[*r.key, r.prompt, list(r.stop), r.seed, list(r.prompt_ids)] for r in requests],
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", "from icalign_nb.jobs.bench import memory_child; memory_child()"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise UserError(f"the memory measurement's process failed: {child.stderr.strip().splitlines()[-1:]}")
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    if got["peak"] is None:
+        return ["memory: this system does not report a resident high-water mark; not measured"]
+    base = got["loaded"] + got["activations"]
+    at_pool, at_held = base + got["kv_pool"], base + got["kv_peak"]
+    return [
+        f"memory (the package's path alone, a fresh process): peak {_mb(got['peak'])} resident during "
+        f"generation; predicted {_mb(at_pool)} = resident after loading {_mb(got['loaded'])} (runtime "
+        f"{_mb(got['runtime'])} + weights {_mb(got['weights'])} + tokenizer and the rest) + key/value pool "
+        f"{_mb(got['kv_pool'])} (the budget's {backend.token_budget:,} tokens, capped by what the call's "
+        f"prompts and rows can hold) + largest prefill {_mb(got['activations'])}",
+        f"memory: peak / predicted {got['peak'] / at_pool:.2f}; key/value held at most "
+        f"{_mb(got['kv_peak'])} (predicted with that: {_mb(at_held)}, peak / that "
+        f"{got['peak'] / at_held:.2f})",
+    ]
+
+
+def memory_child() -> None:
+    """The memory measurement's process: read a job (JSON on stdin), run it, print what it took."""
+    import torch  # noqa: F401  (the runtime is measured with torch and transformers loaded)
+    import transformers  # noqa: F401
+
+    from ..generation.attention import probe_layers
+    from ..generation.memory import memory_plan, peak_bytes, reset_peak, rss_bytes
+    from ..generation.transformers_backend import TransformersBackend
+    from ..generation.types import GenerationConfig, Request
+
+    job = json.loads(sys.stdin.read())
+    runtime = rss_bytes()
+    backend = TransformersBackend(
+        job["model"], job["batch_size"], device="cpu", dtype=job["dtype"], token_budget=job["token_budget"]
+    )
+    loaded = rss_bytes()
+    requests = [
+        Request(q, s, p, tuple(stop), seed, tuple(ids)) for q, s, p, stop, seed, ids in job["requests"]
+    ]
+    config = GenerationConfig(**job["config"])
+    lengths = list({r.prompt_ids: len(r.prompt_ids) for r in requests}.values())
+    plan = memory_plan(
+        backend.model,
+        probe_layers(backend.model),
+        backend.token_budget,
+        backend.max_rows,
+        config.max_new_tokens,
+        lengths,
+        len(requests),
+    )
+    measured = reset_peak()
+    for _ in backend.generate(requests, config):
+        pass
+    result = {
+        "runtime": runtime,
+        "loaded": loaded,
+        "peak": peak_bytes() if measured else None,
+        "weights": plan.weights,
+        "activations": plan.activations,
+        "kv_pool": backend.stats.kv_pool_bytes,
+        "kv_peak": backend.stats.kv_peak_bytes,
+    }
+    print(json.dumps(result))
+
+
+def peer_report(model_name: str, backend: object, request: object, new_tokens: int) -> list[str]:
+    """llama.cpp (llama-cpp-python) and the package, batch 1, on one prompt: prefill and decode tok/s."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return [
+            "peer llama.cpp: llama-cpp-python is not installed (build it from source: "
+            "CMAKE_ARGS=-DGGML_NATIVE=ON pip install --no-binary llama-cpp-python llama-cpp-python)"
+        ]
+    import torch
+
+    from ..generation.types import GenerationConfig
+    from ..models import gguf_file
+
+    ids = list(request.prompt_ids)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = gguf_file(model_name, Path(tmp))
+        if path is None:
+            return [f"peer llama.cpp: '{model_name}' does not come from a GGUF file; not timed"]
+        peer = llama_peer(llama_cpp, path, ids, new_tokens, torch.get_num_threads())
+    greedy = GenerationConfig(max_new_tokens=new_tokens + 1, samples=1, temperature=0)
+    backend.generate_batch([request], replace(greedy, max_new_tokens=2))  # warm-up
+    list(backend.generate([replace(request, sample=0)], greedy, ignore_eos=True))
+    loop = backend.stats
+    mine = (loop.prefill_tokens / loop.prefill_seconds, loop.steps / loop.decode_seconds)
+    return [
+        f"peer llama.cpp (llama-cpp-python {llama_cpp.__version__}, {path.name}, "
+        f"{torch.get_num_threads()} threads): prefill {peer[0]:.0f} tok/s, decode {peer[1]:.1f} tok/s at "
+        f"batch 1 ({len(ids)}-token prompt, {new_tokens} greedy tokens; llama.cpp's own timings)",
+        f"package, same prompt ({backend.dtype}): prefill {mine[0]:.0f} tok/s ({mine[0] / peer[0]:.2f}x "
+        f"llama.cpp's), decode {mine[1]:.1f} tok/s at batch 1 ({mine[1] / peer[1]:.2f}x llama.cpp's)",
+    ]
+
+
+def llama_peer(
+    llama_cpp: object, path: Path, ids: list[int], new_tokens: int, threads: int
+) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) of llama.cpp: the prompt evaluated at once, then greedy tokens
+    one at a time; from llama.cpp's own performance counters (best of two runs)."""
+    import numpy as np
+
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=len(ids) + new_tokens + 16,
+        n_batch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+    best = (0.0, 0.0)
+    for _ in range(2):
+        llm.reset()
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        llm.eval(ids)
+        for _ in range(new_tokens):
+            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        rates = (1e3 * perf.n_p_eval / perf.t_p_eval_ms, 1e3 * perf.n_eval / perf.t_eval_ms)
+        best = (max(best[0], rates[0]), max(best[1], rates[1]))
+    llm.close()
+    return best
