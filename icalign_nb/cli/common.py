@@ -134,7 +134,8 @@ def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
         "--token-budget",
         type=positive_int,
         default=None,
-        help=f"rows run while prompt tokens held + max_new_tokens per row fit ({TOKEN_BUDGET})",
+        help=f"rows run while prompt tokens held + max_new_tokens per row fit, in 64-token blocks; the "
+        f"key/value cache is allocated from it ({TOKEN_BUDGET})",
     )
     p.add_argument(
         "--dtype",

@@ -48,14 +48,14 @@ def pool_blocks(
 ) -> int:
     """Blocks a layer needs so that admission by the token budget never runs short.
 
-    The loop holds prompt tokens + `max_new_tokens` per row <= `budget` (or one row alone, whatever
-    its size); rounding up to blocks adds at most one block per prompt and per row held (at most
-    `max_rows` rows and `max_rows + 1` prompts). A sliding layer holds at most a window per prompt
-    and a window plus one block per row. Never more than the call's own prompts and rows can use.
+    The loop admits rows while each held prompt's blocks plus `max_new_tokens`' worth of blocks per
+    row fit in the budget's blocks (or one row alone, whatever its size). A sliding layer holds at
+    most a window per prompt and a window plus one block per row. Never more than the call's own
+    prompts and rows can use at once.
     """
     per_row = -(-max_new_tokens // block)
     need = sum(-(-n // block) for n in prompt_lengths) + rows_total * per_row  # the whole call at once
-    bound = max(-(-budget // block) + 2 * max_rows + 1, -(-max(prompt_lengths, default=0) // block) + per_row)
+    bound = max(budget // block, -(-max(prompt_lengths, default=0) // block) + per_row)
     if window is not None:
         span = -(-window // block)
         need = sum(-(-min(n, window) // block) for n in prompt_lengths) + rows_total * min(per_row, span + 1)

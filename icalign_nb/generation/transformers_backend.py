@@ -2,11 +2,13 @@
 
 Rows run together in one batch. Each distinct prompt is prefilled once (batch 1, no padding) and
 its keys and values are shared by all its samples; a row that hits a stop string, eos or the cap
-leaves at once and its slot is refilled from the queue in the same step. How many rows run is set
-by a token budget (prompt tokens held plus `max_new_tokens` reserved per row), capped by
-`max_rows`. Every (seed, query, sample) draws from its own generator, one uniform per token, so a
-row's answer does not depend on what else is in the batch (exactly in float32; bfloat16 matmuls
-may round differently in another batch).
+leaves at once, its key/value blocks go back to the pool, and a queued row joins at the next step.
+How many rows run is set by a token budget, counted in the cache's 64-token blocks (each held
+prompt's blocks plus `max_new_tokens`' worth of blocks reserved per row), capped by `max_rows`;
+the key/value pool is allocated from the same budget (`kvcache.py`). Every (seed, query, sample)
+draws from its own generator, one uniform per token, so a row's answer does not depend on what else
+is in the batch (exactly in float32; bfloat16 matmuls may round differently in another batch). An
+optional callback sees each row's new token and text after every step and can stop the call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from .streaming import CANCELLED, OnTokens, TextStream, TokenEvent
 from .types import GenerationConfig, Request, Result
 
 MAX_ROWS = 32  # default cap on rows decoded together
-TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256)
+TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256),
+# counted in whole 64-token blocks
+
+
+def blocks(tokens: int) -> int:
+    """Key/value blocks that hold `tokens` (the budget's unit)."""
+    from .kvcache import BLOCK
+
+    return -(-tokens // BLOCK)
 
 
 def finish_row(
@@ -298,17 +308,23 @@ class _Loop:
         return deque(by_ids.values())
 
     def _used(self) -> int:
-        """Tokens the running batch holds against the budget."""
-        held = sum(len(g.ids) for g in {id(r.group): r.group for r in self.rows}.values())
-        return held + len(self.rows) * self.config.max_new_tokens
+        """Blocks the running batch holds against the budget: its prompts', and each row's reserve."""
+        held = sum(blocks(len(g.ids)) for g in {id(r.group): r.group for r in self.rows}.values())
+        return held + len(self.rows) * blocks(self.config.max_new_tokens)
 
     def _admit(self, queue: deque[_Group], finished: list[Result]) -> None:
         """Start queued rows while the budget and the row cap allow (at least one if nothing runs)."""
-        reserve = self.config.max_new_tokens
+        from .kvcache import BLOCK
+
+        reserve = blocks(self.config.max_new_tokens)
         while queue:
             group = queue[0]
             running = len(self.rows)
-            room = self.backend.token_budget - self._used() - (len(group.ids) if group.live == 0 else 0)
+            room = (
+                self.backend.token_budget // BLOCK
+                - self._used()
+                - (blocks(len(group.ids)) if group.live == 0 else 0)
+            )
             k = min(len(group.waiting), self.backend.max_rows - running, room // reserve)
             if k <= 0:
                 if running:
