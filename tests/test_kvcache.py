@@ -117,3 +117,55 @@ def test_the_budget_bounds_memory_with_prompts_ten_times_apart() -> None:
         assert got["kv_peak"] <= got["growth"] <= 1.2 * (got["pool"] + got["activations"])
     assert tight["rows"] < loose["rows"] and tight["kv_peak"] < loose["kv_peak"]
     assert tight["growth"] < loose["growth"]
+
+
+def test_each_layer_keeps_its_cache_on_its_own_device() -> None:
+    """A model split over devices (`device_map="auto"`): each layer's blocks live on that layer's
+    device and a step's masks and indices go to each device once. Here the second layer sits on the
+    `meta` device, which refuses to mix with CPU tensors in the operations a step runs."""
+    devices = [CPU, torch.device("meta"), CPU]
+    layers = [None, 8, None]
+    kv = KVState(
+        [LayerInfo(w, d) for w, d in zip(layers, devices, strict=True)],
+        2,
+        16,
+        torch.float32,
+        dict.fromkeys(layers, 16),
+        block=8,
+    )
+    assert [k.device for k in kv.keys] == [v.device for v in kv.values] == devices
+    group = kv.add_prompt(20)
+    kv.begin_prefill(group)
+    for layer, device in enumerate(devices):
+        q, k = torch.randn(1, 4, 20, 16, device=device), torch.randn(1, 2, 20, 16, device=device)
+        assert kv.attend(layer, q, k, k, 0.25).device == device
+    kv.end_prefill()
+    rows = [kv.add_row(group), kv.add_row(group)]
+    for _ in range(10):  # across a block boundary: new blocks zeroed on their own device
+        kv.begin_step(rows)
+        for layer, device in enumerate(devices):
+            q, k = torch.randn(2, 4, 1, 16, device=device), torch.randn(2, 2, 1, 16, device=device)
+            assert kv.attend(layer, q, k, k, 0.25).device == device
+        kv.end_step()
+
+
+def test_the_probe_reads_each_layers_window_and_device(tiny_tokenizer) -> None:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from icalign_nb.generation.attention import NAME, probe_layers, register
+
+    register()
+    config = Gemma3TextConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    model.set_attn_implementation(NAME)
+    assert probe_layers(model) == [LayerInfo(16, CPU), LayerInfo(None, CPU), LayerInfo(16, CPU)]

@@ -44,14 +44,14 @@ def attention(
     sliding_window: int | None = None,
     softcap: float | None = None,
     kv_state: KVState | None = None,
-    probe: dict | None = None,
+    probe: _Probe | None = None,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention signature: query [B, H, q, D], key/value [B, Hkv, k, D] -> [B, q, H, D]."""
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if probe is not None:  # `probe_layers`: record what this layer asks for, compute nothing
         extra = sorted(k for k, v in kwargs.items() if v is not None and k not in _HARMLESS)
-        probe[module.layer_idx] = (
+        probe.layers[module.layer_idx] = (
             sliding_window,
             softcap,
             extra,
@@ -146,6 +146,13 @@ def one_step_attention(
     return torch.matmul(probs, value).reshape(batch, 1, heads, dim)
 
 
+class _Probe:
+    """What each layer asked of the attention (not a dict: device hooks copy dicts they pass on)."""
+
+    def __init__(self) -> None:
+        self.layers: dict[int, tuple] = {}
+
+
 _HARMLESS = {"position_ids", "output_attentions", "use_cache", "cache_position", "is_causal"}
 
 
@@ -166,10 +173,11 @@ def probe_layers(model: torch.nn.Module) -> list[LayerInfo]:
         raise UserError(
             f"model type '{name}' attends both ways; this backend generates with causal models only"
         )
-    seen: dict[int, tuple] = {}
+    probe = _Probe()
     device = next(model.parameters()).device
     with torch.inference_mode():
-        model(input_ids=torch.ones((1, 2), dtype=torch.long, device=device), probe=seen, use_cache=False)
+        model(input_ids=torch.ones((1, 2), dtype=torch.long, device=device), probe=probe, use_cache=False)
+    seen = probe.layers
     if sorted(seen) != list(range(len(seen))) or not seen:
         raise UserError(f"model type '{name}': its attention layers could not be read (no layer_idx)")
     layers = []
