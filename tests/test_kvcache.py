@@ -169,3 +169,19 @@ def test_the_probe_reads_each_layers_window_and_device(tiny_tokenizer) -> None:
     model = Gemma3ForCausalLM(config).eval()
     model.set_attn_implementation(NAME)
     assert probe_layers(model) == [LayerInfo(16, CPU), LayerInfo(None, CPU), LayerInfo(16, CPU)]
+
+
+def test_a_gpu_pool_is_cut_to_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the pool is allocated whole: sized past the free memory it shrinks (the full-attention
+    pool, sliding ones no larger than it), and fits; the CPU's is left as the budget says."""
+    from icalign_nb.generation.kvcache import fit_devices
+
+    gpu = torch.device("cuda", 0)
+    layers = [LayerInfo(None, gpu), LayerInfo(512, gpu), LayerInfo(None, CPU)]
+    per_block = 2 * 8 * BLOCK * 128 * 2  # kv heads 8, head dim 128, bf16
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (100 * per_block + 10, 0))
+    wanted = {None: 300, 512: 40}
+    got = fit_devices(wanted, layers, 8, 128, torch.bfloat16, reserve=10)
+    assert got == {None: 60, 512: 40}  # 60 + 40 blocks on the GPU
+    assert fit_devices({None: 50, 512: 40}, layers, 8, 128, torch.bfloat16, reserve=10) == {None: 50, 512: 40}
+    assert fit_devices(wanted, [LayerInfo(None, CPU)], 8, 128, torch.bfloat16, reserve=10) == wanted

@@ -154,6 +154,12 @@ class KVState:
         self._ids[kind] += 1
         return self._ids[kind] - 1
 
+    def smallest_pool(self) -> int:
+        """Blocks of the full-attention layers' pool (the smallest that must hold a whole prompt)."""
+        return (
+            self.kinds[None].capacity if None in self.kinds else min(k.capacity for k in self.kinds.values())
+        )
+
     def held_tokens(self) -> dict[int | None, int]:
         """Tokens of storage held now per kind of layer (whole blocks)."""
         return {w: k.held * self.block for w, k in self.kinds.items()}
@@ -423,6 +429,41 @@ def capacities(
         w: pool_blocks(w, budget, max_rows, max_new_tokens, prompt_lengths, rows_total, block)
         for w in dict.fromkeys(x.window for x in layers)
     }
+
+
+def fit_devices(
+    capacity: dict[int | None, int],
+    layers: Sequence[LayerInfo],
+    kv_heads: int,
+    head_dim: int,
+    dtype: torch.dtype,
+    reserve: int,
+    block: int = BLOCK,
+) -> dict[int | None, int]:
+    """The pool sizes cut, on a CUDA device, to what its free memory holds beyond `reserve` bytes (a
+    GPU has no pages to touch lazily: the pool is allocated whole). The full-attention pool shrinks
+    (and the budget with it); a sliding pool never needs more than the full one. Unchanged elsewhere."""
+    per_block = 2 * kv_heads * block * head_dim * torch.empty((), dtype=dtype).element_size()
+    devices = {x.device for x in layers if x.device.type == "cuda"}
+    room = {d: torch.cuda.mem_get_info(d)[0] - reserve for d in devices}
+    top = max(capacity.values())
+
+    def cut(full: int) -> dict[int | None, int]:
+        return {w: min(n, full) for w, n in capacity.items()}
+
+    def fits(full: int) -> bool:
+        sizes = cut(full)
+        return all(
+            sum(per_block * sizes[x.window] for x in layers if x.device == d) <= room[d] for d in devices
+        )
+
+    if fits(top):
+        return capacity
+    low, high = 0, top  # the largest full-pool size that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return cut(max(low, 1))
 
 
 def predicted_bytes(

@@ -13,6 +13,7 @@ optional callback sees each row's new token and text after every step and can st
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -226,12 +227,14 @@ class _Loop:
         self.rows: list[_Row] = []  # running, in the order they joined
         self.events: list[TokenEvent] = []
         self.state = None
+        self.budget_blocks = 0  # the token budget in blocks, as the pool allows
 
     def run(self, requests: Sequence[Request]) -> Iterator[list[Result]]:
         """The decode loop."""
         import torch
 
-        from .kvcache import KVState, capacities, layer_dims
+        from .kvcache import BLOCK, KVState, capacities, fit_devices, layer_dims
+        from .memory import prefill_activation_bytes
 
         queue = self._groups(requests)
         if not queue:
@@ -246,8 +249,19 @@ class _Loop:
             [len(g.ids) for g in queue],
             len(requests),
         )
-        kv_heads, head_dim = layer_dims(self.model.config.get_text_config())
-        self.state = KVState(layers, kv_heads, head_dim, self.model.dtype, capacity)
+        text_config = self.model.config.get_text_config()
+        kv_heads, head_dim = layer_dims(text_config)
+        longest = max(len(g.ids) for g in queue)
+        reserve = 2 * prefill_activation_bytes(text_config, longest, self.model.dtype) + 2**30
+        fitted = fit_devices(capacity, layers, kv_heads, head_dim, self.model.dtype, reserve)
+        if fitted != capacity:
+            print(
+                f"note: the key/value pool holds {BLOCK * min(fitted.values()):,} tokens, cut from "
+                f"{BLOCK * min(capacity.values()):,} to fit the GPU's free memory; fewer rows run together",
+                file=sys.stderr,
+            )
+        self.budget_blocks = min(backend.token_budget // BLOCK, fitted.get(None, min(fitted.values())))
+        self.state = KVState(layers, kv_heads, head_dim, self.model.dtype, fitted)
         self.stats.kv_pool_bytes = sum(k.numel() * k.element_size() * 2 for k in self.state.keys)
         try:
             while queue or self.rows:
@@ -314,22 +328,22 @@ class _Loop:
 
     def _admit(self, queue: deque[_Group], finished: list[Result]) -> None:
         """Start queued rows while the budget and the row cap allow (at least one if nothing runs)."""
-        from .kvcache import BLOCK
-
         reserve = blocks(self.config.max_new_tokens)
         while queue:
             group = queue[0]
             running = len(self.rows)
-            room = (
-                self.backend.token_budget // BLOCK
-                - self._used()
-                - (blocks(len(group.ids)) if group.live == 0 else 0)
-            )
+            room = self.budget_blocks - self._used() - (blocks(len(group.ids)) if group.live == 0 else 0)
             k = min(len(group.waiting), self.backend.max_rows - running, room // reserve)
             if k <= 0:
                 if running:
                     return
-                k = 1  # nothing runs: one row, whatever the budget
+                k = 1  # nothing runs: one row, whatever the budget (if its keys and values fit at all)
+                pool = self.state.smallest_pool()
+                if group.live == 0 and blocks(len(group.ids)) + reserve > pool:
+                    raise UserError(
+                        f"a prompt of {len(group.ids):,} tokens and {self.config.max_new_tokens:,} new ones "
+                        f"do not fit the key/value pool ({self.state.block * pool:,} tokens)"
+                    )
             if group.held is None:
                 self._prefill(group)
             for _ in range(k):
