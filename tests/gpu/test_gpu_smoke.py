@@ -272,7 +272,7 @@ def big_model(shapes: Shapes, device: str) -> dict:
         "config": settings,
         "dtype": str(dtype),
         "build_seconds": round(time.perf_counter() - start, 1),
-        "parameters_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
     }
     ids = prompts((shapes.big_length,) * shapes.big_prompts, config.vocab_size, seed=2)
     requests = [
