@@ -102,11 +102,16 @@ def vocab(tiny_tokenizer) -> int:
     return len(tiny_tokenizer)
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean decode", "transformers decode"])
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gemma3])
-def test_engine_equals_eager_attention_on_tiny_models(build, vocab, tiny_tokenizer) -> None:
+def test_engine_equals_eager_attention_on_tiny_models(build, lean, vocab, tiny_tokenizer) -> None:
     """Ragged prompts (3 to 90 tokens: Gemma's 16-token window is shorter than all but one), one of
-    them shared by two samples, all decoded together for 40 steps (past several 64-token blocks)."""
+    them shared by two samples, all decoded together for 40 steps, through the lean decode step and
+    through transformers' forward (what other model families use)."""
     backend = TransformersBackend("tiny-random", model=build(vocab), tokenizer=tiny_tokenizer, batch_size=8)
+    assert backend.decoder is not None
+    if not lean:
+        backend.decoder = None
     gen = torch.Generator().manual_seed(3)
     prompts = [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (90, 3, 17, 64)]
     assert check_against_eager(backend, prompts, 40) < TOL

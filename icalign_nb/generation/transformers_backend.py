@@ -144,6 +144,7 @@ class TransformersBackend:
     ) -> None:
         from ..models import load_model, load_tokenizer, prompt_bos
         from .attention import NAME, probe_layers, register
+        from .decoder import LeanDecoder
         from .quantize import INT8, is_int8, quantize_int8
 
         if batch_size is not None and batch_size < 1:
@@ -163,6 +164,7 @@ class TransformersBackend:
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
+        self.decoder = LeanDecoder.build(self.model)  # decode steps without per-module overhead, if it can
         self.bos = prompt_bos(model_name, self.tokenizer)
         self.stats = LoopStats()
 
@@ -288,14 +290,13 @@ class _Loop:
             state.begin_step(held)
             device = self.model.device
             tokens = torch.tensor([[r.tokens[-1]] for r in live], device=device)
-            out = self.model(
-                input_ids=tokens,
-                position_ids=state.positions(held).to(device),
-                kv_state=state,
-                use_cache=False,
-            )
+            positions = state.positions(held).to(device)
+            if self.backend.decoder is not None:
+                logits = self.backend.decoder(tokens, positions, state).float()
+            else:
+                out = self.model(input_ids=tokens, position_ids=positions, kv_state=state, use_cache=False)
+                logits = out.logits[:, -1].float()
             state.end_step()
-            logits = out.logits[:, -1].float()
             picked = self.sampler.pick(logits, [r.generator for r in live])
             for i, (row, token) in enumerate(zip(live, picked, strict=True)):
                 self._take(row, token, logits[i], finished)
