@@ -77,9 +77,12 @@ class _Blocks:
     rows: dict[int, list[int]] = field(default_factory=dict)  # row -> its blocks still held, in order
     first: dict[int, int] = field(default_factory=dict)  # row -> logical index of its first held block
     peak: int = 0  # most blocks held at once
+    top: int = 0  # one past the highest block in use
+    used: bytearray = None
 
     def __post_init__(self) -> None:
         self.free = list(range(self.capacity))
+        self.used = bytearray(self.capacity)
         self.group_of = torch.full((self.capacity,), -1, dtype=torch.long)
         self.row_of = torch.full((self.capacity,), -1, dtype=torch.long)
         self.base = torch.zeros(self.capacity, dtype=torch.long)
@@ -94,6 +97,9 @@ class _Blocks:
         if n > len(self.free):
             raise RuntimeError(f"key/value pool exhausted: {n} blocks wanted, {len(self.free)} free")
         out = [heapq.heappop(self.free) for _ in range(n)]
+        for b in out:
+            self.used[b] = 1
+        self.top = max([self.top, *(b + 1 for b in out)])
         self.peak = max(self.peak, self.held)
         return out
 
@@ -101,6 +107,9 @@ class _Blocks:
         """Blocks back to the pool."""
         for b in blocks:
             heapq.heappush(self.free, b)
+            self.used[b] = 0
+        while self.top and not self.used[self.top - 1]:
+            self.top -= 1
         if blocks:
             index = torch.tensor(list(blocks), dtype=torch.long)
             self.group_of[index] = -1
@@ -108,8 +117,7 @@ class _Blocks:
 
     def high(self) -> int:
         """One past the highest block in use (the part of the pool a step reads)."""
-        used = ((self.group_of >= 0) | (self.row_of >= 0)).nonzero()
-        return int(used[-1]) + 1 if len(used) else 0
+        return self.top
 
 
 class KVState:
@@ -281,7 +289,8 @@ class KVState:
 
 
 class _Step:
-    """One decode step's layout: per kind of layer, who each block serves and what each query sees."""
+    """One decode step's layout: per kind of layer, which query each block meets in each of its
+    slots (a prompt block: every sample of its prompt; a row's block: that row) and what it sees."""
 
     def __init__(self, state: KVState, rows: list[int]) -> None:
         self.state, self.rows = state, rows
@@ -294,35 +303,33 @@ class _Step:
             slot.append(counts[g])
             counts[g] += 1
         n_groups, n_rows = len(groups), len(rows)
-        per = max(counts)
-        self.n_groups, self.per = n_groups, per
+        self.per = per = max(counts)
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])
-        # each group's rows by slot (-1: no row), their tokens generated, prompt lengths
-        slot_row = torch.full((n_groups, per), -1, dtype=torch.long)
+        # each group's rows by slot (n_rows: none), their tokens generated, prompt lengths
+        slot_row = torch.full((n_groups, per), n_rows, dtype=torch.long)
         slot_row[row_g, row_slot] = torch.arange(n_rows)
-        slot_tokens = torch.where(slot_row >= 0, tokens[slot_row.clamp(min=0)], 0)
+        slot_tokens = torch.cat([tokens, tokens.new_zeros(1)])[slot_row]
         length = torch.tensor([state.group_length[g] for g in groups])
-        # global ids -> this step's indices
+        # global ids -> this step's indices (-1: not in this step)
         g_lookup = torch.full((max(state.group_length) + 1,), -1, dtype=torch.long)
         g_lookup[torch.tensor(groups)] = torch.arange(n_groups)
         r_lookup = torch.full((max(state.row_group) + 1,), -1, dtype=torch.long)
         r_lookup[torch.tensor(rows)] = torch.arange(n_rows)
         col = torch.arange(block)
-        self.kinds: dict[int | None, dict[str, torch.Tensor]] = {}
+        self.kinds: dict[int | None, dict] = {}
         for w, kind in state.kinds.items():
             hi = max(kind.high(), 1)
             owner_g, owner_r, base = kind.group_of[:hi], kind.row_of[:hi], kind.base[:hi]
-            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)  # -1: not in this step
+            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)
             ri = torch.where(owner_r >= 0, r_lookup[owner_r.clamp(min=0)], -1)
             is_p, is_r = gi >= 0, ri >= 0
             gi0, ri0 = gi.clamp(min=0), ri.clamp(min=0)
             # prompt blocks: column c holds stored index base + c, at position length - stored + index
             stored = length if w is None else length.clamp(max=w)
             index = base[:, None] + col  # [hi, block]
-            valid = index < stored[gi0][:, None]
-            seen = valid[:, None, :] & (slot_row[gi0] >= 0)[:, :, None]  # [hi, per, block]
+            seen = (index < stored[gi0][:, None])[:, None, :] & (slot_row[gi0] < n_rows)[:, :, None]
             if w is not None:
                 pos = (length - stored)[gi0][:, None] + index  # [hi, block]
                 query = (length[gi0][:, None] + slot_tokens[gi0])[:, :, None]  # [hi, per, 1]
@@ -336,11 +343,13 @@ class _Step:
                 seen,
                 torch.where(is_r[:, None, None], own[:, :, None] & mine[:, None], False),
             )
+            # the row each (block, slot) serves: n_rows (a zero query, a dummy row) where none
+            target = torch.where(
+                is_p[:, None], slot_row[gi0], torch.where(is_r[:, None] & own, ri0[:, None], n_rows)
+            )
             bias = torch.zeros(seen.shape, dtype=torch.float32).masked_fill_(~seen, float("-inf"))
-            segment = torch.where(is_p, gi, torch.where(is_r, n_groups + ri, n_groups + n_rows))
-            queries = torch.where(is_p, gi0, torch.where(is_r, row_g[ri0], 0))
-            self.kinds[w] = {"hi": hi, "bias": bias, "segment": segment, "queries": queries}
-        self.row_g, self.row_slot = row_g, row_slot
+            self.kinds[w] = {"hi": hi, "bias": bias, "target": target}
+        self.row_slot = row_slot
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
         for w, kind in state.kinds.items():
             last = [kind.rows[r][-1] for r in rows]
@@ -354,14 +363,11 @@ class _Step:
         if key not in self._on:
             kind = self.kinds[window]
             block, column = self.row_block[window]
-            rows = torch.arange(len(self.rows))
             moved = {
                 "bias": kind["bias"],
-                "segment": kind["segment"],
-                "queries": kind["queries"],
-                "row_g": self.row_g,
+                "target": kind["target"],
                 "row_slot": self.row_slot,
-                "own_segment": self.n_groups + rows,
+                "rows": torch.arange(len(self.rows)),
                 "block": block,
                 "column": column,
             }
@@ -371,42 +377,39 @@ class _Step:
     def attend(
         self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
     ) -> torch.Tensor:
-        """One decode step of one layer for the step's rows: [rows, 1, heads, dim]."""
+        """One decode step of one layer for the step's rows: [rows, 1, heads, dim].
+
+        Each block's scores meet the queries of its slots; a row's softmax spans every (block, slot)
+        that serves it, joined by scatters over the row each pair serves (float32 throughout)."""
         state = self.state
         n_rows, heads, _, dim = query.shape
-        kv_heads, per, n_groups = state.kv_heads, self.per, self.n_groups
+        kv_heads, per = state.kv_heads, self.per
         group = heads // kv_heads
         x = self._tensors(state.windows[layer], query.device)
-        hi = x["hi"]
+        hi, target = x["hi"], x["target"]
         keys, values = state.keys[layer], state.values[layer]
         keys[x["block"], :, x["column"]] = key[:, :, 0]
         values[x["block"], :, x["column"]] = value[:, :, 0]
-        # each group's queries, its rows in slots: [groups, kv_heads, per * group, dim]
         q = (query * scale).view(n_rows, kv_heads, group, dim)
-        packed = q.new_zeros((n_groups, per, kv_heads, group, dim))
-        packed[x["row_g"], x["row_slot"]] = q
-        packed = packed.permute(0, 2, 1, 3, 4).reshape(n_groups, kv_heads, per * group, dim)
-        scores = torch.matmul(packed[x["queries"]], keys[:hi].transpose(-1, -2)).float()
-        scores = scores.view(hi, kv_heads, per, group, -1).add_(x["bias"][:, None, :, None, :])
-        segments = n_groups + n_rows + 1
-        segment = x["segment"]
-        top = scores.amax(-1)  # [hi, kv_heads, per, group]
-        most = top.new_full((segments, kv_heads, per, group), float("-inf"))
-        most.scatter_reduce_(0, segment[:, None, None, None].expand_as(top), top, "amax")
-        row_g, row_slot, own = x["row_g"], x["row_slot"], x["own_segment"]
-        row_top = torch.maximum(most[row_g, :, row_slot], most[own, :, row_slot])  # [rows, kv_heads, group]
-        shift = torch.zeros_like(most)
-        shift[row_g, :, row_slot] = row_top
-        shift[own, :, row_slot] = row_top
-        probs = scores.sub_(shift[segment][..., None]).exp_()
-        total = probs.new_zeros(most.shape).index_add_(0, segment, probs.sum(-1))
+        q = torch.cat([q, q.new_zeros((1, kv_heads, group, dim))])[target]  # [hi, per, kv_heads, group, dim]
+        q = q.transpose(1, 2).reshape(hi, kv_heads, per * group, dim)
+        scores = torch.matmul(q, keys[:hi].transpose(-1, -2)).float().view(hi, kv_heads, per, group, -1)
+        scores.add_(x["bias"][:, None, :, None, :])
+        index = target[:, None, :, None].expand(hi, kv_heads, per, group)
+        top = scores.new_full((n_rows + 1, kv_heads, per, group), float("-inf"))
+        top.scatter_reduce_(0, index, scores.amax(-1), "amax")  # each row's largest score, at its slot
+        probs = scores.sub_(top.gather(0, index)[..., None]).exp_()
+        total = probs.new_zeros(top.shape).scatter_add_(0, index, probs.sum(-1))
         weighted = torch.matmul(probs.view(hi, kv_heads, per * group, -1).to(values.dtype), values[:hi])
-        out = weighted.new_zeros((segments, kv_heads, per * group, dim), dtype=torch.float32)
-        out.index_add_(0, segment, weighted.float())
-        out = out.view(segments, kv_heads, per, group, dim)
-        num = out[row_g, :, row_slot] + out[own, :, row_slot]  # [rows, kv_heads, group, dim]
-        den = total[row_g, :, row_slot] + total[own, :, row_slot]
-        return (num / den[..., None]).to(value.dtype).reshape(n_rows, 1, heads, dim)
+        out = weighted.new_zeros((n_rows + 1, kv_heads, per, group, dim), dtype=torch.float32)
+        out.scatter_add_(
+            0,
+            index[..., None].expand(hi, kv_heads, per, group, dim),
+            weighted.float().view(hi, kv_heads, per, group, dim),
+        )
+        rows, slots = x["rows"], x["row_slot"]
+        out = out[rows, :, slots] / total[rows, :, slots][..., None]  # [rows, kv_heads, group, dim]
+        return out.to(value.dtype).reshape(n_rows, 1, heads, dim)
 
 
 def layer_dims(config: object) -> tuple[int, int]:
