@@ -1,5 +1,6 @@
 """`icalign bench retrieval` and `icalign bench generation`: the package's paths against
-reference-style ones, side by side in one process; the last line is `speedup: X.XXx`."""
+reference-style ones, side by side in one process; the last line is `speedup: X.XXx`. `icalign bench
+precision`: what bf16 and int8 weights change in logits and greedy answers, against float32."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .common import (
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    """Register `bench retrieval` and `bench generation`."""
+    """Register `bench retrieval`, `bench generation` and `bench precision`."""
     group = sub.add_parser("bench", help="benchmarks against a reference-style baseline")
     kinds = group.add_subparsers(dest="what", required=True)
 
@@ -39,6 +40,22 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     )
     p.set_defaults(limit=4, func=cmd_generation)
 
+    p = kinds.add_parser(
+        "precision", parents=[parent], help="bf16 and int8 logits and greedy answers against float32"
+    )
+    add_model_option(p)
+    add_retrieval_options(p)
+    add_generation_options(p, samples=1, max_new_tokens=64)
+    p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["bfloat16", "int8"],
+        choices=["bfloat16", "int8"],
+        help="dtypes to compare",
+    )
+    p.set_defaults(limit=8, func=cmd_precision)
+
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
     """Time retrieval both ways."""
@@ -46,6 +63,14 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
     from .common import retrieval_settings
 
     bench_retrieval(retrieval_settings(args), args.data_dir)
+    return 0
+
+
+def cmd_precision(args: argparse.Namespace) -> int:
+    """Compare dtypes' logits and greedy answers."""
+    from ..jobs.bench import bench_precision
+
+    bench_precision(run_spec(args), args.dtypes, args.data_dir)
     return 0
 
 

@@ -16,9 +16,13 @@ class Int8Linear(torch.nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> None:
         super().__init__()
         w = weight.detach().float()
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight", torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8))
-        self.register_buffer("scales", scale.to(dtype))
+        # the kernel takes scales in the activations' dtype: choose each one there (rounded up, so no
+        # weight clips) and round the weights against exactly that scale
+        scale = (w.abs().amax(dim=1).clamp(min=1e-12) / 127 * (1 + 2**-7)).to(dtype)
+        self.register_buffer(
+            "weight", torch.round(w / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+        )
+        self.register_buffer("scales", scale)
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype))
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
 

@@ -530,3 +530,105 @@ def llama_peer(
         best = (max(best[0], rates[0]), max(best[1], rates[1]))
     llm.close()
     return best
+
+
+def _greedy_run(backend: object, requests: list, new_tokens: int) -> dict:
+    """Greedy answers through the decode loop: per query, its tokens and each step's top-2 margin."""
+    from ..generation.types import GenerationConfig
+
+    seen: dict = {r.key: ([], []) for r in requests}
+
+    def record(events: list) -> None:
+        for e in events:
+            if e.token is not None:
+                top2 = e.logits.topk(2).values
+                seen[e.request.key][0].append(e.token)
+                seen[e.request.key][1].append(float(top2[0] - top2[1]))
+
+    config = GenerationConfig(max_new_tokens=new_tokens, samples=1, temperature=0)
+    list(backend.generate(requests, config, on_tokens=record, ignore_eos=True))
+    return seen
+
+
+def _forced_logits(model: object, prompt: tuple[int, ...], tokens: list[int]) -> object:
+    """Float32 logits of every step of `tokens` after `prompt`, teacher-forced in one forward pass."""
+    import torch
+
+    ids = torch.tensor([[*prompt, *tokens[:-1]]], device=model.device)
+    with torch.inference_mode():
+        return model(input_ids=ids, logits_to_keep=len(tokens), use_cache=False).logits[0].float()
+
+
+def bench_precision(
+    spec: RunSpec,
+    dtypes: list[str],
+    data_dir: str | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """`icalign bench precision`: each dtype against float32 (and int8 against bfloat16) on paper-preset
+    prompts: the largest logit difference at every step teacher-forced on float32's greedy answer, and
+    whether the greedy answers themselves diverge (and where, against float32's top-2 margin there)."""
+    from ..generation.transformers_backend import TransformersBackend
+    from ..generation.types import Request
+    from ..models import encode_prompts, load_tokenizer, prompt_bos
+
+    new_tokens = spec.generation.max_new_tokens
+    tokenizer = load_tokenizer(spec.model)
+    bos = prompt_bos(spec.model, tokenizer)
+    queries = load_queries(spec.retrieval, data_dir)
+    retrievals = build_retriever(spec.retrieval, data_dir, tokenizer=tokenizer).retrieve(
+        queries, context_limit=context_length(spec.model) - new_tokens - int(bos)
+    )
+    ids = encode_prompts(tokenizer, [r.prompt for r in retrievals], bos)
+    requests = [
+        Request(r.query_id, 0, r.prompt, (), 0, tuple(p)) for r, p in zip(retrievals, ids, strict=True)
+    ]
+    lengths = [len(p) for p in ids]
+    say(
+        f"model {spec.model}, preset {spec.retrieval.preset}: {len(requests)} prompts of {min(lengths)}-"
+        f"{max(lengths)} tokens, {new_tokens} greedy tokens each (eos ignored)"
+    )
+    runs, models = {}, {}
+    for dtype in ["float32", *dtypes]:
+        backend = TransformersBackend(spec.model, device="cpu", tokenizer=tokenizer, dtype=dtype)
+        runs[dtype], models[dtype] = _greedy_run(backend, requests, new_tokens), backend.model
+    pairs = [(d, "float32") for d in dtypes] + [("int8", "bfloat16")] * (
+        "int8" in dtypes and "bfloat16" in dtypes
+    )
+    summary = {}
+    for dtype, against in pairs:
+        worst, per_step, same, diverged = 0.0, [], 0, []
+        for req in requests:
+            tokens, margins = runs[against][req.key]
+            diff = (
+                (
+                    _forced_logits(models[dtype], req.prompt_ids, tokens)
+                    - _forced_logits(models[against], req.prompt_ids, tokens)
+                )
+                .abs()
+                .amax(-1)
+            )
+            per_step += diff.tolist()
+            worst = max(worst, float(diff.max()))
+            mine = runs[dtype][req.key][0]
+            step = next((i for i, (a, b) in enumerate(zip(tokens, mine, strict=True)) if a != b), None)
+            if step is None:
+                same += 1
+            else:
+                diverged.append((step, margins[step]))
+        per_step.sort()
+        near = sum(m <= worst for _, m in diverged)
+        median = per_step[len(per_step) // 2]
+        say(
+            f"{dtype} vs {against}: largest logit difference {worst:.3f} (median step {median:.3f}, "
+            f"{len(per_step)} steps teacher-forced on {against}'s greedy answers); greedy answers "
+            f"identical for {same}/{len(requests)}"
+            + (
+                f"; the others diverge at steps {', '.join(str(s) for s, _ in sorted(diverged))} "
+                f"({near} where {against}'s top-2 margin was within the largest difference)"
+                if diverged
+                else ""
+            )
+        )
+        summary[f"{dtype} vs {against}"] = {"largest": worst, "identical": same, "diverged": diverged}
+    return summary
