@@ -17,7 +17,7 @@ def number(line: str, after: str) -> float:
 @pytest.mark.slow
 def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFixture) -> None:
     args = ["bench", "generation", "--model", "tiny-random", "--queries", "2", "--max-new-tokens", "8"]
-    assert main([*args, "--batch-size", "2"]) == 0
+    assert main([*args, "--batch-size", "2", "--peer", "llama-cpp"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert "2 queries x 5 samples" in out[0]  # --queries is --limit
     prefill = next(line for line in out if line.startswith("prefill: "))
@@ -38,6 +38,8 @@ def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFi
     memory = [line for line in out if line.startswith(("memory (", "memory: "))]
     assert len(memory) == 2 and "peak" in memory[0] and "predicted" in memory[0]
     assert 0.5 < number(memory[1], "peak / predicted") < 1.5
+    peer = next(line for line in out if line.startswith("peer llama.cpp"))
+    assert "not installed" in peer or "does not come from a GGUF file" in peer  # tiny-random has none
     assert any(line.startswith("reference-style") for line in out)
     assert any(line.startswith("package") for line in out)
     assert sum("decoded tokens per kept answer" in line for line in out) == 2

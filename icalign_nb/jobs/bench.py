@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -471,9 +472,10 @@ def memory_child() -> None:
 
 def peer_report(model_name: str, backend: object, request: object, new_tokens: int) -> list[str]:
     """llama.cpp (llama-cpp-python) and the package, batch 1, on one prompt: prefill and decode tok/s."""
-    try:
-        import llama_cpp
-    except ImportError:
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
         return [
             "peer llama.cpp: llama-cpp-python is not installed (build it from source: "
             "CMAKE_ARGS=-DGGML_NATIVE=ON pip install --no-binary llama-cpp-python llama-cpp-python)"
@@ -488,48 +490,76 @@ def peer_report(model_name: str, backend: object, request: object, new_tokens: i
         path = gguf_file(model_name, Path(tmp))
         if path is None:
             return [f"peer llama.cpp: '{model_name}' does not come from a GGUF file; not timed"]
-        peer = llama_peer(llama_cpp, path, ids, new_tokens, torch.get_num_threads())
+        peer = llama_peer(path, ids, new_tokens, torch.get_num_threads())
     greedy = GenerationConfig(max_new_tokens=new_tokens + 1, samples=1, temperature=0)
     backend.generate_batch([request], replace(greedy, max_new_tokens=2))  # warm-up
-    list(backend.generate([replace(request, sample=0)], greedy, ignore_eos=True))
-    loop = backend.stats
-    mine = (loop.prefill_tokens / loop.prefill_seconds, loop.steps / loop.decode_seconds)
+    mine = (0.0, 0.0)
+    for _ in range(2):  # the better of two runs, as for llama.cpp
+        list(backend.generate([replace(request, sample=0)], greedy, ignore_eos=True))
+        loop = backend.stats
+        rates = (loop.prefill_tokens / loop.prefill_seconds, loop.steps / loop.decode_seconds)
+        mine = (max(mine[0], rates[0]), max(mine[1], rates[1]))
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    version = importlib.metadata.version("llama-cpp-python")
     return [
-        f"peer llama.cpp (llama-cpp-python {llama_cpp.__version__}, {path.name}, "
-        f"{torch.get_num_threads()} threads): prefill {peer[0]:.0f} tok/s, decode {peer[1]:.1f} tok/s at "
-        f"batch 1 ({len(ids)}-token prompt, {new_tokens} greedy tokens; llama.cpp's own timings)",
+        f"peer llama.cpp (llama-cpp-python {version}, {path.name}, "
+        f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY {wait}): prefill {peer[0]:.0f} tok/s, decode "
+        f"{peer[1]:.1f} tok/s at batch 1 ({len(ids)}-token prompt, {new_tokens} greedy tokens; llama.cpp's "
+        "own timings)",
         f"package, same prompt ({backend.dtype}): prefill {mine[0]:.0f} tok/s ({mine[0] / peer[0]:.2f}x "
         f"llama.cpp's), decode {mine[1]:.1f} tok/s at batch 1 ({mine[1] / peer[1]:.2f}x llama.cpp's)",
     ]
 
 
-def llama_peer(
-    llama_cpp: object, path: Path, ids: list[int], new_tokens: int, threads: int
-) -> tuple[float, float]:
-    """(prefill tok/s, decode tok/s) of llama.cpp: the prompt evaluated at once, then greedy tokens
-    one at a time; from llama.cpp's own performance counters (best of two runs)."""
+def llama_peer(path: Path, ids: list[int], new_tokens: int, threads: int) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) of llama.cpp in a process of its own (no torch threads beside it):
+    the prompt evaluated at once, then greedy tokens one at a time; llama.cpp's own performance
+    counters, the better of two runs."""
+    job = {"path": str(path), "ids": ids, "new_tokens": new_tokens, "threads": threads}
+    child = subprocess.run(
+        [sys.executable, "-c", "from icalign_nb.jobs.bench import llama_peer_child; llama_peer_child()"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise UserError(f"llama.cpp's timing process failed: {child.stderr.strip().splitlines()[-1:]}")
+    prefill, decode = json.loads(child.stdout.strip().splitlines()[-1])
+    return prefill, decode
+
+
+def llama_peer_child() -> None:
+    """llama.cpp's timing process: read a job (JSON on stdin), print [prefill, decode] tok/s."""
+    import llama_cpp
     import numpy as np
 
+    job = json.loads(sys.stdin.read())
+    ids, new_tokens, threads = job["ids"], job["new_tokens"], job["threads"]
     llm = llama_cpp.Llama(
-        model_path=str(path),
+        model_path=job["path"],
         n_ctx=len(ids) + new_tokens + 16,
         n_batch=512,
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
     )
-    best = (0.0, 0.0)
+    vocab = llm.n_vocab()
+    best = [0.0, 0.0]
     for _ in range(2):
         llm.reset()
         llama_cpp.llama_perf_context_reset(llm.ctx)
         llm.eval(ids)
         for _ in range(new_tokens):
-            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(vocab,))
+            llm.eval([int(np.argmax(logits))])
         perf = llama_cpp.llama_perf_context(llm.ctx)
-        rates = (1e3 * perf.n_p_eval / perf.t_p_eval_ms, 1e3 * perf.n_eval / perf.t_eval_ms)
-        best = (max(best[0], rates[0]), max(best[1], rates[1]))
+        best = [
+            max(best[0], 1e3 * perf.n_p_eval / perf.t_p_eval_ms),
+            max(best[1], 1e3 * perf.n_eval / perf.t_eval_ms),
+        ]
     llm.close()
-    return best
+    print(json.dumps(best))
 
 
 def _greedy_run(backend: object, requests: list, new_tokens: int) -> dict:
