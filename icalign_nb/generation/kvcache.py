@@ -4,7 +4,8 @@ Each prompt's keys and values are stored once, however many samples continue it,
 generated tokens in blocks of its own, added as it grows. A sliding-window layer keeps only what a
 window can still see: a prompt's last `window` positions, and a row's blocks until they fall out of
 its window. Blocks are handed out lowest id first and taken back the moment a row or prompt ends,
-so the pool's used part stays as small as what is held; nothing is copied when rows come and go.
+so the highest block in use never passes the most blocks ever held at once (and pages of the pool
+beyond it are never touched); nothing is copied when rows come and go.
 
 A decode step reads, for every layer, the pool up to its highest used block as one batched
 product: each block meets the queries of the rows that see it (a prompt block: all its samples),
@@ -15,7 +16,6 @@ scores in float32, the largest subtracted per row before the exponentials).
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,11 +30,6 @@ class LayerInfo:
 
     window: int | None  # sliding window (keys seen: position > query position - window), or None
     device: torch.device
-
-
-def kv_bytes_per_token(layers: Sequence[LayerInfo], kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
-    """Bytes one held token costs in every layer: 2 (keys, values) x kv heads x head dim x dtype bytes."""
-    return len(layers) * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
 
 def pool_blocks(
@@ -69,16 +64,16 @@ class _Blocks:
 
     window: int | None
     capacity: int
-    free: list[int] = field(default_factory=list)  # a heap: the lowest id first
-    group_of: torch.Tensor = None  # [capacity] the prompt holding each block, -1 if none
-    row_of: torch.Tensor = None  # [capacity] the row holding each block, -1 if none
-    base: torch.Tensor = None  # [capacity] index of the block's first column in its holder's storage
+    free: list[int] = field(init=False)  # a heap: the lowest id first
+    used: bytearray = field(init=False)  # 1 for each block in use
+    group_of: torch.Tensor = field(init=False)  # [capacity] the prompt holding each block, -1 if none
+    row_of: torch.Tensor = field(init=False)  # [capacity] the row holding each block, -1 if none
+    base: torch.Tensor = field(init=False)  # [capacity] its first column's index in its holder's storage
     prompt: dict[int, list[int]] = field(default_factory=dict)  # group -> its blocks in order
     rows: dict[int, list[int]] = field(default_factory=dict)  # row -> its blocks still held, in order
     first: dict[int, int] = field(default_factory=dict)  # row -> logical index of its first held block
     peak: int = 0  # most blocks held at once
     top: int = 0  # one past the highest block in use
-    used: bytearray = None
 
     def __post_init__(self) -> None:
         self.free = list(range(self.capacity))
@@ -133,13 +128,7 @@ class KVState:
         capacity: dict[int | None, int],
         block: int = BLOCK,
     ) -> None:
-        self.layers, self.kv_heads, self.head_dim, self.dtype, self.block = (
-            list(layers),
-            kv_heads,
-            head_dim,
-            dtype,
-            block,
-        )
+        self.layers, self.kv_heads, self.head_dim, self.block = list(layers), kv_heads, head_dim, block
         self.windows = [layer.window for layer in self.layers]
         self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
         shape = (kv_heads, block, head_dim)
@@ -467,20 +456,3 @@ def fit_devices(
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
     return cut(max(low, 1))
-
-
-def predicted_bytes(
-    layers: Sequence[LayerInfo],
-    kv_heads: int,
-    head_dim: int,
-    dtype: torch.dtype,
-    tokens: dict[int | None, int],
-) -> int:
-    """Key/value bytes when each kind of layer holds `tokens[window]` tokens."""
-    per = 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
-    return sum(per * tokens[x.window] for x in layers)
-
-
-def ceil_blocks(tokens: int, block: int = BLOCK) -> int:
-    """Blocks that hold `tokens`."""
-    return math.ceil(tokens / block)

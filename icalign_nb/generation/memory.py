@@ -70,12 +70,7 @@ class MemoryPlan:
 
     weights: int
     kv_at_budget: int  # key/value storage if the budget is full (the pool's size for this call)
-    kv_per_token: int  # bytes of one token held in every full-attention layer
     activations: int
-
-    def total(self, kv: int) -> int:
-        """Weights + `kv` bytes of keys and values + the largest prefill's activations."""
-        return self.weights + kv + self.activations
 
 
 def memory_plan(
@@ -96,10 +91,6 @@ def memory_plan(
     blocks = capacities(layers, budget, max_rows, max_new_tokens, prompt_lengths, rows_total)
     per_token = 2 * kv_heads * head_dim * size
     kv = sum(per_token * BLOCK * blocks[x.window] for x in layers)
-    full = sum(per_token for x in layers if x.window is None)
     return MemoryPlan(
-        weight_bytes(model),
-        kv,
-        full,
-        prefill_activation_bytes(config, max(prompt_lengths, default=1), dtype),
+        weight_bytes(model), kv, prefill_activation_bytes(config, max(prompt_lengths, default=1), dtype)
     )
