@@ -408,10 +408,12 @@ def test_fields_apply_to_eval_files_too(tmp_path: Path) -> None:
 def test_a_killed_model_conversion_leaves_nothing_for_good(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from icalign_nb import models
+    from icalign_nb.cache import cache_path
+    from icalign_nb.models.builds import cached_build
+    from icalign_nb.models.registry import model_spec
 
     monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "fresh"))
-    target = models.cache_path("models", "tiny-random", models.model_spec("tiny-random").source)
+    target = cache_path("models", "tiny-random", model_spec("tiny-random").source)
     stale = target.parent / f".{target.name}.build-killed"
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"\0" * 1000)
@@ -419,6 +421,6 @@ def test_a_killed_model_conversion_leaves_nothing_for_good(
     def build(out: Path) -> None:
         (out / "config.json").write_text("{}")
 
-    assert models._cached_build("tiny-random", build) == target
+    assert cached_build("tiny-random", build) == target
     assert (target / "config.json").exists() and not stale.exists()
     assert sorted(p.name for p in target.parent.iterdir()) == [f".{target.name}.lock", target.name]

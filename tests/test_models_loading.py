@@ -6,19 +6,11 @@ import re
 
 import pytest
 
-from icalign_nb import models
 from icalign_nb.errors import UserError
-from icalign_nb.models import (
-    DEFAULT_MODEL,
-    REGISTRY,
-    context_length,
-    encode_prompts,
-    load_model,
-    model_spec,
-    pick_device,
-    prompt_bos,
-    resolve_dtype,
-)
+from icalign_nb.models import loading
+from icalign_nb.models.loading import context_length, load_model, pick_device, resolve_dtype
+from icalign_nb.models.registry import DEFAULT_MODEL, REGISTRY, model_spec
+from icalign_nb.models.tokens import encode_prompts, prompt_bos
 
 
 def test_unknown_model_lists_registered_names() -> None:
@@ -81,10 +73,10 @@ def test_bos_per_model_rule() -> None:
 
 
 def test_dtype_bf16_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", "cpu") == "bfloat16"
     assert resolve_dtype("float32", "cpu") == "float32"
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype("auto", "cpu") == "float32"
     assert resolve_dtype("auto", "cuda") == "bfloat16"
     with pytest.raises(UserError, match="unknown dtype 'fp8'"):
@@ -97,7 +89,7 @@ def test_bf16_detection_agrees_with_the_cpu_flags() -> None:
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     if not flags:
         pytest.skip("no /proc/cpuinfo here")
-    assert models.cpu_has_fast_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert loading.cpu_has_fast_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_tiny_random_loads_in_the_dtype_asked_on_cpu() -> None:

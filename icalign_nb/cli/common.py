@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import DEFAULT_MODEL, DTYPES
+from ..models.loading import DTYPES
+from ..models.registry import DEFAULT_MODEL
 from ..retrieval.encoders import DEFAULT_ENCODER
 from ..retrieval.presets import PRESETS
 

@@ -21,7 +21,7 @@ from ..data.loaders import load_pool
 from ..data.records import parse_field_map
 from ..errors import UserError
 from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, repair_jsonl
-from ..models import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL
 from ..retrieval.presets import PRESETS
 from ..retrieval.retriever import Retrieval
 from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
@@ -114,7 +114,7 @@ class RunSummary:
 
 def check_spec(spec: RunSpec) -> None:
     """Fail fast, before loading anything, on names that cannot work."""
-    from ..models import model_spec
+    from ..models.registry import model_spec
 
     if spec.backend not in BACKENDS:
         raise UserError(f"unknown backend '{spec.backend}'; backends: {', '.join(BACKENDS)}")
@@ -132,7 +132,8 @@ def resolve_spec(
 ) -> RunSpec:
     """The spec with `auto` settled for this machine: the dtype the model runs in (a given backend's
     own) and whether prompts start with BOS (the model's rule; a server applies its own)."""
-    from ..models import check_dtype, pick_device, prompt_bos, resolve_dtype
+    from ..models.loading import check_dtype, pick_device, resolve_dtype
+    from ..models.tokens import prompt_bos
 
     dtype = check_dtype(spec.dtype)
     if spec.backend == "transformers":
@@ -230,7 +231,7 @@ def build_retrievals(
 ) -> dict[int | None, list[Retrieval]]:
     """The retrievals that build the prompts: per sample for a preset that draws per sample, else one
     set (key None) that every sample shares."""
-    from ..models import model_spec
+    from ..models.registry import model_spec
     from ..retrieval.prompts import chat_prompt
 
     if model_spec(spec.model).chat:
@@ -258,7 +259,7 @@ def build_requests(
 ) -> tuple[list[Request], dict[tuple[str, int], Retrieval]]:
     """Requests for the unfinished items, tokenized once as the model sees them (BOS by the spec);
     a prompt over the context is refused."""
-    from ..models import encode_prompts
+    from ..models.tokens import encode_prompts
 
     todo = [(key, retrieval_for(retrievals, *key)) for key in pending]
     unique = list(dict.fromkeys(r.prompt for _, r in todo))
@@ -312,7 +313,7 @@ def run_generation(
 
 def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | None) -> RunSummary:
     """The work of `run_generation`, with the run directory held."""
-    from ..models import context_length, load_tokenizer
+    from ..models.loading import context_length, load_tokenizer
 
     recorded = read_config(path) if (path / CONFIG).exists() else None
     tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None

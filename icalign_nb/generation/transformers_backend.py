@@ -124,7 +124,8 @@ class TransformersBackend:
         dtype: str = "auto",
         token_budget: int = TOKEN_BUDGET,
     ) -> None:
-        from ..models import load_model, load_tokenizer, prompt_bos
+        from ..models.loading import load_model, load_tokenizer
+        from ..models.tokens import prompt_bos
         from .attention import NAME, register
 
         if batch_size is not None and batch_size < 1:
@@ -149,7 +150,7 @@ class TransformersBackend:
 
     def encode(self, prompt: str) -> list[int]:
         """A prompt's token ids as this model sees them (BOS by the model's rule)."""
-        from ..models import encode_prompts
+        from ..models.tokens import encode_prompts
 
         return encode_prompts(self.tokenizer, [prompt], self.bos)[0]
 

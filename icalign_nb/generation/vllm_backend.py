@@ -67,7 +67,7 @@ class VLLMBackend:
     def __init__(
         self, model_name: str, tensor_parallel_size: int = 1, chunk_size: int = 256, dtype: str = "auto"
     ) -> None:
-        from ..models import local_dir
+        from ..models.builds import local_dir
 
         self.vllm = import_vllm()
         self.chunk_size = chunk_size

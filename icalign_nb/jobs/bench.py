@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..generation.runs import RunSpec
-from ..models import context_length
+from ..models.loading import context_length
 from ..retrieval import prompts
 from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
 
@@ -228,7 +228,9 @@ def bench_generation(
     """`icalign bench generation`: reference-style decode vs the package's, same prompts, one process."""
     from ..generation.transformers_backend import TOKEN_BUDGET, TransformersBackend
     from ..generation.types import Request, item_seed
-    from ..models import encode_prompts, load_model, load_tokenizer, model_spec, prompt_bos
+    from ..models.loading import load_model, load_tokenizer
+    from ..models.registry import model_spec
+    from ..models.tokens import encode_prompts, prompt_bos
 
     config = spec.generation
     tokenizer = load_tokenizer(spec.model)

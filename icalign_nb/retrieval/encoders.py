@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import UserError, first_line
 from ..files import folder_fingerprint
-from ..models import packaged_model_dir, quiet_transformers
+from ..models.builds import packaged_model_dir, quiet_transformers
 
 # Encoders a user can name; anything else is taken as a Hugging Face id or a local folder.
 ENCODER_ALIASES = {

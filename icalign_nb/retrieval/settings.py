@@ -9,7 +9,8 @@ import polars as pl
 from ..data.loaders import load_eval, load_pool
 from ..data.records import parse_field_map
 from ..errors import UserError
-from ..models import DEFAULT_MODEL, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.registry import DEFAULT_MODEL
 from .encoders import DEFAULT_ENCODER, Encoder
 from .presets import RetrievalConfig, get_preset
 from .retriever import Retriever, check_pool_size

@@ -251,7 +251,7 @@ def job_summary(
 ) -> dict:
     """The numbers behind the main figures: each system's win rate with its CI and share of answers cut
     at the length cap, and the headline (in-context vs zero-shot)."""
-    from ..models import model_spec
+    from ..models.registry import model_spec
 
     table = win_rates(verdicts, boot)
     stats = {row["system"]: row for row in generation_stats(runs).iter_rows(named=True)}

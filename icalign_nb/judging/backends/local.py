@@ -40,7 +40,7 @@ class LocalJudge:
         """Load tokenizer and model once."""
         if self._model is not None:
             return
-        from ...models import load_model, load_tokenizer
+        from ...models.loading import load_model, load_tokenizer
 
         self._tokenizer = load_tokenizer(self.spec.model)
         self._model = load_model(self.spec.model, device=self.spec.device)
