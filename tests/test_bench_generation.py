@@ -9,7 +9,7 @@ from icalign_nb.cli import main
 
 @pytest.mark.slow
 def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFixture) -> None:
-    args = ["bench", "generation", "--model", "tiny-random", "--queries", "2", "--max-new-tokens", "8"]
+    args = ["bench", "generation", "--model", "tiny-random", "--limit", "2", "--max-new-tokens", "8"]
     assert main([*args, "--batch-size", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert "2 queries x 5 samples" in out[0]  # --queries is --limit

@@ -11,9 +11,9 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
+from icalign_nb.analysis.poolmap import DemoMap, MapConfig, cluster_names  # noqa: E402
 from icalign_nb.retrieval.retriever import Candidate, Retrieval  # noqa: E402
 from icalign_nb.views import result_plots, retrieval_plots  # noqa: E402
-from icalign_nb.views.poolmap import DemoMap, MapConfig, cluster_names  # noqa: E402
 from icalign_nb.views.style import save_figure  # noqa: E402
 
 

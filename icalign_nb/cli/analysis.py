@@ -131,7 +131,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_paper_table(args: argparse.Namespace) -> int:
     """The release's judgments recomputed beside the paper's numbers."""
-    from ..analysis.paper_table import REPORTED_SOURCE, paper_table
+    from ..analysis.paper_table import paper_table
+    from ..data.release import REPORTED_SOURCE
 
     table = paper_table(args.release, args.data_dir, bootstrap(args))
     if args.format == "table":

@@ -10,7 +10,6 @@ from .common import (
     add_generation_options,
     add_model_option,
     add_retrieval_options,
-    positive_int,
     run_spec,
 )
 
@@ -29,10 +28,9 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p = kinds.add_parser("generation", parents=[parent], help="decode paper-preset prompts both ways")
     add_model_option(p)
     add_retrieval_options(p)
-    add_generation_options(p, samples=5, max_new_tokens=512)
-    p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
+    add_generation_options(p)
     add_decoding_options(p, "package path: most rows decoded together")
-    p.set_defaults(limit=4, func=cmd_generation)
+    p.set_defaults(limit=4, max_new_tokens=512, func=cmd_generation)
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
@@ -48,5 +46,5 @@ def cmd_generation(args: argparse.Namespace) -> int:
     """Time generation both ways."""
     from ..jobs.bench import bench_generation
 
-    bench_generation(run_spec(args), args.batch_size, args.data_dir, token_budget=args.token_budget)
+    bench_generation(run_spec(args), args.batch_size, args.data_dir, token_budget=args.batch_budget)
     return 0

@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .common import positive_int
+from .common import add_option, positive_int, settings_from
+
+if TYPE_CHECKING:
+    from ..judging.run import JudgeRun
 
 
-def add_judge_options(p: argparse.ArgumentParser, default: str = "embedding") -> None:
+def add_judge_options(p: argparse.ArgumentParser) -> None:
     """Which judge, and how it is asked."""
-    p.add_argument(
-        "--judge",
-        default=default,
-        help="paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE",
-    )
-    p.add_argument("--prompt", default=None, choices=["paper", "default"], help="judge prompt of LLM judges")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)")
-    p.add_argument("--temperature", type=float, default=None, help="judge sampling temperature")
-    p.add_argument("--max-tokens", type=positive_int, default=None, help="judge reply token cap")
-    p.add_argument("--margin", type=float, default=None, help="draw margin on the score difference")
-    p.add_argument("--device", default=None, help="local judge device: cpu | cuda")
-    p.add_argument("--concurrency", type=positive_int, default=8, help="parallel requests to an endpoint")
-    p.add_argument("--max-retries", type=int, default=6, help="endpoint judges: retries per request")
-    p.add_argument("--timeout", type=float, default=120.0, help="endpoint judges: seconds per request")
-    p.add_argument(
+    add_option(p, "--judge", help="paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE")
+    add_option(p, "--prompt", choices=["paper", "default"], help="judge prompt of LLM judges")
+    add_option(p, "--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)")
+    add_option(p, "--temperature", type=float, help="judge sampling temperature")
+    add_option(p, "--max-tokens", type=positive_int, help="judge reply token cap")
+    add_option(p, "--margin", type=float, help="draw margin on the score difference")
+    add_option(p, "--device", help="local judge device: cpu | cuda")
+    add_option(p, "--concurrency", type=positive_int, help="parallel requests to an endpoint (8)")
+    add_option(p, "--max-retries", type=int, help="endpoint judges: retries per request (6)")
+    add_option(p, "--timeout", type=float, help="endpoint judges: seconds per request (120)")
+    add_option(
+        p,
         "--reference",
-        default=None,
         help="embedding judge references: a baseline name/file or eval:NAME (default: the run's eval set)",
     )
 
 
-def judge_run(args: argparse.Namespace, run_dir: Path, baseline: str) -> object:
+def judge_run(args: argparse.Namespace, run_dir: Path, baseline: str) -> JudgeRun:
     """The judging the options describe, for one run directory (or the release, with Path('.'))."""
     from ..judging.run import JudgeRun
-    from ..judging.spec import parse_judge_spec
+    from ..judging.spec import DEFAULT_JUDGE, parse_judge_spec
 
     spec = parse_judge_spec(
-        args.judge,
+        args.judge or DEFAULT_JUDGE,
         prompt=args.prompt,
         base_url=args.base_url,
         temperature=args.temperature,
@@ -45,17 +45,14 @@ def judge_run(args: argparse.Namespace, run_dir: Path, baseline: str) -> object:
         margin=args.margin,
         device=args.device,
     )
-    return JudgeRun(
+    return settings_from(
+        JudgeRun,
+        args,
         run_dir=run_dir,
         baseline=baseline,
         judge=spec,
         swap=getattr(args, "swap", False),
-        concurrency=args.concurrency,
-        reference=args.reference,
         out=Path(args.out) if getattr(args, "out", None) else None,
-        data_dir=args.data_dir,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
         progress=not getattr(args, "no_progress", True),
     )
 

@@ -17,7 +17,7 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
             batch_size=options.get("batch_size"),
             device=options.get("device"),
             dtype=options.get("dtype") or "auto",
-            token_budget=options.get("token_budget") or TOKEN_BUDGET,
+            token_budget=options.get("batch_budget") or TOKEN_BUDGET,
         )
     if name == "vllm":
         from .vllm_backend import VLLMBackend

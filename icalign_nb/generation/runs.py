@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -21,8 +22,11 @@ from ..data.loaders import load_pool
 from ..data.records import parse_field_map
 from ..errors import UserError
 from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, repair_jsonl
-from ..models.registry import DEFAULT_MODEL
-from ..retrieval.presets import PRESETS
+from ..models.loading import check_dtype, context_length, load_tokenizer, pick_device, resolve_dtype
+from ..models.registry import DEFAULT_MODEL, ModelSpec, model_spec
+from ..models.tokens import encode_prompts, prompt_bos
+from ..retrieval.presets import RetrievalConfig
+from ..retrieval.prompts import chat_prompt
 from ..retrieval.retriever import Retrieval
 from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
 from .backends import make_backend
@@ -38,10 +42,13 @@ from .rundir import (
 )
 from .types import BACKENDS, Backend, GenerationConfig, Request, Result, item_seed
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 # How a run is done rather than what it produces: may change between resumptions.
 OPERATIONAL = (
     "batch_size",
-    "token_budget",
+    "batch_budget",
     "device",
     "base_url",
     "concurrency",
@@ -54,6 +61,8 @@ ATTENTION = {
     "vllm": "vllm",
     "openai": None,
 }
+# Settings renamed since a run may have been recorded: old name -> new name (read, never written).
+RENAMED = {"retrieval": {"budget": "demo_budget"}}
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,7 @@ class RunSpec:
     served_model: str | None = None  # openai backend: the model name the server knows
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
-    dtype: str = (
-        "auto"  # auto | bfloat16 | float32; recorded as resolved (auto: bf16 where the hardware has it)
-    )
+    dtype: str = "auto"  # auto | bfloat16 | float32; recorded as resolved (auto: bf16 where fast)
     bos: bool | None = None  # prompts start with BOS; None: the model's rule, recorded as resolved
 
     def identity(self) -> dict:
@@ -84,7 +91,7 @@ class RunOptions:
     """How to run (not part of a run's identity); secrets are never written to disk."""
 
     batch_size: int | None = None  # transformers: cap on rows decoded together; servers: saved chunk
-    token_budget: int | None = None  # transformers: prompt tokens held + max_new_tokens per row
+    batch_budget: int | None = None  # transformers: prompt tokens held + max_new_tokens per row
     device: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -112,30 +119,54 @@ class RunSummary:
     backend: Backend | None = None  # the backend that generated, for reuse by the next run (not saved)
 
 
-def check_spec(spec: RunSpec) -> None:
-    """Fail fast, before loading anything, on names that cannot work."""
-    from ..models.registry import model_spec
+@dataclass
+class ResolvedRun:
+    """A run spec settled once for this machine and its inputs: everything the later steps read."""
 
+    spec: RunSpec  # with the dtype and the BOS rule settled
+    options: RunOptions
+    model: ModelSpec
+    retrieval: RetrievalConfig
+    context: int  # the model's context window in tokens
+    queries: pl.DataFrame
+    pool: pl.DataFrame | None  # the demonstration pool (None: the preset draws no demos)
+    inputs: dict[str, str]  # content hashes of the eval set and the pool
+    tokenizer: PreTrainedTokenizerBase | None  # the model's own (None: a server's model)
+
+    @property
+    def room(self) -> int:
+        """Tokens a prompt may take: the context less the answer room and the BOS token."""
+        return self.context - self.spec.generation.max_new_tokens - int(bool(self.spec.bos))
+
+    def counting_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer that counts demo tokens: the model's own unless another is named."""
+        name = self.spec.retrieval.tokenizer_name(self.spec.model)
+        if self.tokenizer is not None and name == self.spec.model:
+            return self.tokenizer
+        return load_tokenizer(name)
+
+
+def check_spec(spec: RunSpec) -> tuple[ModelSpec, RetrievalConfig]:
+    """Fail fast, before loading anything, on names that cannot work; the model's spec and the
+    retrieval configuration they name."""
     if spec.backend not in BACKENDS:
         raise UserError(f"unknown backend '{spec.backend}'; backends: {', '.join(BACKENDS)}")
-    if spec.retrieval.preset not in PRESETS:
-        raise UserError(f"unknown preset '{spec.retrieval.preset}'; presets: {', '.join(PRESETS)}")
-    spec.retrieval.config()  # refuses bad overrides
-    if model_spec(spec.model).chat and spec.retrieval.preset != "zero-shot":
+    model, retrieval = model_spec(spec.model), spec.retrieval.config()
+    check_dtype(spec.dtype)
+    if model.chat and spec.retrieval.preset != "zero-shot":
         raise UserError(
-            f"'{spec.model}' is a chat model: it answers through its chat template; use --preset zero-shot"
+            f"'{spec.model}' is a chat model: it answers through its chat template; use the zero-shot preset"
         )
+    return model, retrieval
 
 
-def resolve_spec(
-    spec: RunSpec, options: RunOptions, tokenizer: object, backend: Backend | None = None
-) -> RunSpec:
-    """The spec with `auto` settled for this machine: the dtype the model runs in (a given backend's
-    own) and whether prompts start with BOS (the model's rule; a server applies its own)."""
-    from ..models.loading import check_dtype, pick_device, resolve_dtype
-    from ..models.tokens import prompt_bos
-
-    dtype = check_dtype(spec.dtype)
+def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = None) -> ResolvedRun:
+    """Settle a spec once: the names checked, the tokenizer loaded, `auto` resolved for this machine (the
+    dtype the model runs in, a given backend's own; whether prompts start with BOS, the model's rule, a
+    server applying its own), the queries and pool read and hashed, the context known."""
+    model, retrieval = check_spec(spec)
+    tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None
+    dtype = spec.dtype
     if spec.backend == "transformers":
         loaded = getattr(backend, "dtype", None) if backend is not None else None
         if loaded is not None and dtype not in ("auto", loaded):
@@ -144,9 +175,22 @@ def resolve_spec(
     elif spec.backend == "vllm" and dtype == "auto":
         dtype = "bfloat16"
     bos = spec.bos
-    if bos is None and spec.backend != "openai":
+    if bos is None and tokenizer is not None:
         bos = prompt_bos(spec.model, tokenizer)
-    return replace(spec, dtype=dtype, bos=bos)
+    settled = replace(spec, dtype=dtype, bos=bos)
+    queries = load_queries(spec.retrieval, options.data_dir)
+    inputs = {"eval": frame_digest(queries, ("id", "prompt"))}
+    pool = None
+    if retrieval.method in {"retrieve", "random"}:
+        pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
+        inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
+    context = context_length(spec.model)
+    if spec.generation.max_new_tokens >= context:
+        raise UserError(
+            f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt "
+            f"in the context of '{spec.model}' ({context} tokens)"
+        )
+    return ResolvedRun(settled, options, model, retrieval, context, queries, pool, inputs, tokenizer)
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, dict | None]:
@@ -178,100 +222,94 @@ def _differences(old: object, new: object, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"] if old != new else []
 
 
-def check_same(recorded: dict, spec: RunSpec, inputs: dict, path: Path) -> None:
+def recorded_identity(recorded: dict) -> dict:
+    """A recorded identity under today's setting names (a run recorded before a rename still resumes)."""
+    identity = dict(recorded["identity"])
+    for part, names in RENAMED.items():
+        if isinstance(identity.get(part), dict):
+            identity[part] = {names.get(k, k): v for k, v in identity[part].items()}
+    return identity
+
+
+def check_same(recorded: dict, run: ResolvedRun, path: Path) -> None:
     """Refuse to mix configurations, or inputs whose content changed, in one run directory."""
-    diffs = _differences(recorded["identity"], spec.identity())
+    diffs = _differences(recorded_identity(recorded), run.spec.identity())
     if diffs:
         raise UserError(
             f"run directory {path} holds a different configuration ({'; '.join(diffs)}); "
-            "use a new --run directory or the recorded settings"
+            "use a new run directory or the recorded settings"
         )
     changed = [
-        name for name, digest in inputs.items() if recorded.get("inputs", {}).get(name) not in (None, digest)
+        name
+        for name, digest in run.inputs.items()
+        if recorded.get("inputs", {}).get(name) not in (None, digest)
     ]
     if changed:
-        names = ", ".join(f"{n} '{getattr(spec.retrieval, n)}'" for n in changed)
+        names = ", ".join(f"{n} '{getattr(run.spec.retrieval, n)}'" for n in changed)
         raise UserError(
             f"run directory {path} was generated from other content of {names}: the file changed since; "
-            "use a new --run directory (or restore the file)"
+            "use a new run directory (or restore the file)"
         )
 
 
-def input_digests(spec: RunSpec, queries: pl.DataFrame, data_dir: str | None) -> dict[str, str]:
-    """Content hashes of the eval set and (for presets that draw demos from it) the pool."""
-    out = {"eval": frame_digest(queries, ("id", "prompt"))}
-    if spec.retrieval.config().method in {"retrieve", "random"}:
-        pool = load_pool(spec.retrieval.pool, data_dir, parse_field_map(spec.retrieval.fields))
-        out["pool"] = frame_digest(pool, ("id", "prompt", "response"))
-    return out
-
-
-def write_config(
-    path: Path, spec: RunSpec, options: RunOptions, inputs: dict, query_ids: list[str], context: int
-) -> None:
+def write_config(path: Path, run: ResolvedRun) -> None:
     """Record the run's identity, its inputs' content, and (for information) how it was started."""
     atomic_write_json(
         path / CONFIG,
         {
-            "identity": spec.identity(),
-            "retrieval_config": asdict(spec.retrieval.config()),
-            "inputs": inputs,
-            "context_length": context,
-            "attention": ATTENTION.get(spec.backend),
-            "started_with": {k: getattr(options, k) for k in OPERATIONAL},
-            "query_ids": query_ids,
+            "identity": run.spec.identity(),
+            "retrieval_config": asdict(run.retrieval),
+            "inputs": run.inputs,
+            "context_length": run.context,
+            "attention": ATTENTION.get(run.spec.backend),
+            "started_with": {k: getattr(run.options, k) for k in OPERATIONAL},
+            "query_ids": run.queries["id"].to_list(),
             "icalign_nb_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
 
 
-def build_retrievals(
-    spec: RunSpec, queries: pl.DataFrame, tokenizer: object, context_limit: int, data_dir: str | None
-) -> dict[int | None, list[Retrieval]]:
+def build_retrievals(run: ResolvedRun) -> dict[int | None, list[Retrieval]]:
     """The retrievals that build the prompts: per sample for a preset that draws per sample, else one
     set (key None) that every sample shares."""
-    from ..models.registry import model_spec
-    from ..retrieval.prompts import chat_prompt
-
-    if model_spec(spec.model).chat:
+    spec, queries = run.spec, run.queries
+    if run.model.chat:
         return {
             None: [
-                Retrieval(qid, q, spec.retrieval.preset, [], [], chat_prompt(q, tokenizer), [], 0)
+                Retrieval(qid, q, spec.retrieval.preset, [], [], chat_prompt(q, run.tokenizer), [], 0)
                 for qid, q in zip(queries["id"].to_list(), queries["prompt"].to_list(), strict=True)
             ]
         }
-    retriever = build_retriever(spec.retrieval, data_dir, tokenizer=tokenizer)
-    if spec.retrieval.config().method == "random":
+    retriever = build_retriever(
+        spec.retrieval, run.options.data_dir, tokenizer=run.counting_tokenizer(), pool=run.pool
+    )
+    if run.retrieval.method == "random":
         return {
-            s: retriever.retrieve(queries, sample=s, context_limit=context_limit)
+            s: retriever.retrieve(queries, sample=s, context_limit=run.room)
             for s in range(spec.generation.samples)
         }
-    return {None: retriever.retrieve(queries, context_limit=context_limit)}
+    return {None: retriever.retrieve(queries, context_limit=run.room)}
 
 
 def build_requests(
-    spec: RunSpec,
-    retrievals: dict[tuple[str, int | None], Retrieval],
-    pending: list[tuple[str, int]],
-    tokenizer: object,
-    context: int,
+    run: ResolvedRun, retrievals: dict[tuple[str, int | None], Retrieval], pending: list[tuple[str, int]]
 ) -> tuple[list[Request], dict[tuple[str, int], Retrieval]]:
     """Requests for the unfinished items, tokenized once as the model sees them (BOS by the spec);
     a prompt over the context is refused."""
-    from ..models.tokens import encode_prompts
-
+    spec = run.spec
+    tokenizer = run.tokenizer or run.counting_tokenizer()
     todo = [(key, retrieval_for(retrievals, *key)) for key in pending]
     unique = list(dict.fromkeys(r.prompt for _, r in todo))
     ids = dict(zip(unique, encode_prompts(tokenizer, unique, bool(spec.bos)), strict=True))
-    room = context - spec.generation.max_new_tokens
+    room = run.context - spec.generation.max_new_tokens
     requests, meta = [], {}
     for (qid, s), r in todo:
         n = len(ids[r.prompt])
         if n > room:
             raise UserError(
                 f"query {qid}: prompt is {n} tokens; with max_new_tokens "
-                f"{spec.generation.max_new_tokens} it is over the model's context of {context} tokens"
+                f"{spec.generation.max_new_tokens} it is over the model's context of {run.context} tokens"
             )
         seed = item_seed(spec.generation.seed, qid, s)
         requests.append(Request(qid, s, r.prompt, tuple(r.stop), seed, tuple(ids[r.prompt])))
@@ -306,54 +344,39 @@ def run_generation(
     check_spec(spec)
     path, _ = open_run(run_dir)
     with exclusive(path, "icalign generate"):
-        summary = _fill(path, spec, options, backend)
+        summary = _fill(path, resolve_run(spec, options, backend), backend)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _fill(path: Path, spec: RunSpec, options: RunOptions, backend: Backend | None) -> RunSummary:
+def _fill(path: Path, run: ResolvedRun, backend: Backend | None) -> RunSummary:
     """The work of `run_generation`, with the run directory held."""
-    from ..models.loading import context_length, load_tokenizer
-
     recorded = read_config(path) if (path / CONFIG).exists() else None
-    tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None
-    spec = resolve_spec(spec, options, tokenizer, backend)
-    queries = load_queries(spec.retrieval, options.data_dir)
-    inputs = input_digests(spec, queries, options.data_dir)
     if recorded is not None:
-        check_same(recorded, spec, inputs, path)
-    context = context_length(spec.model)
-    if spec.generation.max_new_tokens >= context:
-        raise UserError(
-            f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt "
-            f"in the context of '{spec.model}' ({context} tokens)"
-        )
+        check_same(recorded, run, path)
     repair_jsonl(path / GENERATIONS)
     done = done_keys(path)
-    query_ids = queries["id"].to_list()
-    total = len(query_ids) * spec.generation.samples
-    pending = [(q, s) for q in query_ids for s in range(spec.generation.samples) if (q, s) not in done]
+    samples = run.spec.generation.samples
+    total = run.queries.height * samples
+    pending = [(q, s) for q in run.queries["id"].to_list() for s in range(samples) if (q, s) not in done]
     if not pending and recorded is not None:
         return RunSummary(path, total, len(done), 0, {}, 0.0)
-    counter = spec.retrieval.tokenizer_name(spec.model)
-    counting = tokenizer if tokenizer is not None and counter == spec.model else load_tokenizer(counter)
-    tokenizer = tokenizer or counting
     if recorded is None:
-        room = context - spec.generation.max_new_tokens - int(bool(spec.bos))
-        retrievals = build_retrievals(spec, queries, counting, room, options.data_dir)
-        write_retrievals(path, retrievals)
-    requests, meta = build_requests(spec, read_retrievals(path), pending, tokenizer, context)
+        write_retrievals(path, build_retrievals(run))
+    requests, meta = build_requests(run, read_retrievals(path), pending)
     if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
-        write_config(path, spec, options, inputs, query_ids, context)
+        write_config(path, run)
     if not requests:
         return RunSummary(path, total, len(done), 0, {}, 0.0)
-    backend = backend or make_backend(spec.backend, spec.model, _backend_options(spec, options))
-    counts = _generate_into(path / GENERATIONS, backend, requests, meta, spec.generation, options.progress)
+    backend = backend or make_backend(run.spec.backend, run.spec.model, _backend_options(run))
+    counts = _generate_into(
+        path / GENERATIONS, backend, requests, meta, run.spec.generation, run.options.progress
+    )
     return RunSummary(path, total, total - len(requests), sum(counts.values()), dict(counts), 0.0, backend)
 
 
-def _backend_options(spec: RunSpec, options: RunOptions) -> dict:
-    return {**options.backend_options(), "served_model": spec.served_model, "dtype": spec.dtype}
+def _backend_options(run: ResolvedRun) -> dict:
+    return {**run.options.backend_options(), "served_model": run.spec.served_model, "dtype": run.spec.dtype}
 
 
 def _generate_into(

@@ -50,10 +50,10 @@ def reference_style_retrieval(
             for idx in order:
                 text = prompts.demo_budget_text(prompts_[idx], responses[idx])
                 n = len(retriever.tokenizer(text, add_special_tokens=False).input_ids)
-                if n > config.max_per_instance_tokens:
+                if n > config.max_demo_tokens:
                     continue
                 total += n
-                if total > config.max_tokens:
+                if total > config.demo_budget:
                     break
                 kept.append(ids[idx])
             chosen.append(list(reversed(kept)))
@@ -73,7 +73,7 @@ def package_retrieval(
     with _timed(times, "select + pack"):
         top, scores = retriever.rank(q)
         out = retriever.assemble(
-            query_ids, queries, top, scores, [retriever.config.max_tokens] * len(queries)
+            query_ids, queries, top, scores, [retriever.config.demo_budget] * len(queries)
         )
     return [r.demo_ids for r in out]
 

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..files import sha256_text
 
 PAPER_MODEL = "gpt-4-0613"
+DEFAULT_JUDGE = "embedding"  # the judge every command and notebook uses unless told otherwise (offline)
 
 # The embedding judge's default draw margin: a system answer whose cosine similarity to the
 # reference is within this of the baseline answer's is a draw (see `judges.embedding` for the choice).

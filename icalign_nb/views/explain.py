@@ -11,11 +11,20 @@ import html
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 
-from ..generation.types import Result
 from ..retrieval.retriever import Retrieval
+
+
+class Answer(Protocol):
+    """What a side-by-side view reads of a generated answer (a generation result has these)."""
+
+    response: str
+    n_generated_tokens: int
+    stopped_by: str
+
 
 EMPTY = "(empty answer: the model ended it at once)"
 CUT_NOTE = "[cut here: the answer reached the max_new_tokens cap]"
@@ -241,7 +250,7 @@ def side_by_side(
     return f"<div style='text-align:left'>{heading}{grid}</div>"
 
 
-def results_side_by_side(results: Mapping[str, Result], title: str | None = None) -> Html:
+def results_side_by_side(results: Mapping[str, Answer], title: str | None = None) -> Html:
     """Generation results in columns, each headed by its name, its length and how it ended."""
     columns, capped = {}, []
     for name, r in results.items():

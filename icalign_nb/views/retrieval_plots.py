@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..analysis.poolmap import DemoMap
 from ..retrieval.retriever import Retrieval
-from .poolmap import DemoMap
 from .style import (
     BLUE,
     DARK_ORANGE,
