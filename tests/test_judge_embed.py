@@ -55,7 +55,7 @@ def test_run_needs_a_reference_and_labels_the_proxy(tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     ref.write_text(json.dumps({"prompt": "Capital of France?", "response": REFERENCE}) + "\n")
     spec = parse_judge_spec("embedding")
-    with pytest.raises(UserError, match="--reference"):
+    with pytest.raises(UserError, match="reference answers"):
         run_judge(JudgeRun(run, str(base), spec))
     summary = run_judge(JudgeRun(run, str(base), spec, reference=str(ref), swap=True))
     assert summary.verdicts["win"] == 2

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_stats_options, bootstrap, positive_int
 from .judging import add_judge_options, judge_run
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PAPER_TABLE_COLUMNS = [
     "label",
@@ -77,7 +81,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p.set_defaults(func=cmd_judge_agreement)
 
 
-def _print(table: object, fmt: str, json_columns: list[str] | None = None) -> None:
+def _print(table: pl.DataFrame, fmt: str, json_columns: list[str] | None = None) -> None:
     from ..analysis.tables import render
 
     print(render(table, fmt, json_columns), end="" if fmt == "csv" else "\n")

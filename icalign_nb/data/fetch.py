@@ -166,9 +166,7 @@ def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
     if root is not None:
         path = root / relpath
         if not path.exists():
-            raise UserError(
-                f"{path}: not found in data directory {root} (set by --data-dir or {DATA_DIR_ENV})"
-            )
+            raise UserError(f"{path}: not found in the data directory {root} (data_dir, or {DATA_DIR_ENV})")
         return path
     remote = REMOTE_FILES.get(relpath)
     if remote is None:

@@ -104,7 +104,7 @@ def release_judgment_files(
     if release is not None:
         folder = Path(release)
         if not folder.is_dir():
-            raise UserError(f"--release {folder}: not a folder")
+            raise UserError(f"release folder {folder}: not a folder")
         files = sorted(folder.glob("*_vs_*_autoeval.jsonl"))
         if not files:
             raise UserError(f"{folder}: no *_vs_*_autoeval.jsonl judgment files")

@@ -16,6 +16,7 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
             model,
             batch_size=options.get("batch_size"),
             device=options.get("device"),
+            tokenizer=options.get("tokenizer"),
             dtype=options.get("dtype") or "auto",
             token_budget=options.get("batch_budget") or TOKEN_BUDGET,
         )

@@ -81,10 +81,6 @@ class RunSpec:
         """The settings that decide the answers, as recorded and compared on resume."""
         return asdict(self)
 
-    def with_preset(self, preset: str) -> RunSpec:
-        """The same run with another retrieval preset (a system of a side-by-side comparison)."""
-        return replace(self, retrieval=replace(self.retrieval, preset=preset))
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -282,7 +278,7 @@ def build_retrievals(run: ResolvedRun) -> dict[int | None, list[Retrieval]]:
             ]
         }
     retriever = build_retriever(
-        spec.retrieval, run.options.data_dir, tokenizer=run.counting_tokenizer(), pool=run.pool
+        spec.retrieval, run.options.data_dir, run.counting_tokenizer(), pool=run.pool, config=run.retrieval
     )
     if run.retrieval.method == "random":
         return {
@@ -376,7 +372,13 @@ def _fill(path: Path, run: ResolvedRun, backend: Backend | None) -> RunSummary:
 
 
 def _backend_options(run: ResolvedRun) -> dict:
-    return {**run.options.backend_options(), "served_model": run.spec.served_model, "dtype": run.spec.dtype}
+    """What the backend is built with: how to run, the resolved dtype, the tokenizer already loaded."""
+    return {
+        **run.options.backend_options(),
+        "served_model": run.spec.served_model,
+        "dtype": run.spec.dtype,
+        "tokenizer": run.tokenizer,
+    }
 
 
 def _generate_into(

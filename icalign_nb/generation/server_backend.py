@@ -45,7 +45,7 @@ class ServerOptions:
         """Options with the base URL and key from arguments, else ICALIGN_*/OPENAI_* variables."""
         base_url = base_url or next((os.environ[v] for v in BASE_URL_ENV if os.environ.get(v)), None)
         if not base_url:
-            raise UserError("the openai backend needs a server: pass --base-url or set ICALIGN_BASE_URL")
+            raise UserError("the openai backend needs a server: a base URL (base_url) or ICALIGN_BASE_URL")
         api_key = api_key or next((os.environ[v] for v in API_KEY_ENV if os.environ.get(v)), "EMPTY")
         if int(kwargs.get("concurrency", 1)) < 1:
             raise UserError("concurrency must be >= 1")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..retrieval.prompts import clean_answer
 from .types import GenerationConfig, Request, Result
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 INSTALL_HINT = (
     "vLLM is not installed: pip install 'icalign-nb[vllm]' (needs a CUDA GPU), or use --backend transformers"
 )
 
 
-def import_vllm() -> object:
+def import_vllm() -> ModuleType:
     """The vllm module, or one clear line saying how to get it."""
     try:
         import vllm

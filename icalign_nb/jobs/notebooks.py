@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -233,7 +233,7 @@ def _snapshot(folder: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
 
 
-def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]:
+def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[NotebookResult]:
     """Execute the chosen notebooks in order; stop at the first failure (its record shows the cell)."""
     import papermill
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import polars as pl
 
@@ -27,7 +28,7 @@ from ..files import atomic_write_json, check_writable, exclusive, frame_digest, 
 from ..generation.rundir import CONFIG, read_config, read_generations
 from .backends import make_judge
 from .cache import JudgmentCache
-from .comparisons import Comparison, Reply, build_comparisons
+from .comparisons import Comparison, Judge, Reply, build_comparisons
 from .parse import verdict
 from .spec import JudgeSpec
 from .verdicts import SCHEMA
@@ -52,7 +53,7 @@ class JudgeRun:
     timeout: float = 120.0  # endpoint judges: seconds per request
     progress: bool = False  # a progress bar of the comparisons asked
 
-    def backend(self) -> object:
+    def backend(self) -> Judge:
         """The judge backend this run uses."""
         return make_judge(self.judge, self.data_dir, self.concurrency, self.max_retries, self.timeout)
 
@@ -111,7 +112,7 @@ def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) ->
 
 
 def judge_comparisons(
-    comparisons: Sequence[Comparison], backend: object, cache: JudgmentCache, progress: bool = False
+    comparisons: Sequence[Comparison], backend: Judge, cache: JudgmentCache, progress: bool = False
 ) -> tuple[list[Reply], int]:
     """Replies for all comparisons, in input order; only uncached ones reach the backend."""
     from tqdm.auto import tqdm
@@ -159,8 +160,8 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
         reference = reference_answers(run)
         if run.judge.kind == "embedding" and reference is None:
             raise UserError(
-                "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
-                "for an eval set's references); the run's eval set has none"
+                "the embedding judge needs reference answers (reference: a baseline such as chatgpt, a file, "
+                "or eval:NAME for an eval set's own); the run's eval set has none"
             )
         comparisons = build_comparisons(rows, baseline, reference, run.swap)
         cache = JudgmentCache(run.judge.key)
@@ -189,7 +190,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     )
 
 
-def print_summary(summary: JudgeSummary, stream: object | None = None) -> None:
+def print_summary(summary: JudgeSummary, stream: TextIO | None = None) -> None:
     """One short report of a judging run."""
     counts = " ".join(f"{k}={v}" for k, v in summary.verdicts.items())
     print(
@@ -201,7 +202,7 @@ def print_summary(summary: JudgeSummary, stream: object | None = None) -> None:
 
 def judgment_rows_frame(
     comparisons: Sequence[Comparison],
-    backend: object,
+    backend: Judge,
     cache: JudgmentCache,
     spec: JudgeSpec,
     system: str,

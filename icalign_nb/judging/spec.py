@@ -95,7 +95,7 @@ def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
         base = JudgeSpec("recorded", rest, prompt="paper")
     else:
         raise UserError(
-            f"--judge: unknown judge '{spec}' "
+            f"unknown judge '{spec}' "
             "(paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE)"
         )
     if "prompt" in given and base.kind in {"embedding", "recorded"}:
@@ -103,4 +103,4 @@ def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
     try:
         return replace(base, **given)
     except TypeError as exc:
-        raise UserError(f"--judge {spec}: {exc}") from None
+        raise UserError(f"judge {spec}: {exc}") from None

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.fetch import package_resource
 from ..errors import UserError
 from ..files import read_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # The reference code's templates, to the character (note the curly apostrophe U+2019).
 DEMO_TEMPLATE = "Question: {prompt}\n\nHere\u2019s an example answer: {response}"
@@ -94,7 +98,7 @@ def urial_prompt(query: str, prefix: str) -> str:
     return prefix.rstrip("\n") + "\n\n" + URIAL_QUERY_TEMPLATE.format(query=query.strip())
 
 
-def chat_prompt(query: str, tokenizer: object) -> str:
+def chat_prompt(query: str, tokenizer: PreTrainedTokenizerBase) -> str:
     """A chat model's own template around a single user turn (for chat baselines)."""
     messages = [{"role": "user", "content": query.strip()}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

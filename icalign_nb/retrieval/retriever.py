@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,9 @@ from . import prompts
 from .embeddings import embed_pool, normalize_rows
 from .encoders import Encoder
 from .presets import RetrievalConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -117,14 +121,16 @@ def derangement(n: int, seed: str) -> list[int]:
     return [successor[i] for i in range(n)]
 
 
-def tokenizer_key(tokenizer: object) -> str:
+def tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> str:
     """What identifies a tokenizer for the length cache: its full definition, not where it was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     definition = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     return sha256_text(type(tokenizer).__name__, definition)
 
 
-def demo_token_lengths(pool: pl.DataFrame, tokenizer: object, use_cache: bool = True) -> list[int]:
+def demo_token_lengths(
+    pool: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, use_cache: bool = True
+) -> list[int]:
     """Token count of each demo's budget text (the paper counts demo + separator, no special tokens)."""
     path = cache_path(
         "lengths",
@@ -161,7 +167,7 @@ class Retriever:
         self,
         pool: pl.DataFrame,
         config: RetrievalConfig,
-        tokenizer: object,
+        tokenizer: PreTrainedTokenizerBase,
         encoder: Encoder | None = None,
         preset_name: str = "paper",
     ) -> None:

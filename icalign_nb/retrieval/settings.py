@@ -69,9 +69,11 @@ def build_retriever(
     tokenizer: PreTrainedTokenizerBase | None = None,
     encoder: Encoder | None = None,
     pool: pl.DataFrame | None = None,
+    config: RetrievalConfig | None = None,
 ) -> Retriever:
-    """A ready retriever (the pool embedded, or read from the cache); a pool given is not read again."""
-    config = settings.config()
+    """A ready retriever (the pool embedded, or read from the cache); a pool or configuration already
+    resolved is not read or resolved again."""
+    config = config or settings.config()
     if config.method not in {"retrieve", "random"}:
         pool = pl.DataFrame({"id": ["-"], "prompt": ["-"], "response": ["-"]})
     elif pool is None:

@@ -238,7 +238,7 @@ def side_by_side(
     panels = []
     for name, text in columns.items():
         note = (
-            f"<div style='{WRAP};color:#a0522d;font-style:italic'>{CUT_NOTE}</div>" if name in capped else ""
+            f"<div style='{WRAP};{NOTE}'>{CUT_NOTE}</div>" if name in capped else ""
         )
         panels.append(
             f"<div style='{PANEL}'><div style='{WRAP};font-weight:bold;margin-bottom:4px'>"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ..study.explore import Exploration
 from . import explain
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
 
 # plain ASCII, so every font shows them (emoji turned into empty boxes without an emoji font)
 VERDICT_MARK = {
@@ -70,7 +74,7 @@ class Explorer:
 
         display(explain.Html(self.view_html(query_id, sample), f"{query_id}: {self.data.queries[query_id]}"))
 
-    def widget(self) -> object:
+    def widget(self) -> widgets.VBox:
         """A dropdown of queries (and of samples, when there are several) and the view, updated in place."""
         import ipywidgets as widgets
 
