@@ -93,6 +93,54 @@ REMOTE_FILES: dict[str, RemoteFile] = {
             "llama2chat-13B_vs_davinci003_autoeval.jsonl",
             "9791116056dfb807cccd9d9e644acc1a18fdfd347f848b5a53f97410472c2cb9",
         ),
+        _release(
+            "llama2-70B_icl-oasstgpt_outputs_temp0.7.jsonl",
+            "1e4198d29f05ec0dbf6a6cc671c06af4b1972503f4e943f97e65baa0f066f48c",
+        ),
+        _release(
+            "llama2-70B_icl-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "ca8b0cfca968cf8abe7ea4552c915c34f1a4ee7c827769f43d09f83bb3266179",
+        ),
+        _release(
+            "llama2-70B_icl-oasstgpt_vs_chatgpt_autoeval.jsonl",
+            "28ea2631dd126fcd856f0063bc9945ec387cd99ca456169b812c86707318042c",
+        ),
+        _release(
+            "llama1-13B_icl-oasstgpt_outputs_temp0.7.jsonl",
+            "b49ec1eac2231306c32ff6e0fcdef625f4028cad1526a8cf369a84d9cc822674",
+        ),
+        _release(
+            "llama1-13B_icl-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "2532ff95dfb0a669eb07fae9890a12fdc92bf36838ce27461ed2fed595ebb426",
+        ),
+        _release(
+            "llama2chat-7B_outputs_temp0.7.jsonl",
+            "11cf52d300e6d8de83aa367cf00008ce944608fc43110fb9087e0784b3872f0f",
+        ),
+        _release(
+            "llama2chat-7B_vs_davinci003_autoeval.jsonl",
+            "06fdca1835c8a2f684bafc4eb8e7c9afbace2a5a9859c285aa0a1fd2534d2ffa",
+        ),
+        _release(
+            "guanaco-7B_outputs_temp0.7.jsonl",
+            "bc4fa2240d5607b6e6485ed0460d0084eb58de58003b53c6a36c3b6520fdd84b",
+        ),
+        _release(
+            "guanaco-7B_vs_davinci003_autoeval.jsonl",
+            "9387431c4ab7ea06f7fab7fd34a4ac5eef485093fbd3f134c3c7012978c38719",
+        ),
+        _release(
+            "guanaco-13B_outputs_temp0.7.jsonl",
+            "8ead8a03ccf88d66eb9f31dda69f4802e389e52daad9af3d25a151d1d2c0becc",
+        ),
+        _release(
+            "guanaco-13B_vs_davinci003_autoeval.jsonl",
+            "852a9501c371cce22a1f98cb2301af22495674192bda438ec33cb603f20f5ab2",
+        ),
+        _release(
+            "guanaco-13B_vs_chatgpt_autoeval.jsonl",
+            "c53b7e8a9626d6baddf4bc6ed4ae208967a33ae9980e563d6b11ec199462b3ed",
+        ),
         RemoteFile(
             "paper_resources/oasst_gpt_9k.jsonl",
             _RELEASE + "resources/oasst_gpt_9k.jsonl",

@@ -56,7 +56,7 @@ def figure_table(
     judge's (if run), in percent."""
     if release is None:
         return labelled(reported_table().with_columns((pl.col("reported_win") * 100).alias("reported")))
-    table = paper_table(release, boot=boot).filter(pl.col("reported_win").is_not_null())
+    table = paper_table(release, boot=boot)  # every system the folder holds; reported where the paper did
     out = table.select(
         "system",
         "baseline",
@@ -92,12 +92,14 @@ def release_verdicts(release: Path) -> pl.DataFrame:
     return labelled(pl.concat([load_release_verdicts(f) for f in release_judgment_files(release)]))
 
 
-def release_headline(release: Path, boot: Bootstrap) -> tuple[tuple, tuple, dict]:
+def release_headline(release: Path, boot: Bootstrap) -> tuple[tuple, tuple, dict] | None:
     """The paper's headline from its release: (zero-shot win, CI), (in-context win, CI), and their paired
-    ratio and difference, all vs text-davinci-003 (the arguments of `plot_headline`)."""
-    zero, icl = (
-        load_release_verdicts(release / f"{s}_vs_davinci003_autoeval.jsonl") for s in (ZERO_SHOT, IN_CONTEXT)
-    )
+    ratio and difference, all vs text-davinci-003 (the arguments of `plot_headline`); None when the
+    folder lacks either system's judgments."""
+    files = [release / f"{s}_vs_davinci003_autoeval.jsonl" for s in (ZERO_SHOT, IN_CONTEXT)]
+    if not all(f.is_file() for f in files):
+        return None
+    zero, icl = (load_release_verdicts(f) for f in files)
     top = paired_comparison(icl, zero, boot)
     rates = [win_rates(v, boot).row(0, named=True) for v in (zero, icl)]
     zero_w, icl_w = ((r["win"], r["ci_low"], r["ci_high"]) for r in rates)

@@ -197,7 +197,7 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
         fig, axes = plt.subplots(
             1,
             len(baselines),
-            figsize=(7 * len(baselines), 6),
+            figsize=(max(7 * len(baselines), 3 + 1.1 * table.height), 6),
             squeeze=False,
             width_ratios=[table.filter(pl.col("baseline") == b).height for b in baselines],
         )
@@ -243,7 +243,7 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
             ax.set_xticks(x, [textwrap.fill(s, 14) for s in part["system"].to_list()])
             ax.set_ylim(0, 105)
             ax.set_ylabel("win rate (%)")
-            ax.set_xlabel("system (Llama-2 13B family)")
+            ax.set_xlabel("system")
             ax.set_title(f"against {baseline}", loc="left")
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(
@@ -381,6 +381,9 @@ def plot_headline(
     return fig
 
 
+PANELS_PER_ROW = 5  # small multiples wrap onto a new row after this many
+
+
 def plot_score_distributions(
     verdicts: pl.DataFrame, title: str, subtitle: str | None = None, order: Sequence[str] = ()
 ) -> Figure:
@@ -388,11 +391,15 @@ def plot_score_distributions(
     present = verdicts["system"].unique(maintain_order=True).to_list()
     systems = [s for s in order if s in present] + [s for s in present if s not in order]
     scores = np.arange(0, 11)
+    columns = min(len(systems), PANELS_PER_ROW)
+    rows = -(-len(systems) // columns)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
-            1, len(systems), figsize=(4.2 * len(systems), 4.6), sharey=True, squeeze=False
+            rows, columns, figsize=(4.2 * columns, 0.6 + 4.0 * rows), sharey=True, squeeze=False
         )
-        for ax, system in zip(axes[0], systems, strict=True):
+        for ax in axes.flat[len(systems) :]:
+            ax.set_visible(False)
+        for ax, system in zip(axes.flat, systems, strict=False):
             part = verdicts.filter((pl.col("system") == system) & (pl.col("verdict") != "invalid"))
             for offset, (col, name, colour, hatch) in enumerate(
                 (
@@ -417,7 +424,8 @@ def plot_score_distributions(
             )
             ax.set_xticks(scores)
             ax.set_xlabel("score given by the judge (0-10)")
-        axes[0][0].set_ylabel("comparisons (%)")
+        for row in axes:
+            row[0].set_ylabel("comparisons (%)")
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0))
         finish(fig, title, subtitle, legend_rows=1)
