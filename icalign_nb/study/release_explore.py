@@ -51,6 +51,11 @@ class Judgment:
     verdict: str  # win | draw | lose | invalid
     explanation: str  # the reply after its first line
 
+    @property
+    def scored(self) -> bool:
+        """Whether the reply's two scores could be read."""
+        return self.score_system is not None and self.score_baseline is not None
+
 
 @dataclass(frozen=True)
 class PaperDemoSource:
@@ -420,8 +425,10 @@ def explore_release(
 
 
 def system_summary(data: ReleaseExploration) -> pl.DataFrame:
-    """Per system: GPT-4's win rate vs davinci-003 (and ChatGPT) recomputed over what the folder holds,
-    the paper's reported one, and the offline judge's win rate and agreement with GPT-4 (percent)."""
+    """Per system (by id, with its label): GPT-4's win rate against each baseline recomputed over what the
+    folder holds (`n_<baseline>`, `win_<baseline>`) beside the paper's (`reported_<baseline>`), and the
+    offline judge's win rate vs davinci-003 and agreement with GPT-4 (`offline_n`, `offline_win`,
+    `offline_agreement`); rates as fractions, None where there is nothing to count."""
     agree = (
         dict(zip(data.agreement["system"], data.agreement["agreement"], strict=True))
         if {"system", "agreement"} <= set(data.agreement.columns)
@@ -429,7 +436,7 @@ def system_summary(data: ReleaseExploration) -> pl.DataFrame:
     )
     rows = []
     for system in data.systems:
-        row: dict[str, object] = {"system": data.labels[system]}
+        row: dict[str, object] = {"system": system, "label": data.labels[system]}
         for baseline in RELEASE_BASELINES:
             verdicts = [
                 j.verdict
@@ -437,17 +444,25 @@ def system_summary(data: ReleaseExploration) -> pl.DataFrame:
                 if s == system and b == baseline
                 for j in samples.values()
             ]
-            row[f"GPT-4 n vs {baseline}"] = len(verdicts)
-            row[f"GPT-4 win % vs {baseline}"] = _percent(verdicts.count("win"), len(verdicts))
-            reported = RELEASE_SYSTEMS[system].reported.get(baseline) if system in RELEASE_SYSTEMS else None
-            row[f"reported % vs {baseline}"] = None if reported is None else 100 * reported
+            row[f"n_{baseline}"] = len(verdicts)
+            row[f"win_{baseline}"] = _share(verdicts.count("win"), len(verdicts))
+            known = RELEASE_SYSTEMS.get(system)
+            row[f"reported_{baseline}"] = known.reported.get(baseline) if known is not None else None
         offline = [v for (s, _), samples in data.offline.items() if s == system for v in samples.values()]
-        row["offline n"] = len(offline)
-        row["offline win %"] = _percent(offline.count("win"), len(offline))
-        row["offline agrees %"] = None if agree.get(system) is None else 100 * agree[system]
+        row["offline_n"] = len(offline)
+        row["offline_win"] = _share(offline.count("win"), len(offline))
+        row["offline_agreement"] = agree.get(system)
         rows.append(row)
-    return pl.DataFrame(rows, infer_schema_length=None)
+    schema = {"system": pl.String, "label": pl.String}
+    for baseline in RELEASE_BASELINES:
+        schema |= {
+            f"n_{baseline}": pl.Int64,
+            f"win_{baseline}": pl.Float64,
+            f"reported_{baseline}": pl.Float64,
+        }
+    schema |= {"offline_n": pl.Int64, "offline_win": pl.Float64, "offline_agreement": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
 
 
-def _percent(k: int, n: int) -> float | None:
-    return 100 * k / n if n else None
+def _share(k: int, n: int) -> float | None:
+    return k / n if n else None

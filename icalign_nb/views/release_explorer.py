@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..study.release_explore import (
     MAIN_BASELINE,
     MARKS,
+    RELEASE_BASELINES,
     RULES,
     SORTS,
     ReleaseExploration,
@@ -54,14 +55,32 @@ class ReleaseExplorer:
         """What the folder holds: each system's GPT-4 win rates recomputed, the paper's, the offline
         judge's, and one line for everything left out."""
         data = self.data
-        table = _rounded(system_summary(data))
-        table = table.rename(
-            {c: c.replace("davinci003", "davinci-003").replace("chatgpt", "ChatGPT") for c in table.columns}
+        numbers = system_summary(data)
+        table = pl.DataFrame(
+            {
+                "system": numbers["label"],
+                **{
+                    f"GPT-4 vs {data.labels[b]}": [
+                        _rate(r[f"win_{b}"], r[f"n_{b}"], r[f"reported_{b}"])
+                        for r in numbers.iter_rows(named=True)
+                    ]
+                    for b in RELEASE_BASELINES
+                },
+                "offline judge vs text-davinci-003": [
+                    _rate(r["offline_win"], r["offline_n"])
+                    + (
+                        f"; agrees with GPT-4 on {100 * r['offline_agreement']:.1f}% of its decisive verdicts"
+                        if r["offline_agreement"] is not None
+                        else ""
+                    )
+                    for r in numbers.iter_rows(named=True)
+                ],
+            }
         )
         judge = data.offline_judge or "not run"
         title = (
-            f"{len(data.systems)} systems x {len(data.query_ids)} prompts from {data.release}; "
-            f"offline judge: {judge}"
+            f"{len(data.systems)} systems x {len(data.query_ids)} prompts from {data.release}: "
+            f"win rates (paper's reported ones in brackets); offline judge: {judge}"
         )
         notes = "".join(
             f"<div style='{explain.WRAP};{explain.NOTE}'>{html.escape(n)}</div>" for n in data.notes
@@ -175,19 +194,17 @@ class ReleaseExplorer:
         )
         lines = [f"samples vs davinci-003: {marks}"]
         explanations = []
-        for baseline, name in data.labels.items():
+        for baseline in RELEASE_BASELINES:
+            name = data.labels[baseline]
             reply = data.gpt4.get((system, baseline, query_id), {}).get(sample)
             if reply is None:
                 continue
-            scores = (
-                "no readable scores"
-                if reply.score_system is None
-                else (f"{reply.score_system:g} vs {reply.score_baseline:g}")
-            )
+            scores = f"{reply.score_system:g} vs {reply.score_baseline:g}" if reply.scored else "no scores"
             lines.append(f"GPT-4 vs {name}: {scores}, {VERDICT_WORDS.get(reply.verdict, reply.verdict)}")
             explanations.append(
                 f"<div class='icalign-explanation' style='{explain.WRAP};{SMALL};border-top:1px dashed #bbb;"
-                f"padding-top:4px;margin-top:6px'><b>GPT-4's explanation (vs {html.escape(name)}):</b> "
+                f"padding-top:4px;margin-top:6px'><b>GPT-4's explanation (Assistant 1: this answer, "
+                f"Assistant 2: {html.escape(name)}'s):</b> "
                 f"{html.escape(reply.explanation or '(none after the scores)')}</div>"
             )
         if not explanations:
@@ -330,10 +347,9 @@ def _mark(judged: dict, sample: int) -> str:
     return MARKS.get(judged[sample].verdict, "?") if sample in judged else "."
 
 
-def _rounded(table: pl.DataFrame) -> pl.DataFrame:
-    """Percentages with one decimal, as text (tables show floats with three)."""
-    return table.with_columns(
-        pl.col(c).map_elements(lambda v: f"{v:.1f}", return_dtype=pl.String)
-        for c, t in table.schema.items()
-        if t.is_float()
-    )
+def _rate(win: float | None, n: int, reported: float | None = None) -> str:
+    """A win rate in words: "78.4% of 1,500 (paper: 78.4%)", or "not judged"."""
+    if win is None:
+        return "not judged"
+    paper = f" (paper: {100 * reported:.1f}%)" if reported is not None else ""
+    return f"{100 * win:.1f}% of {n:,}{paper}"
