@@ -238,7 +238,8 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
     hatches = {label: hatch for _, label, _, hatch in series}
     with plt.rc_context(STYLE):
         sizes = [table.filter(pl.col("baseline") == b).height for b in baselines]
-        fig, axes = plt.subplots(1, len(baselines), figsize=(7 * len(baselines), 6), width_ratios=sizes)
+        width = max(7 * len(baselines), 1.5 * sum(sizes) + 2)  # room for every system's wrapped name
+        fig, axes = plt.subplots(1, len(baselines), figsize=(width, 6), width_ratios=sizes)
         for ax, baseline in zip(np.atleast_1d(axes), baselines, strict=True):
             part = long.filter(pl.col("baseline") == baseline)
             order = part["name"].unique(maintain_order=True).to_list()
@@ -250,9 +251,10 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
                 bar.set_hatch(hatches[label])
                 row = rows[(name, label)]
                 _label_above(ax, bar, max(row["win"], row["ci_high"] or 0), f"{row['win']:.1f}", 9)
-            ax.set_xticks(range(len(order)), [textwrap.fill(s, 14) for s in order])
-            ax.set(ylim=(0, 105), ylabel="win rate (%)", xlabel="system (Llama-2 13B family)")
-            ax.set_title(f"against {baseline}", loc="left")
+            ax.set_xticks(range(len(order)), [textwrap.fill(s, 12) for s in order])
+            ax.set(ylim=(0, 105), ylabel="win rate (%)", xlabel="system")
+            rows_of = table.filter(pl.col("baseline") == baseline)
+            ax.set_title(f"against {rows_of['vs'][0] if 'vs' in table.columns else baseline}", loc="left")
         handles = [_swatch(colour, hatch, label) for _, label, colour, hatch in series]
         handles += [_ci_handle("95% CI over prompts")] if long["ci_high"].drop_nulls().len() else []
         fig.legend(
