@@ -354,8 +354,8 @@ def questions(systems: Sequence[str]) -> list[Question]:
 def select_prompts(data: ReleaseExploration, selection: Selection) -> list[str]:
     """The prompt ids the selection lists, in its order."""
     table = data.overview
-    a = table.filter(pl.col("system") == selection.a).drop("system")
-    b = table.filter(pl.col("system") == selection.b).select(
+    a = table.filter(pl.col("system").eq_missing(selection.a)).drop("system")
+    b = table.filter(pl.col("system").eq_missing(selection.b)).select(
         "query_id", pl.exclude("query_id").name.suffix("_b")
     )
     both = pl.DataFrame({"query_id": data.query_ids}).join(a, on="query_id", how="left")
