@@ -382,9 +382,9 @@ def test_release_explorer_picks_a_prompt_switches_a_sample_and_shows_gpt4s_reaso
     assert len(answers) >= 6 and min(a["width"] for a in answers) >= 250  # two baselines + the systems
     assert_readable(answers, longest_word=40)
     assert_readable(page.evaluate(LAYOUT, f"{VIEW_08} .icalign-explanation"))
-    view.locator(".icalign-system").first.scroll_into_view_if_needed()
-    page.screenshot(path=str(tmp_path / "08-prompt-sample-3.png"))
-    view.screenshot(path=str(tmp_path / "08-prompt-view.png"))
+    for name, part in (("08-prompt", view.locator("h3")), ("08-prompt-sample-3", panels.first)):
+        part.evaluate("e => e.scrollIntoView({block: 'start'})")  # Lab scrolls its panel, not the page
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
     # a text search narrows the prompts the overview and the picker list
     page.locator(".icalign-release-search input").fill("webcam")
     page.wait_for_function(
@@ -411,6 +411,12 @@ def test_the_release_explorers_record_keeps_its_layout_when_opened(
     open_notebook(page, lab, record.name)
     page.wait_for_selector(".icalign-explanation", timeout=30_000)
     page.screenshot(path=str(tmp_path / "08-record.png"), full_page=True)
+    for name, part in (
+        ("08-record-overview", page.locator("table.icalign-release-overview").last),
+        ("08-record-prompt", page.locator(".icalign-system").last),
+    ):
+        part.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
     cells = page.evaluate(LAYOUT, "table.icalign-release-overview tbody td")
     assert len(cells) > 300 and {c["textAlign"] for c in cells} == {"left", "right"}
     assert all(c["verticalAlign"] == "top" and not c["splits"] for c in cells)

@@ -104,6 +104,7 @@ class ReleaseExploration:
     gpt4: dict[tuple[str, str, str], dict[int, Judgment]]  # (system, baseline, query id) -> sample -> reply
     offline: dict[tuple[str, str], dict[int, str]]  # (system, query id) -> sample -> offline verdict
     offline_judge: str | None  # the offline judge's label (None: not run)
+    offline_prompts: int  # the offline judge judged the first this many prompts
     agreement: pl.DataFrame  # the offline judge's agreement with GPT-4 per system
     overview: pl.DataFrame  # one row per (prompt, system): see `overview_table`
     demos: PaperDemos
@@ -416,6 +417,7 @@ def explore_release(
         gpt4=release_judgments(release, systems),
         offline=offline,
         offline_judge=judge,
+        offline_prompts=min(proxy_prompts, len(query_ids)) if judge is not None else 0,
         agreement=agreement,
         overview=pl.DataFrame(schema=OVERVIEW_SCHEMA),
         demos=source,

@@ -39,8 +39,9 @@ MIN_PANEL_PX = 320  # system panels wrap onto a new row below this width
 SCROLL = "max-height:{px}px;overflow-y:auto;border:1px solid #ccc;padding:0 4px"
 SMALL = "font-size:90%;color:#444"
 MONO = "font-family:monospace;white-space:pre"
-TD = "padding:2px 6px;border:1px solid #ccc;vertical-align:top"  # text styles inherit from the table
+TD = "padding:2px 6px;border:1px solid #ccc;vertical-align:top;text-align:left"  # Lab right-aligns cells
 MARKED = "background:#eef3fb"  # the columns of systems A and B
+BLOCK = "text-align:left;line-height:1.4"  # a widget's HTML otherwise spaces lines as its controls
 
 
 @dataclass
@@ -132,7 +133,7 @@ class ReleaseExplorer:
         what = self.describe(selection)
         count = f"{len(ids)} of {len(data.query_ids)} prompts: {what}"
         return (
-            f"<div style='text-align:left'><div style='{explain.WRAP};font-weight:bold;margin:4px 0'>"
+            f"<div style='{BLOCK}'><div style='{explain.WRAP};font-weight:bold;margin:4px 0'>"
             f"{html.escape(count)}</div><div style='{explain.WRAP};{SMALL};margin-bottom:4px'>{LEGEND}</div>"
             f"<div style='{SCROLL.format(px=height)}'>{table}</div></div>"
         )
@@ -182,7 +183,7 @@ class ReleaseExplorer:
             f"<div style='{explain.GRID.format(min=MIN_PANEL_PX)}'>{''.join(panels)}</div>"
         )
         parts.append(self._demos(query_id))
-        return f"<div style='text-align:left'>{''.join(parts)}</div>"
+        return f"<div style='{BLOCK}'>{''.join(parts)}</div>"
 
     def _panel(self, system: str, query_id: str, sample: int) -> str:
         """One system's sample: its marks, GPT-4's scores and explanation, the offline verdict, length."""
@@ -209,8 +210,7 @@ class ReleaseExplorer:
             )
         if not explanations:
             lines.append("GPT-4: this sample was not judged")
-        offline = data.offline.get((system, query_id), {}).get(sample)
-        lines.append(f"offline judge: {VERDICT_WORDS.get(offline, offline) if offline else 'not judged'}")
+        lines.append(f"offline judge: {self._offline(system, query_id, sample)}")
         text = answers[sample] if sample < len(answers) else ""
         lines.append(f"length: {len(text):,} characters" if sample < len(answers) else "no such sample")
         facts = "".join(f"<div style='{explain.WRAP};{SMALL}'>{html.escape(line)}</div>" for line in lines)
@@ -221,6 +221,18 @@ class ReleaseExplorer:
             f"{facts}<div class='icalign-answer' style='{explain.WRAP};margin-top:6px'>"
             f"{html.escape(text or explain.EMPTY)}</div>{''.join(explanations)}</div>"
         )
+
+    def _offline(self, system: str, query_id: str, sample: int) -> str:
+        """The offline judge's verdict on one sample, or why there is none."""
+        data = self.data
+        found = data.offline.get((system, query_id), {}).get(sample)
+        if found is not None:
+            return VERDICT_WORDS.get(found, found)
+        if data.offline_judge is None:
+            return "not run"
+        if data.query_ids.index(query_id) >= data.offline_prompts:
+            return f"not run on this prompt (it judged the first {data.offline_prompts}: proxy_prompts)"
+        return "not judged (no judgment vs davinci-003 here)"
 
     def _demos(self, query_id: str) -> str:
         """The demos the paper's retrieval picks (folded), or the one line why they are not shown."""
@@ -282,17 +294,18 @@ class ReleaseExplorer:
         sort = widgets.Dropdown(options=_named(SORTS), description="sort", layout=wide)
         search = widgets.Text(placeholder="words of the prompt, or an id", description="search", layout=wide)
         search.add_class("icalign-release-search")
-        overview = widgets.HTML()
+        full = widgets.Layout(width="100%")
+        overview = widgets.HTML(layout=full)
         overview.add_class("icalign-release-overview-view")
         picker = widgets.Dropdown(description="prompt", layout=widgets.Layout(width="95%"))
         picker.add_class("icalign-release-prompt")
         sample = widgets.ToggleButtons(
             options=[(str(i + 1), i) for i in range(max(data.samples, 1))],
             description="sample",
-            style={"button_width": "3em"},
+            style={"button_width": "3em", "description_width": "initial"},
         )
         sample.add_class("icalign-release-sample")
-        view = widgets.HTML()
+        view = widgets.HTML(layout=full)
         view.add_class("icalign-release-view")
         quiet = {"now": False}  # a question sets several controls: redraw once, after the last
 
