@@ -105,6 +105,9 @@ def test_find_notebooks_and_parameters() -> None:
     ]
     with pytest.raises(UserError, match="matches no notebook"):
         find_notebooks(["nope"], NOTEBOOK_DIR)
+    assert [p.stem for p in find_notebooks(["release"], NOTEBOOK_DIR)] == ["08_release_explorer"]
+    with pytest.raises(UserError, match="'plore' matches 2 notebooks"):
+        find_notebooks(["plore"], NOTEBOOK_DIR)
     # the main job is every notebook but the experiments beyond the paper, which run when named
     main_job = [p.stem for p in find_notebooks([], NOTEBOOK_DIR)]
     assert main_job == [p.stem for p in NOTEBOOKS if p.stem != "07_ablations"]

@@ -88,8 +88,8 @@ def in_main_job(path: Path) -> bool:
 
 
 def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = False) -> list[Path]:
-    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; when none is given,
-    the main job's (or, with `everything`, all)."""
+    """Notebooks by full name, number (`1` or `01`), name without its number, or a unique part of the
+    name; when none is given, the main job's (or, with `everything`, all)."""
     available = list_notebooks(notebook_dir)
     if not names:
         return available if everything else [p for p in available if in_main_job(p)]
@@ -99,6 +99,8 @@ def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = 
         matches = [p for p in available if p.stem == stem]
         if not matches and stem.isdigit():
             matches = [p for p in available if int(p.stem.split("_")[0]) == int(stem)]
+        if not matches:  # the name without its number: `explorer` is 06_explorer, not 08_release_explorer
+            matches = [p for p in available if p.stem.partition("_")[2].lower() == stem.lower()]
         if not matches:
             matches = [p for p in available if stem.lower() in p.stem.lower()]
         if len(matches) != 1:
