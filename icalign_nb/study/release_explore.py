@@ -226,12 +226,13 @@ def paper_demos(prompts: dict[str, str], source: PaperDemoSource, data_dir: str 
 
     what = ""
     try:
+        # cheapest refusal first: offline the pool fails at once; a gated tokenizer before a large encoder
         what = f"the paper's pool ({source.pool})"
         pool = load_pool(source.pool, data_dir)
-        what = f"the paper's encoder ({source.encoder})"
-        encoder = Encoder(source.encoder).load()
         what = f"the tokenizer the paper's packing counts with ({source.tokenizer})"
         tokenizer = load_tokenizer(source.tokenizer)
+        what = f"the paper's encoder ({source.encoder})"
+        encoder = Encoder(source.encoder).load()
         what = "the paper's retrieval"
         settings = RetrievalSettings(pool=source.pool, preset="paper", encoder=source.encoder)
         retriever = build_retriever(settings, data_dir, tokenizer, encoder, pool)
