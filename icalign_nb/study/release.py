@@ -76,11 +76,16 @@ def _percent(table: pl.DataFrame, name: str) -> pl.DataFrame:
 def proxy_on_release(release: Path, setup: ProxySetup) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An offline judge on the release's answers: (its verdicts per system, its agreement with GPT-4)."""
     judge = JudgeRun(Path("."), setup.baseline, parse_judge_spec(setup.judge), reference=setup.reference)
-    files = sorted(
-        release.glob(f"*_vs_{setup.baseline}_autoeval.jsonl"),
+    files = judgment_files(release, setup.baseline)
+    return agreement_on_release(files, judge, release, prompts=setup.prompts)
+
+
+def judgment_files(release: Path, baseline: str) -> list[Path]:
+    """The folder's judgment files against one baseline, its systems in the paper's order (unknown last)."""
+    return sorted(
+        release.glob(f"*_vs_{baseline}_autoeval.jsonl"),
         key=lambda f: (release_order(release_names(f)[0]), f.name),
     )
-    return agreement_on_release(files, judge, release, prompts=setup.prompts)
 
 
 def release_verdicts(release: Path) -> pl.DataFrame:
@@ -106,10 +111,10 @@ def release_lengths(
     release: Path, baseline: str = "davinci003", boot: Bootstrap | None = None
 ) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """Every release system's verdicts against `baseline` with its answers' length difference: (win rates
-    with the length-controlled columns, labelled; per-system features for `system_breakdowns`, by id)."""
-    files = sorted(release.glob(f"*_vs_{baseline}_autoeval.jsonl"))
+    with the length-controlled columns, labelled; per-system features for `system_breakdowns`, by id, in
+    the paper's order)."""
     verdicts, lengths = [], {}
-    for f in files:
+    for f in judgment_files(release, baseline):
         system, _ = release_names(f)
         verdicts.append(load_release_verdicts(f))
         lengths[system] = answer_lengths(f, baseline)
