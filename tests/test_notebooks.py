@@ -241,5 +241,5 @@ def test_the_release_explorers_record_shows_the_overview_and_three_prompts(
     ]
     assert sum("class='icalign-release-overview'" in h for h in shown) == 1  # the static overview
     prompts = [h for h in shown if "<h3" in h and "each system&#x27;s sample 1 of 5" in h]
-    assert len(prompts) == 3 and all("GPT-4&#x27;s explanation" in h for h in prompts)
+    assert len(prompts) == 3 and all("GPT-4's explanation" in h for h in prompts)
     assert "offline judge vs text-davinci-003" in shown[0]  # the systems, with the offline judge's rates
