@@ -217,7 +217,7 @@ class ServerBackend:
                         f"{config.effective_top_k} cannot be applied; sampling with temperature "
                         f"{config.temperature} and top_p {config.top_p} only"
                     )
-            elif name == "prompt" and self.prompt_way == "ids" or name == "add_special_tokens":
+            elif (name, self.prompt_way) in (("prompt", "ids"), ("add_special_tokens", "add_special_tokens")):
                 self._next_prompt_way(reason)
             elif name in OPTIONAL_FIELDS and name not in self.dropped:
                 self.dropped.add(name)

@@ -50,13 +50,16 @@ def model_family(name: str, tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def _config(source: str) -> object | None:
-    """A folder's or hub id's config (None when it cannot be read: the tokenizer's convention applies)."""
+    """A folder's or hub id's config, from the local cache first (None when it cannot be read: the
+    tokenizer's convention applies)."""
     from transformers import AutoConfig
 
-    try:
-        return AutoConfig.from_pretrained(source)
-    except (OSError, ValueError):
-        return None
+    for local in (True, False):
+        try:
+            return AutoConfig.from_pretrained(source, local_files_only=local)
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def chat_format(name: str, tokenizer: PreTrainedTokenizerBase) -> str | None:
