@@ -1,9 +1,14 @@
-"""Public files: pinned URLs with sha256, a local data directory, the verified cache; shipped resources."""
+"""Public files: pinned URLs with sha256, a local data directory, the verified cache; shipped resources.
+
+pooch downloads, checks and caches each pinned file (`_retrieve`); this module keeps the table of pins,
+the public layout, the one-line report per file and the cache's `SHA256SUMS`.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -11,7 +16,7 @@ from pathlib import Path
 
 from ..cache import cache_root
 from ..errors import UserError, first_line
-from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..files import atomic_write_text, sha256_file
 
 DATA_DIR_ENV = "ICALIGN_DATA_DIR"
 
@@ -171,29 +176,53 @@ def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
     remote = REMOTE_FILES.get(relpath)
     if remote is None:
         raise UserError(f"{relpath}: not a known public file; known: {', '.join(sorted(REMOTE_FILES))}")
-    path = cache_root() / "data" / relpath
-    if path.exists():
-        return path
-    return _download(remote, path)
+    path = cache_data_dir() / relpath
+    if not path.exists():
+        _retrieve(remote, cache_data_dir())
+        if remote.sha256 is None:
+            print(f"note: {relpath} fetched with sha256 {sha256_file(path)} (not pinned)")
+    return path
 
 
-def _download(remote: RemoteFile, path: Path, hint: bool = True) -> Path:
-    """Download a pinned file, check its sha256, then move it into the cache atomically."""
+def _retrieve(remote: RemoteFile, folder: Path, hint: bool = True) -> str:
+    """pooch's pinned download of one file into `folder` at its public path: a copy there that matches
+    the pin is kept, a missing or broken one is downloaded to a temporary file, checked against the
+    pin and only then moved in place. Returns pooch's action: "fetch" (kept), "download" or "update"."""
     import httpx
+    import pooch
 
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch says each download on stderr; the callers say it in one line
     try:
-        response = httpx.get(remote.url, follow_redirects=True, timeout=120)
-        response.raise_for_status()
+        return pooch.retrieve(
+            remote.url,
+            remote.sha256,
+            fname=remote.relpath,
+            path=folder,
+            downloader=_http_get,
+            processor=lambda _path, action, _pooch: action,
+        )
     except httpx.HTTPError as exc:
         how = f"; offline? point --data-dir or {DATA_DIR_ENV} at a directory with the same layout"
         raise UserError(f"{remote.url}: download failed ({first_line(exc)}){how if hint else ''}") from None
-    digest = hashlib.sha256(response.content).hexdigest()
-    if remote.sha256 is not None and digest != remote.sha256:
-        raise UserError(f"{remote.url}: sha256 {digest} does not match the pinned {remote.sha256}")
-    if remote.sha256 is None:
-        print(f"note: {remote.relpath} fetched with sha256 {digest} (not pinned)")
-    atomic_write_bytes(path, response.content)
-    return path
+    except ValueError as exc:  # pooch: the download's hash is not the pinned one (it deleted the download)
+        got = re.search(r"got ([0-9a-f]{64})", str(exc))
+        digest = f"sha256 {got[1]}" if got else "sha256"
+        raise UserError(f"{remote.url}: {digest} does not match the pinned {remote.sha256}") from None
+    finally:
+        logger.setLevel(level)
+
+
+def _http_get(url: str, output_file: str, _pooch: object) -> None:
+    """pooch's downloader over httpx, the project's HTTP client (its errors say what failed in a line)."""
+    import httpx
+
+    with httpx.stream("GET", url, follow_redirects=True, timeout=120) as response:
+        response.raise_for_status()
+        with open(output_file, "wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
 
 
 def verify(path: Path, relpath: str) -> bool:
@@ -257,15 +286,19 @@ def fetch_files(names: Sequence[str] = (), data_dir: str | Path | None = None) -
 
 def _fetch_into_cache(remote: RemoteFile) -> FileCheck:
     """A pinned file in the cache: kept if intact, else (missing or broken) fetched again."""
-    path = cache_data_dir() / remote.relpath
-    if path.exists() and verify(path, remote.relpath):
-        return FileCheck(remote.relpath, True, "in the cache, sha256 matches")
     try:
-        _download(remote, path, hint=False)
+        action = _retrieve(remote, cache_data_dir(), hint=False)
     except UserError as exc:
         return FileCheck(remote.relpath, False, str(exc))
-    pinned = "sha256 matches the pin" if remote.sha256 else "not pinned: no sha256 to check"
-    return FileCheck(remote.relpath, True, f"fetched, {pinned}")
+    said = {
+        "fetch": "in the cache",
+        "download": "fetched",
+        "update": "fetched again (the cached copy was broken)",
+    }
+    if remote.sha256 is None:
+        digest = sha256_file(cache_data_dir() / remote.relpath)
+        return FileCheck(remote.relpath, True, f"{said[action]}, not pinned (sha256 {digest})")
+    return FileCheck(remote.relpath, True, f"{said[action]}, sha256 matches the pin")
 
 
 def _check_local(remote: RemoteFile, path: Path) -> FileCheck:

@@ -57,24 +57,20 @@ def figure_table(
     if release is None:
         return labelled(reported_table().with_columns((pl.col("reported_win") * 100).alias("reported")))
     table = paper_table(release, boot=boot).filter(pl.col("reported_win").is_not_null())
-    out = table.select(
+    out = _percent(table, "recomputed").with_columns((table["reported_win"] * 100).alias("reported"))
+    if proxy is not None and proxy.height:
+        out = out.join(_percent(proxy, "proxy"), on=["system", "baseline"], how="left")
+    return labelled(out)
+
+
+def _percent(table: pl.DataFrame, name: str) -> pl.DataFrame:
+    """A win-rate table's win and interval in percent, named `name`, `name_ci_low`, `name_ci_high`."""
+    return table.select(
         "system",
         "baseline",
-        (pl.col("reported_win") * 100).alias("reported"),
-        (pl.col("win") * 100).alias("recomputed"),
-        (pl.col("ci_low") * 100).alias("recomputed_ci_low"),
-        (pl.col("ci_high") * 100).alias("recomputed_ci_high"),
+        (pl.col("win") * 100).alias(name),
+        *((pl.col(c) * 100).alias(f"{name}_{c}") for c in ("ci_low", "ci_high")),
     )
-    if proxy is not None and proxy.height:
-        wins = proxy.select(
-            "system",
-            "baseline",
-            (pl.col("win") * 100).alias("proxy"),
-            (pl.col("ci_low") * 100).alias("proxy_ci_low"),
-            (pl.col("ci_high") * 100).alias("proxy_ci_high"),
-        )
-        out = out.join(wins, on=["system", "baseline"], how="left")
-    return labelled(out)
 
 
 def proxy_on_release(release: Path, setup: ProxySetup) -> tuple[pl.DataFrame, pl.DataFrame]:
