@@ -48,7 +48,7 @@ def local_dir(name: str) -> str:
 def cached_build(name: str, build: Callable[[Path], None]) -> Path:
     """Build a model folder into the cache once, atomically: one builder at a time, and what a killed
     build left behind (a hidden partial folder) is removed by the next one."""
-    target = cache_path("models", name, model_spec(name).source)
+    target = cache_path("models", name, model_spec(name).source, *_saved_by())
     if (target / "config.json").exists():
         return target
     quiet_transformers()
@@ -66,6 +66,15 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _saved_by() -> tuple[str, ...]:
+    """What else names a built folder: transformers 4.x cannot read the tokenizer files 5.x saves, so
+    folders built under 4.x are kept apart (none for 5.x, the line the package is tested on)."""
+    from importlib.metadata import version
+
+    major = int(version("transformers").split(".")[0])
+    return () if major >= 5 else (f"transformers-{major}",)
 
 
 def _convert_gguf(source: str, out: Path) -> None:
