@@ -31,7 +31,7 @@ from ..errors import UserError, first_line
 from ..files import atomic_write_json, read_text
 from .relay import ProgressRelay, relay_engine, relay_writer
 
-RUNNER_PARAMETERS = ("figures_dir", "work_dir")  # settings of the study the runner decides
+RUNNER_PARAMETERS = ("figures_dir", "work_dir", "data_dir")  # study settings the runner decides
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class NotebookRun:
     figures_dir: Path | None = None  # default: the project's figures/ folder
     runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
     work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
+    data_dir: Path | None = None  # the public data's folder for every notebook (default: as the study's)
     kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
     progress: bool = True  # papermill's per-cell progress bar
     relay: bool = True  # the kernel's progress bars and reports relayed to the terminal as lines
@@ -230,6 +231,15 @@ def plan_parameters(
     return plan
 
 
+def runner_parameters(run: NotebookRun, figures_dir: Path, work_dir: Path) -> dict[str, str]:
+    """The study settings the runner decides for every notebook: where figures and runs go, and the
+    public data's folder when the command names one."""
+    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    if run.data_dir is not None:
+        runner["data_dir"] = str(run.data_dir.expanduser().resolve())
+    return runner
+
+
 def _snapshot(folder: Path) -> dict[str, float]:
     """Modification times of a folder's files (to list what a notebook wrote)."""
     return {p.name: p.stat().st_mtime for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
@@ -246,7 +256,7 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
     work_dir = (run.work_dir or root / "runs" / "work").resolve()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = (run.runs_dir or root / "runs" / "notebooks").resolve() / stamp
-    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    runner = runner_parameters(run, figures_dir, work_dir)
     given = read_parameters_file(run.parameters_file) if run.parameters_file else []
     plan = plan_parameters(notebooks, [*given, *run.parameters], runner)
     run_dir.mkdir(parents=True, exist_ok=True)
