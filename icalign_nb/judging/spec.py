@@ -7,6 +7,8 @@ SPEC forms:
 - `openai:MODEL` — any OpenAI-compatible chat endpoint (`--base-url`, else `OPENAI_BASE_URL`, else
   OpenAI); the key is read from the environment only (`OPENAI_API_KEY`).
 - `local:MODEL` — a local transformers chat model (registry name, Hugging Face id or folder).
+- `fitted[:FILE]` — the offline default: a logistic model of interpretable answer features fitted to
+  GPT-4's verdicts (`judging.fit`); FILE is a refit (`icalign judge-fit`), else the shipped one.
 - `embedding[:ENCODER]` — the offline reference-guided embedding judge (default encoder MiniLM).
 - `recorded:FILE` — the recorded judge replies of the paper release (`*_autoeval.jsonl`).
 
@@ -20,9 +22,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import sha256_text
+from ..files import sha256_file, sha256_text
 
 PAPER_MODEL = "gpt-4-0613"
+DEFAULT_JUDGE = "fitted"  # the offline default
+SHIPPED = "shipped"  # the fitted judge's coefficients shipped in the package
 
 # The embedding judge's default draw margin: a system answer whose cosine similarity to the
 # reference is within this of the baseline answer's is a draw (see `judges.embedding` for the choice).
@@ -52,6 +56,9 @@ class JudgeSpec:
             return f"{PAPER_MODEL}/paper (recorded: {Path(self.model).name})"
         if self.kind == "embedding":
             return f"embedding:{self.model}@{self.max_length} margin={self.margin:g}"
+        if self.kind == "fitted":
+            which = SHIPPED if self.model == SHIPPED else Path(self.model).name
+            return f"fitted:{which}@{sha256_file(coefficients_path(self.model))[:8]} margin={self.margin:g}"
         base = f"{self.model}/{self.prompt}" if self.kind == "openai" else f"local:{self.model}/{self.prompt}"
         return base
 
@@ -75,7 +82,31 @@ class JudgeSpec:
             parts.append(self.base_url or "")
         if self.kind == "embedding":
             parts.append(str(self.max_length))
+        if self.kind == "fitted":  # a refit changes every reply
+            parts += [sha256_file(coefficients_path(self.model)), repr(self.margin)]
         return sha256_text(*parts)[:24]
+
+
+def coefficients_path(model: str) -> Path:
+    """The fitted judge's coefficients file: the shipped one, or a refit's path."""
+    if model == SHIPPED:
+        from ..data.fetch import package_resource
+
+        return package_resource("fitted_judge.json")
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"--judge fitted:{model}: no such coefficients file (write one with `icalign judge-fit`)"
+        )
+    return path
+
+
+def fitted_margin(model: str) -> float:
+    """The fitted judge's draw margin as a margin on the score difference P(win) - P(lose): twice the
+    margin around 0.5 its coefficients file records."""
+    from .fit import read_coefficients
+
+    return 2 * read_coefficients(coefficients_path(model)).models.margin
 
 
 def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
@@ -90,14 +121,16 @@ def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
         base = JudgeSpec("local", rest)
     elif kind == "embedding":
         base = JudgeSpec("embedding", rest or "minilm", prompt="reference", margin=EMBEDDING_DRAW_MARGIN)
+    elif kind == "fitted":
+        base = JudgeSpec("fitted", rest or SHIPPED, prompt="features", margin=fitted_margin(rest or SHIPPED))
     elif kind == "recorded" and rest:
         base = JudgeSpec("recorded", rest, prompt="paper")
     else:
         raise UserError(
             f"--judge: unknown judge '{spec}' "
-            "(paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE)"
+            "(paper | openai:MODEL | local:MODEL | fitted[:FILE] | embedding[:ENCODER] | recorded:FILE)"
         )
-    if "prompt" in given and base.kind in {"embedding", "recorded"}:
+    if "prompt" in given and base.kind in {"embedding", "recorded", "fitted"}:
         given.pop("prompt")
     try:
         return replace(base, **given)

@@ -1,5 +1,6 @@
-"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline
-embedding proxy and the release's recorded replies; each has `prompt_hash` and `judge`."""
+"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline fitted
+judge and embedding proxy, and the release's recorded replies; each has `spec`, `prompt_hash` and
+`judge`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def make_judge(
         from .embedding import EmbeddingJudge
 
         return EmbeddingJudge(spec)
+    if spec.kind == "fitted":
+        from .fitted import FittedJudge
+
+        return FittedJudge(spec)
     from ..prompts import get_prompt
 
     prompt = get_prompt(spec.prompt, data_dir)

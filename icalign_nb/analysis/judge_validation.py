@@ -1,0 +1,263 @@
+"""Validating the fitted judge: three offline judges against GPT-4's verdicts, on the same footing.
+
+The fitted judge out of fit (nested: each system left out of the fit, its prompts split in five
+folds, so no validated verdict's system or prompt was fitted; also with prompts only held out, and
+without reference answers), the embedding proxy and "the longer answer wins", all read from the
+same feature differences and compared with GPT-4's verdicts the same way (`analysis.agreement`).
+A validated fit is the shipped coefficients file's recipe: fit on everything, record the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..data.fetch import REMOTE_FILES, fetch
+from ..data.release import release_judgment_files
+from ..files import sha256_file
+from ..judging.features import FEATURE_NAMES, FEATURES
+from ..judging.fit import (
+    DAVINCI,
+    Coefficients,
+    FitData,
+    fit_data,
+    fit_digest,
+    fit_models,
+    out_of_fit,
+)
+from ..judging.labelled import Labelled, annotations_labelled, release_labelled, source_digests
+from ..judging.spec import EMBEDDING_DRAW_MARGIN, JudgeSpec
+from .agreement import agreement_row
+from .winrates import Bootstrap
+
+POOLED = "annotated models (pooled)"
+ANNOTATIONS = tuple(sorted(r for r in REMOTE_FILES if r.startswith("alpaca_eval/annotations/")))
+ANNOTATION_REFERENCE = "alpaca-eval-gpt4"  # GPT-4's own answers to the 805 instructions
+RELEASE_REFERENCE = "chatgpt"  # ChatGPT's answers to the LIMA prompts
+
+
+def labelled_sources(
+    release: str | Path | None,
+    annotations: Sequence[str | Path] | None,
+    reference: str | None = None,
+    data_dir: str | Path | None = None,
+) -> tuple[list[Labelled], dict[str, str]]:
+    """GPT-4's verdicts to fit to, and each input file's sha256: a folder of release-format verdicts
+    and/or AlpacaEval annotation files (with `reference` answers); with neither, the pinned release
+    and AlpacaEval 1's pinned GPT-4 annotations (reference: GPT-4's answers)."""
+    files: list[Path] = []
+    notes: list[Path] = []
+    if release is None and annotations is None:
+        files = release_judgment_files(None, data_dir)
+        notes = [fetch(name, data_dir) for name in ANNOTATIONS]
+        reference = reference or ANNOTATION_REFERENCE
+    else:
+        files = release_judgment_files(release, data_dir) if release is not None else []
+        notes = [Path(a) for a in annotations or []]
+    items = release_labelled(files, RELEASE_REFERENCE, data_dir) + annotations_labelled(
+        notes, reference, data_dir
+    )
+    return items, source_digests([*files, *notes])
+
+
+def validated_fit(
+    items: Sequence[Labelled],
+    sources: dict[str, str],
+    boot: Bootstrap | None = None,
+    validate: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> Coefficients:
+    """Fit the judge on every item, and (asked) record its nested out-of-fit validation beside the
+    embedding proxy's and the length rule's."""
+    from ..judging.features import embedder
+
+    if say:
+        say(f"features of {len(items)} comparisons (texts embedded once, then read from the cache)")
+    data = fit_data(items, embedder().embed)
+    models = fit_models(data)
+    validation: dict = {}
+    if validate:
+        table = validation_table(validation_verdicts(data, say), boot)
+        validation = validation_summary(table, win_rate_spearman(table, sorted(DAVINCI)))
+    verdicts = data.verdicts
+    described = {
+        "sha256": fit_digest(items),
+        "sources": sources,
+        "comparisons": len(items),
+        "decisive": int(np.isin(verdicts, ["win", "lose"]).sum()),
+        "with_reference": int(data.has_reference.sum()),
+        "systems": sorted({f"{x.system} vs {x.baseline}" for x in items}),
+    }
+    return Coefficients(models, described, validation)
+
+
+JUDGES = {
+    "fitted": "fitted judge (out of fit: system and prompts)",
+    "fitted_prompts": "fitted judge (out of fit: prompts only)",
+    "fitted_no_reference": "fitted judge without reference (out of fit: system and prompts)",
+    "embedding": "embedding proxy",
+    "length": "the longer answer wins",
+}
+
+
+def without_references(data: FitData) -> FitData:
+    """The same comparisons as if none had a reference answer."""
+    diffs = data.diffs.copy()
+    diffs[:, [FEATURE_NAMES.index(f.name) for f in FEATURES if f.reference]] = np.nan
+    return FitData([replace(x, reference=None) for x in data.items], diffs)
+
+
+def embedding_verdicts(data: FitData, margin: float = EMBEDDING_DRAW_MARGIN) -> np.ndarray:
+    """The embedding proxy's verdicts, read from the reference-cosine difference (`invalid`: no reference).
+
+    The same number the embedding judge compares: the two answers' MiniLM cosines to the reference
+    (first 256 tokens), the system's minus the baseline's, a draw within `margin`."""
+    d = data.diffs[:, FEATURE_NAMES.index("reference_cosine")]
+    out = np.where(d > margin, "win", np.where(d < -margin, "lose", "draw"))
+    return np.where(np.isnan(d), "invalid", out)
+
+
+def length_verdicts(data: FitData) -> np.ndarray:
+    """ "The longer answer wins": more words wins, equal word counts draw."""
+    d = data.diffs[:, FEATURE_NAMES.index("log_words")]
+    return np.where(d > 0, "win", np.where(d < 0, "lose", "draw"))
+
+
+def validation_verdicts(data: FitData, say: Callable[[str], None] | None = None) -> pl.DataFrame:
+    """Every labelled comparison with GPT-4's verdict and each offline judge's (`JUDGES`), one row each."""
+    columns: dict[str, np.ndarray] = {}
+    if say:
+        say("fitting the nested out-of-fit models (each system left out, prompts in 5 folds)")
+    columns["fitted"] = out_of_fit(data)[1]
+    if say:
+        say("fitting with prompts only held out")
+    columns["fitted_prompts"] = out_of_fit(data, leave_system_out=False)[1]
+    if say:
+        say("fitting without reference answers")
+    columns["fitted_no_reference"] = out_of_fit(without_references(data))[1]
+    columns["embedding"] = embedding_verdicts(data)
+    columns["length"] = length_verdicts(data)
+    base = pl.DataFrame(
+        {
+            "system": [x.system for x in data.items],
+            "baseline": [x.baseline for x in data.items],
+            "query_id": [x.query_id for x in data.items],
+            "sample": [x.sample for x in data.items],
+            "ref": [x.verdict for x in data.items],
+        }
+    )
+    return pl.concat(
+        [base.with_columns(judge=pl.lit(name), verdict=pl.Series(v.tolist())) for name, v in columns.items()]
+    )
+
+
+def validation_table(
+    verdicts: pl.DataFrame, boot: Bootstrap | None = None, pooled: bool = True
+) -> pl.DataFrame:
+    """Per judge, system and baseline: agreement with GPT-4 and both win rates, with intervals; plus one
+    row per judge pooling the annotated models (the systems whose baseline is AlpacaEval's davinci-003)."""
+    boot = boot or Bootstrap()
+    valid = verdicts.filter((pl.col("ref") != "invalid") & (pl.col("verdict") != "invalid"))
+    rows = []
+    for (judge, system, baseline), group in valid.group_by(
+        "judge", "system", "baseline", maintain_order=True
+    ):
+        rows.append({"judge": judge, "system": system, "baseline": baseline, **agreement_row(group, boot)})
+    if pooled:
+        annotated = valid.filter(pl.col("query_id").str.starts_with("ae-"))
+        for (judge,), group in annotated.group_by("judge", maintain_order=True):
+            keyed = group.with_columns(query_id=pl.col("query_id") + "/" + pl.col("system"))
+            rows.append(
+                {
+                    "judge": judge,
+                    "system": POOLED,
+                    "baseline": group["baseline"][0],
+                    **agreement_row(keyed, boot),
+                }
+            )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def win_rate_spearman(table: pl.DataFrame, baselines: Sequence[str]) -> pl.DataFrame:
+    """Per judge: Spearman correlation of its win rates with GPT-4's across the systems judged against
+    one of `baselines` (the pooled row left out), and how many systems that is."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    systems = table.filter(pl.col("baseline").is_in(list(baselines)) & (pl.col("system") != POOLED))
+    for (judge,), group in systems.group_by("judge", maintain_order=True):
+        rho = spearmanr(group["win_judge"].to_numpy(), group["win_reference"].to_numpy()).statistic
+        err = (group["win_judge"] - group["win_reference"]).abs()
+        rows.append(
+            {"judge": judge, "systems": group.height, "spearman": float(rho), "max_win_gap": float(err.max())}
+        )
+    return pl.DataFrame(rows)
+
+
+def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
+    """The validation numbers a coefficients file records: per system and baseline, each judge's
+    agreement and win rate beside GPT-4's; per judge, the Spearman correlation across systems."""
+    systems: dict[str, dict] = {}
+    for row in table.iter_rows(named=True):
+        key = f"{row['system']} vs {row['baseline']}"
+        entry = systems.setdefault(
+            key, {"n": row["n"], "decisive": row["decisive"], "win_gpt4": _round(row["win_reference"])}
+        )
+        entry[row["judge"]] = {"agreement": _round(row["agreement"]), "win": _round(row["win_judge"])}
+    return {
+        "judges": JUDGES,
+        "definition": "agreement: share of GPT-4's decisive verdicts the judge matched (draws miss)",
+        "systems": systems,
+        "spearman": {
+            r["judge"]: {k: _round(v) for k, v in r.items() if k != "judge"} for r in spearman.to_dicts()
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def out_of_fit_agreement(
+    items: Sequence[Labelled], boot: Bootstrap | None = None, say: Callable[[str], None] | None = None
+) -> pl.DataFrame:
+    """The fitted judge refitted on `items`, nested (each system left out, prompts in five folds), and
+    its agreement with their verdicts per system and baseline."""
+    from ..judging.features import embedder
+
+    if say:
+        say(f"features of {len(items)} comparisons; nested refits (each system left out, prompts in 5 folds)")
+    data = fit_data(items, embedder().embed)
+    verdicts = out_of_fit(data)[1]
+    frame = pl.DataFrame(
+        {
+            "system": [x.system for x in items],
+            "baseline": [x.baseline for x in items],
+            "query_id": [x.query_id for x in items],
+            "sample": [x.sample for x in items],
+            "ref": [x.verdict for x in items],
+            "verdict": verdicts.tolist(),
+            "judge": ["fitted (out of fit)"] * len(items),
+        }
+    )
+    return validation_table(frame, boot, pooled=False)
+
+
+def in_fit_note(spec: JudgeSpec, files: Sequence[Path]) -> str | None:
+    """A warning line when a fitted judge's coefficients were fitted to some of these verdict files."""
+    from ..judging.fit import read_coefficients
+    from ..judging.spec import coefficients_path
+
+    fitted = set(read_coefficients(coefficients_path(spec.model)).fit_data.get("sources", {}).values())
+    inside = [Path(f).name for f in files if sha256_file(Path(f)) in fitted]
+    if not inside:
+        return None
+    shown = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+    return (
+        f"note: the fitted judge was fitted to {len(inside)} of these verdict files ({shown}): "
+        "agreement on them is in fit; --out-of-fit measures it out of fit"
+    )
