@@ -93,7 +93,7 @@ def test_text_features_see_loops_echoes_cuts_and_new_turns() -> None:
     assert echo["question_copy"] == 1.0 and good["question_copy"] < 0.2
     assert cut["unfinished"] == 1.0 and good["unfinished"] == 0.0
     assert turn["new_turn"] == 1.0 and good["new_turn"] == 0.0
-    assert tf.answer(q, "", None)["no_words"] == 1.0
+    assert tf.answer(q, "", None)["log_words"] == 0.0
     assert np.isnan(good["reference_recall"])  # no reference, no reference features
     listed = tf.answer(q, "Steps:\n- boil water\n- add the egg\n- wait six minutes", None)
     assert listed["unfinished"] == 0.0  # a list item needs no full stop
@@ -121,7 +121,9 @@ def synthetic(n: int = 400, seed: int = 0) -> FitData:
     draw = rng.random(n) < 0.05
     verdicts = np.where(draw, "draw", np.where(rng.random(n) < p, "win", "lose"))
     items = [
-        Labelled(f"sys{i % 4}", "davinci003", f"q{i % 50}", i // 50, f"question {i % 50}", "a", "b", None, v, "g")
+        Labelled(
+            f"sys{i % 4}", "davinci003", f"q{i % 50}", i // 50, f"question {i % 50}", "a", "b", None, v, "g"
+        )
         for i, v in enumerate(verdicts)
     ]
     return FitData(items, diffs)
@@ -142,7 +144,9 @@ def test_fit_recovers_the_signs_is_symmetric_and_matches_the_draw_rate(tmp_path:
     path = tmp_path / "judge.json"
     write_coefficients(Coefficients(models, {"sha256": "x"}, {"n": 1}), path)
     back = read_coefficients(path)
-    assert back.models == models and back.fit_data == {"sha256": "x"}
+    assert back.fit_data == {"sha256": "x"} and back.models.margin == pytest.approx(models.margin, rel=1e-5)
+    has_ref = data.has_reference
+    assert np.allclose(back.models.prob(data.diffs, has_ref), models.prob(data.diffs, has_ref), atol=1e-5)
     body = json.loads(path.read_text())
     body["features_version"] = 0
     path.write_text(json.dumps(body))

@@ -19,6 +19,7 @@ import polars as pl
 from ..data.fetch import REMOTE_FILES, fetch
 from ..data.release import release_judgment_files
 from ..files import sha256_file
+from ..judging.degenerate import CONSTRUCTED, KINDS, constructed_losses
 from ..judging.features import FEATURE_NAMES, FEATURES
 from ..judging.fit import (
     DAVINCI,
@@ -70,11 +71,15 @@ def validated_fit(
     boot: Bootstrap | None = None,
     validate: bool = True,
     say: Callable[[str], None] | None = None,
+    constructed: bool = True,
 ) -> Coefficients:
-    """Fit the judge on every item, and (asked) record its nested out-of-fit validation beside the
-    embedding proxy's and the length rule's."""
+    """Fit the judge on every item (plus, unless told not to, constructed degenerate losses built from
+    their baseline answers), and (asked) record its nested out-of-fit validation beside the embedding
+    proxy's and the length rule's."""
     from ..judging.features import embedder
 
+    if constructed:
+        items = [*items, *constructed_losses(items)]
     if say:
         say(f"features of {len(items)} comparisons (texts embedded once, then read from the cache)")
     data = fit_data(items, embedder().embed)
@@ -90,7 +95,10 @@ def validated_fit(
         "comparisons": len(items),
         "decisive": int(np.isin(verdicts, ["win", "lose"]).sum()),
         "with_reference": int(data.has_reference.sum()),
-        "systems": sorted({f"{x.system} vs {x.baseline}" for x in items}),
+        "systems": sorted({f"{x.system} vs {x.baseline}" for x in items if x.judge != CONSTRUCTED}),
+        "constructed": {
+            kind: sorted({x.query_id for x in items if x.system == f"{CONSTRUCTED}:{kind}"}) for kind in KINDS
+        },
     }
     return Coefficients(models, described, validation)
 
@@ -143,6 +151,7 @@ def validation_verdicts(data: FitData, say: Callable[[str], None] | None = None)
     columns["length"] = length_verdicts(data)
     base = pl.DataFrame(
         {
+            "source": [x.judge for x in data.items],
             "system": [x.system for x in data.items],
             "baseline": [x.baseline for x in data.items],
             "query_id": [x.query_id for x in data.items],
@@ -150,9 +159,10 @@ def validation_verdicts(data: FitData, say: Callable[[str], None] | None = None)
             "ref": [x.verdict for x in data.items],
         }
     )
-    return pl.concat(
-        [base.with_columns(judge=pl.lit(name), verdict=pl.Series(v.tolist())) for name, v in columns.items()]
-    )
+    frames = [
+        base.with_columns(judge=pl.lit(name), verdict=pl.Series(v.tolist())) for name, v in columns.items()
+    ]
+    return pl.concat(frames).filter(pl.col("source") != CONSTRUCTED).drop("source")
 
 
 def validation_table(
@@ -213,7 +223,12 @@ def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
         "definition": "agreement: share of GPT-4's decisive verdicts the judge matched (draws miss)",
         "systems": systems,
         "spearman": {
-            r["judge"]: {k: _round(v) for k, v in r.items() if k != "judge"} for r in spearman.to_dicts()
+            r["judge"]: {
+                "systems": r["systems"],
+                "spearman": _round(r["spearman"]),
+                "max_win_gap": _round(r["max_win_gap"]),
+            }
+            for r in spearman.to_dicts()
         },
     }
 

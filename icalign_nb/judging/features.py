@@ -22,6 +22,9 @@ import numpy as np
 FEATURES_VERSION = 1
 ENCODER = "minilm"  # the sentence encoder of the cosine features
 ENCODER_MAX_TOKENS = 256  # tokens of each text embedded (as the embedding judge: one shared cache)
+# Below this answer-question cosine an answer reads as off topic: about the 2nd percentile of the fit
+# data's real answers (GPT-4's verdicts), where another question's answer sits near 0.
+RELEVANCE_FLOOR = 0.4
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,7 @@ class Feature:
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("log_words", "length: log(1 + words)"),
-    Feature("no_words", "empty: the answer has no word (1/0)"),
+    Feature("log_words", "length: log(1 + words); an empty answer is its extreme, 0"),
     Feature("repeated_trigrams", "loops: share of the answer's word trigrams that repeat an earlier one"),
     Feature("repeated_lines", "loops: share of its lines (2+ words) that repeat an earlier line"),
     Feature("new_turn", "runaway continuation: a line opening a new turn ('Question:', 'Human:', ...) (1/0)"),
@@ -46,12 +48,18 @@ FEATURES: tuple[Feature, ...] = (
     Feature("question_copy", "echo: share of the answer's word trigrams found in the question"),
     Feature("question_words", "relevance: share of the question's content words used in the answer"),
     Feature("question_cosine", "relevance: MiniLM cosine of the answer and the question"),
+    Feature("irrelevance", f"off topic: how far that cosine falls below {RELEVANCE_FLOOR} (0 above it)"),
     Feature("list_lines", "structure: log(1 + list-item lines)"),
     Feature("lines", "structure: log(1 + non-empty lines)"),
     Feature("refusal", "declines or lectures: 'I'm sorry', 'as an AI', 'I cannot', 'I must point out' (1/0)"),
     Feature("reference_cosine", "agreement: MiniLM cosine of the answer and the reference", reference=True),
     Feature("reference_recall", "agreement: share of the reference's content words used", reference=True),
     Feature("reference_precision", "agreement: share of its content words in the reference", reference=True),
+    Feature(
+        "reference_length_gap",
+        "length fit: |log(1 + words) - the reference's log(1 + words)|",
+        reference=True,
+    ),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 REFERENCE_FREE = tuple(f.name for f in FEATURES if not f.reference)
@@ -75,7 +83,8 @@ _FINISHED = set(".!?\"')]}`*:;>|\u201d\u2019")
 _PROSE_WORDS = 6  # a last line this long, not a list item, reads as prose
 
 
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
+    """English stop words (scikit-learn's list)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS)
@@ -98,14 +107,15 @@ def _share_in(part: Sequence, whole: set) -> float:
 class TextFeatures:
     """The text-only features of answers, with the question's and reference's word sets memoised."""
 
-    _stop: frozenset[str] = field(default_factory=_stop_words, init=False, repr=False)
-    _memo: dict[str, tuple[set, set]] = field(default_factory=dict, init=False, repr=False)
+    _stop: frozenset[str] = field(default_factory=stop_words, init=False, repr=False)
+    _memo: dict[str, tuple[set, set, int]] = field(default_factory=dict, init=False, repr=False)
 
-    def _content(self, text: str) -> tuple[set, set]:
-        """(content words, word trigrams) of a question or reference."""
+    def _content(self, text: str) -> tuple[set, set, int]:
+        """(content words, word trigrams, word count) of a question or reference."""
         if text not in self._memo:
             tokens = words(text)
-            self._memo[text] = ({w for w in tokens if w not in self._stop}, set(_trigrams(tokens)))
+            content = {w for w in tokens if w not in self._stop}
+            self._memo[text] = (content, set(_trigrams(tokens)), len(tokens))
         return self._memo[text]
 
     def answer(self, question: str, answer: str, reference: str | None) -> dict[str, float]:
@@ -115,11 +125,10 @@ class TextFeatures:
         lines = [ln.strip() for ln in answer.splitlines() if ln.strip()]
         long_lines = [ln for ln in lines if len(ln.split()) >= 2]
         content = [w for w in tokens if w not in self._stop]
-        q_words, q_grams = self._content(question)
+        q_words, q_grams, _ = self._content(question)
         stripped = answer.rstrip()
         out = {
             "log_words": math.log1p(len(tokens)),
-            "no_words": float(not tokens),
             "repeated_trigrams": 1.0 - len(set(grams)) / len(grams) if grams else 0.0,
             "repeated_lines": 1.0 - len(set(long_lines)) / len(long_lines) if long_lines else 0.0,
             "new_turn": float(any(_NEW_TURN.match(ln) for ln in lines)),
@@ -132,11 +141,12 @@ class TextFeatures:
             "refusal": float(bool(_REFUSAL.search(answer))),
         }
         if reference is None:
-            out.update(reference_recall=math.nan, reference_precision=math.nan)
+            out.update(reference_recall=math.nan, reference_precision=math.nan, reference_length_gap=math.nan)
         else:
-            r_words, _ = self._content(reference)
+            r_words, _, r_count = self._content(reference)
             out["reference_recall"] = _share_in(sorted(r_words), set(content))
             out["reference_precision"] = _share_in(content, r_words)
+            out["reference_length_gap"] = abs(out["log_words"] - math.log1p(r_count))
         return out
 
 
@@ -193,7 +203,9 @@ def answer_matrix(
         vectors = embed(unique)
         row = {t: i for i, t in enumerate(unique)}
         a_vec = vectors[[row[a] for a in answers]]
-        out[:, col["question_cosine"]] = cosines(a_vec, vectors[[row[q] for q in questions]])
+        relevance = cosines(a_vec, vectors[[row[q] for q in questions]])
+        out[:, col["question_cosine"]] = relevance
+        out[:, col["irrelevance"]] = np.maximum(0.0, RELEVANCE_FLOOR - relevance)
         has_ref = np.array([r is not None for r in references])
         if has_ref.any():
             refs = [r for r in references if r is not None]

@@ -22,13 +22,14 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from ..files import atomic_write_text, read_text
+from .degenerate import CONSTRUCTED
 from .features import ENCODER, ENCODER_MAX_TOKENS, FEATURE_NAMES, FEATURES_VERSION, REFERENCE_FREE, Pair
 from .labelled import Labelled
 
@@ -95,9 +96,38 @@ class Coefficients:
     encoder: str = f"{ENCODER}@{ENCODER_MAX_TOKENS}"
 
     def to_text(self) -> str:
-        """The coefficients file's text (JSON, stable key order)."""
-        body = {"format": FORMAT, **asdict(self)}
-        return json.dumps(body, indent=1, sort_keys=False) + "\n"
+        """The coefficients file's text: JSON, one line per feature weight (per unit, spread, per spread)."""
+        models = {"margin": self.models.margin}
+        for key in ("with_reference", "without_reference"):
+            model = getattr(self.models, key)
+            weights = {
+                n: {"per_unit": _sig(c), "sd": _sig(s), "per_sd": _sig(c * s)}
+                for n, c, s in zip(model.features, model.coef, model.scale, strict=True)
+            }
+            models[key] = {"decisive": model.decisive, "weights": weights}
+        body = {
+            "format": FORMAT,
+            "features_version": self.features_version,
+            "encoder": self.encoder,
+            "models": models,
+            "fit_data": self.fit_data,
+            "validation": self.validation,
+        }
+        return json_text(body) + "\n"
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def json_text(value: object, indent: str = "") -> str:
+    """JSON with nested objects indented, and lists or objects of plain values kept on one line."""
+    plain = (str, int, float, bool, type(None))
+    if isinstance(value, dict) and value and not all(isinstance(v, plain) for v in value.values()):
+        inner = indent + "  "
+        items = [f"{inner}{json.dumps(k)}: {json_text(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def read_coefficients(path: str | Path) -> Coefficients:
@@ -120,14 +150,17 @@ def read_coefficients(path: str | Path) -> Coefficients:
     models = {}
     for key in ("with_reference", "without_reference"):
         try:
+            weights = part[key]["weights"]
             model = LinearJudge(
-                tuple(part[key]["features"]),
-                tuple(float(x) for x in part[key]["coef"]),
-                tuple(float(x) for x in part[key]["scale"]),
+                tuple(weights),
+                tuple(float(w["per_unit"]) for w in weights.values()),
+                tuple(float(w["sd"]) for w in weights.values()),
                 int(part[key].get("decisive", 0)),
             )
         except (TypeError, KeyError, ValueError, AttributeError):
-            raise UserError(f"{path}: field 'models.{key}' needs features, coef and scale") from None
+            raise UserError(
+                f"{path}: field 'models.{key}.weights' needs per_unit and sd per feature"
+            ) from None
         unknown = [n for n in model.features if n not in FEATURE_NAMES]
         if unknown or len(model.coef) != len(model.features):
             raise UserError(f"{path}: field 'models.{key}': unknown features {unknown} or a coef missing")
@@ -213,6 +246,11 @@ class FitData:
         return np.array([x.baseline for x in self.items])
 
     @property
+    def constructed(self) -> np.ndarray:
+        """Which comparisons were constructed (degenerate answers), not judged by the reference judge."""
+        return np.array([x.judge == CONSTRUCTED for x in self.items])
+
+    @property
     def has_reference(self) -> np.ndarray:
         """Which comparisons have a reference answer."""
         return np.array([x.reference is not None for x in self.items])
@@ -236,7 +274,8 @@ def fit_models(data: FitData, rows: np.ndarray | None = None) -> Models:
     if ref_rows.any() and len(set(verdicts[ref_rows]) & {"win", "lose"}) == 2:
         with_ref = fit_linear(data.diffs[ref_rows], verdicts[ref_rows], FEATURE_NAMES)
     chosen = np.zeros(len(rows), bool)
-    chosen[rows] = draw_rows(verdicts[rows], baselines[rows])
+    judged = rows & ~data.constructed
+    chosen[judged] = draw_rows(verdicts[judged], baselines[judged])
     draws = float((verdicts[chosen] == "draw").mean()) if chosen.any() else 0.0
     p = Models(with_ref, without).prob(data.diffs[chosen], has_ref[chosen])
     margin = float(np.quantile(np.abs(p - 0.5), draws)) if draws > 0 else 0.0
@@ -251,17 +290,18 @@ def prompt_fold(question: str, folds: int = FOLDS) -> int:
 def out_of_fit(
     data: FitData, leave_system_out: bool = True, folds: int = FOLDS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(P(system wins), verdict) of every comparison from models that saw neither its prompt nor (when
-    `leave_system_out`) its system: for each system, for each of `folds` prompt folds, a fit on the
-    other systems' comparisons of the other folds. Without it, prompts only are held out."""
+    """(P(system wins), verdict) of every judged comparison from models that saw neither its prompt nor
+    (when `leave_system_out`) its system: for each system, for each of `folds` prompt folds, a fit on
+    the other systems' comparisons of the other folds (constructed ones included: they are never
+    predicted, `invalid`). Without it, prompts only are held out."""
     fold = np.array([prompt_fold(x.question, folds) for x in data.items])
     systems = np.array([x.system for x in data.items])
-    has_ref = data.has_reference
+    has_ref, constructed = data.has_reference, data.constructed
     p = np.full(len(data.items), np.nan)
     verdicts = np.full(len(data.items), "invalid", dtype=object)
-    for system in sorted(set(systems)) if leave_system_out else [None]:
-        target = systems == system if system is not None else np.ones(len(systems), bool)
-        others = ~target if system is not None else target
+    for system in sorted(set(systems[~constructed])) if leave_system_out else [None]:
+        target = systems == system if system is not None else ~constructed
+        others = ~target if system is not None else np.ones(len(systems), bool)
         for k in range(folds):
             test = target & (fold == k)
             if not test.any():
