@@ -58,7 +58,8 @@ class JudgeSpec:
             return f"embedding:{self.model}@{self.max_length} margin={self.margin:g}"
         if self.kind == "fitted":
             which = SHIPPED if self.model == SHIPPED else Path(self.model).name
-            return f"fitted:{which}@{sha256_file(coefficients_path(self.model))[:8]} margin={self.margin:g}"
+            name = f"fitted:{which}@{sha256_file(coefficients_path(self.model))[:8]}"
+            return name if self.margin == fitted_margin(self.model) else f"{name} margin={self.margin:g}"
         base = f"{self.model}/{self.prompt}" if self.kind == "openai" else f"local:{self.model}/{self.prompt}"
         return base
 
