@@ -209,19 +209,27 @@ def win_rate_spearman(table: pl.DataFrame, baselines: Sequence[str]) -> pl.DataF
 
 
 def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
-    """The validation numbers a coefficients file records: per system and baseline, each judge's
-    agreement and win rate beside GPT-4's; per judge, the Spearman correlation across systems."""
-    systems: dict[str, dict] = {}
+    """The validation numbers a coefficients file records: per system and baseline, GPT-4's win rate and
+    each judge's agreement and win rate, each as [value, 95% low, 95% high]; per judge, the Spearman
+    correlation of win rates across systems vs davinci-003 and the largest win-rate gap."""
+    systems: dict[tuple[str, str], dict] = {}
     for row in table.iter_rows(named=True):
-        key = f"{row['system']} vs {row['baseline']}"
         entry = systems.setdefault(
-            key, {"n": row["n"], "decisive": row["decisive"], "win_gpt4": _round(row["win_reference"])}
+            (row["system"], row["baseline"]),
+            {
+                "system": row["system"],
+                "baseline": row["baseline"],
+                "n": row["n"],
+                "decisive": row["decisive"],
+                "gpt4_win": _triple(row, "win_reference"),
+            },
         )
-        entry[row["judge"]] = {"agreement": _round(row["agreement"]), "win": _round(row["win_judge"])}
+        entry[row["judge"]] = {"agreement": _triple(row, "agreement", "ci"), "win": _triple(row, "win_judge")}
     return {
         "judges": JUDGES,
-        "definition": "agreement: share of GPT-4's decisive verdicts the judge matched (draws miss)",
-        "systems": systems,
+        "definition": "agreement: share of GPT-4's decisive verdicts the judge matched (its draws miss); "
+        "[value, 95% interval] resampling prompts",
+        "systems": list(systems.values()),
         "spearman": {
             r["judge"]: {
                 "systems": r["systems"],
@@ -231,6 +239,41 @@ def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
             for r in spearman.to_dicts()
         },
     }
+
+
+def recorded_validation(validation: dict) -> pl.DataFrame:
+    """A coefficients file's recorded validation as the table `validation_table` makes."""
+    rows = []
+    for entry in validation.get("systems", []):
+        for judge in JUDGES:
+            if judge not in entry:
+                continue
+            agreement, win, ref = entry[judge]["agreement"], entry[judge]["win"], entry["gpt4_win"]
+            rows.append(
+                {
+                    "judge": judge,
+                    "system": entry["system"],
+                    "baseline": entry["baseline"],
+                    "n": entry["n"],
+                    "decisive": entry["decisive"],
+                    **dict(zip(("agreement", "ci_low", "ci_high"), agreement, strict=True)),
+                    **dict(zip(("win_judge", "win_judge_ci_low", "win_judge_ci_high"), win, strict=True)),
+                    **dict(
+                        zip(
+                            ("win_reference", "win_reference_ci_low", "win_reference_ci_high"),
+                            ref,
+                            strict=True,
+                        )
+                    ),
+                }
+            )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _triple(row: dict, key: str, ci: str | None = None) -> list[float | None]:
+    """[value, low, high] of a column and its interval columns (`<ci>_low`, else `<key>_ci_low`)."""
+    prefix = ci or f"{key}_ci"
+    return [_round(row[key]), _round(row[f"{prefix}_low"]), _round(row[f"{prefix}_high"])]
 
 
 def _round(value: float | None) -> float | None:
@@ -276,3 +319,53 @@ def in_fit_note(spec: JudgeSpec, files: Sequence[Path]) -> str | None:
         f"note: the fitted judge was fitted to {len(inside)} of these verdict files ({shown}): "
         "agreement on them is in fit; --out-of-fit measures it out of fit"
     )
+
+
+def fitted_judge_validation(
+    recompute: bool = False,
+    data_dir: str | Path | None = None,
+    boot: Bootstrap | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """The shipped fitted judge's validation: (table as `validation_table`, Spearman per judge, where the
+    numbers come from). Recorded in its coefficients file when it was fitted, or (`recompute`) measured
+    again here from the pinned release and annotations (minutes; embeddings are cached)."""
+    from ..judging.fit import read_coefficients
+    from ..judging.spec import SHIPPED, coefficients_path
+
+    if not recompute:
+        coefficients = read_coefficients(coefficients_path(SHIPPED))
+        table = recorded_validation(coefficients.validation)
+        source = (
+            f"recorded in the shipped coefficients (fit data sha256 {coefficients.fit_data['sha256'][:12]})"
+        )
+        return table, win_rate_spearman(table, sorted(DAVINCI)), source
+    items, sources = labelled_sources(None, None, None, data_dir)
+    items = [*items, *constructed_losses(items)]
+    data = fit_data(items, _embedder())
+    table = validation_table(validation_verdicts(data, say), boot)
+    return table, win_rate_spearman(table, sorted(DAVINCI)), f"measured now ({len(sources)} verdict files)"
+
+
+def _embedder() -> Callable[[list[str]], np.ndarray]:
+    from ..judging.features import embedder
+
+    return embedder().embed
+
+
+def validation_wide(
+    table: pl.DataFrame, judges: Sequence[str] = ("fitted", "embedding", "length")
+) -> pl.DataFrame:
+    """One row per system: GPT-4's win rate, then each judge's agreement and win rate (percent)."""
+    base = table.filter(pl.col("judge") == judges[0]).select(
+        "system", "baseline", "decisive", (100 * pl.col("win_reference")).round(1).alias("GPT-4 win")
+    )
+    for judge in judges:
+        part = table.filter(pl.col("judge") == judge).select(
+            "system",
+            "baseline",
+            (100 * pl.col("agreement")).round(1).alias(f"{judge} agreement"),
+            (100 * pl.col("win_judge")).round(1).alias(f"{judge} win"),
+        )
+        base = base.join(part, on=["system", "baseline"], how="left")
+    return base
