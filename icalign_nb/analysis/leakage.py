@@ -73,3 +73,28 @@ def leaked_demos(run_dir: str | Path, data_dir: str | None = None) -> pl.DataFra
                 }
             )
     return pl.DataFrame(rows, schema=LEAK_SCHEMA)
+
+
+def pool_leaks(pool: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    """Every (pool demo, eval query) pair that is a near-duplicate, before any retrieval: what a pool
+    would leak to an eval set. Columns: demo_id, query_id, containment, jaccard, query, demo_prompt."""
+    words = [(i, p, set(_WORD.findall(p.lower()))) for i, p in zip(pool["id"], pool["prompt"], strict=True)]
+    rows = []
+    for qid, query in zip(queries["id"], queries["prompt"], strict=True):
+        qwords = set(_WORD.findall(query.lower()))
+        for demo_id, prompt, dwords in words:
+            if not qwords & dwords or not near_duplicate(query, prompt):
+                continue
+            contained, jaccard, _ = overlap(query, prompt)
+            rows.append(
+                {
+                    "query_id": qid,
+                    "sample": 0,
+                    "demo_id": demo_id,
+                    "containment": contained,
+                    "jaccard": jaccard,
+                    "query": query,
+                    "demo_prompt": prompt,
+                }
+            )
+    return pl.DataFrame(rows, schema=LEAK_SCHEMA)

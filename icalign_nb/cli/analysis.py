@@ -1,5 +1,5 @@
-"""`icalign winrate`, `compare`, `paper-table` and `judge-agreement`: tables from verdicts. These
-commands load no model (neither torch nor transformers is imported)."""
+"""`icalign winrate`, `compare`, `paper-table`, `judge-agreement` and `leakage`: tables from verdicts and
+runs. Only `judge-agreement` may load a model (the fitted and embedding judges' encoder)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ PAPER_TABLE_COLUMNS = [
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    """Register `winrate`, `compare`, `paper-table` and `judge-agreement`."""
+    """Register `winrate`, `compare`, `paper-table`, `judge-agreement` and `leakage`."""
     p = sub.add_parser(
         "winrate", parents=[parent], help="win/draw/lose per system with a prompt-bootstrap 95%% CI"
     )
@@ -90,6 +90,16 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     add_judge_options(p)
     add_stats_options(p)
     p.set_defaults(func=cmd_judge_agreement)
+
+    p = sub.add_parser(
+        "leakage", parents=[parent], help="demos that are near-duplicates of their query (pool/eval leakage)"
+    )
+    p.add_argument("runs", nargs="*", help="run directories (their kept demos)")
+    p.add_argument("--pool", default=None, help="instead: a whole pool (built-in name or file) ...")
+    p.add_argument("--eval", default=None, help="... against an eval set (built-in name or file)")
+    p.add_argument("--out", default=None, help="with --pool/--eval: write the pool without its leaking demos")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    p.set_defaults(func=cmd_leakage)
 
 
 def _print(table: object, fmt: str, json_columns: list[str] | None = None) -> None:
@@ -236,3 +246,40 @@ def _print_agreement(table: object, fmt: str, keys: list[str]) -> None:
         _print(table.select([c for c in [*shown, "win_reference", "draw_judge"] if c in table.columns]), fmt)
     else:
         _print(table, fmt)
+
+
+def cmd_leakage(args: argparse.Namespace) -> int:
+    """Demos that near-duplicate their query: per run (kept demos), or a whole pool against an eval set
+    (and, with --out, the pool without them)."""
+    import polars as pl
+
+    from ..analysis.leakage import leaked_demos, pool_leaks
+    from ..data.loaders import load_eval, load_pool
+    from ..errors import UserError
+    from ..files import check_writable, write_jsonl
+
+    if bool(args.pool) != bool(args.eval) or bool(args.runs) == bool(args.pool):
+        raise UserError("leakage: name run directories, or --pool and --eval (not both)")
+    if args.pool:
+        if args.out:
+            check_writable(args.out)
+        pool = load_pool(args.pool, args.data_dir)
+        found = {args.pool: pool_leaks(pool, load_eval(args.eval, args.data_dir))}
+        if args.out:
+            clean = pool.filter(~pl.col("id").is_in(found[args.pool]["demo_id"].unique().to_list()))
+            write_jsonl(Path(args.out), clean.select("id", "prompt", "response", "category").to_dicts())
+            kept = f"{clean.height} of {pool.height} demos"
+            print(f"wrote {args.out}: {kept} (near-duplicates of {args.eval} queries left out)")
+    else:
+        found = {run: leaked_demos(run, args.data_dir) for run in args.runs}
+    table = pl.concat([t.with_columns(pl.lit(Path(name).name).alias("source")) for name, t in found.items()])
+    table = table.select("source", "query_id", "sample", "demo_id", "containment", "jaccard", "query")
+    if args.format != "table":
+        _print(table, args.format)
+        return 0
+    for name, t in found.items():
+        queries = t["query_id"].n_unique()
+        print(f"{name}: {t.height} near-duplicate demo(s) of their query, in {queries} query(ies)")
+    if table.height:
+        _print(table.with_columns(pl.col("query").str.slice(0, 60)), "table")
+    return 0
