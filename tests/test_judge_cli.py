@@ -60,7 +60,8 @@ def test_refit_then_agreement_with_annotations_and_release(
     body = json.loads(out.read_text())
     assert set(body["fit_data"]["sources"]) == {f.name for f in [*release.glob("*_autoeval.jsonl"), *notes]}
     assert body["fit_data"]["comparisons"] > 2 * 60 + 2 * 30  # the verdicts, and constructed losses
-    assert "llama2chat-13B vs davinci003" in body["validation"]["systems"]
+    validated = {(v["system"], v["baseline"]) for v in body["validation"]["systems"]}
+    assert ("llama2chat-13B", "davinci003") in validated and ("alpaca-7b", "text_davinci_003") in validated
 
     keys = ["system", "n", "decisive", "agreement", "win_judge", "win_reference"]
     rows = run_json(
