@@ -86,8 +86,10 @@ def validated_fit(
     models = fit_models(data)
     validation: dict = {}
     if validate:
-        table = validation_table(validation_verdicts(data, say), boot)
-        validation = validation_summary(table, win_rate_spearman(table, sorted(DAVINCI)))
+        verdicts = validation_verdicts(data, say)
+        table = validation_table(verdicts, boot)
+        lengths = length_controlled_table(verdicts, data, boot)
+        validation = validation_summary(table, win_rate_spearman(table, sorted(DAVINCI)), lengths)
     verdicts = data.verdicts
     described = {
         "sha256": fit_digest(items),
@@ -208,10 +210,13 @@ def win_rate_spearman(table: pl.DataFrame, baselines: Sequence[str]) -> pl.DataF
     return pl.DataFrame(rows)
 
 
-def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
+def validation_summary(
+    table: pl.DataFrame, spearman: pl.DataFrame, lengths: pl.DataFrame | None = None
+) -> dict:
     """The validation numbers a coefficients file records: per system and baseline, GPT-4's win rate and
-    each judge's agreement and win rate, each as [value, 95% low, 95% high]; per judge, the Spearman
-    correlation of win rates across systems vs davinci-003 and the largest win-rate gap."""
+    each judge's agreement and win rate, each as [value, 95% low, 95% high], and (given) the
+    length-controlled win rates; per judge, the Spearman correlation of win rates across systems vs
+    davinci-003 and the largest win-rate gap."""
     systems: dict[tuple[str, str], dict] = {}
     for row in table.iter_rows(named=True):
         entry = systems.setdefault(
@@ -225,6 +230,10 @@ def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
             },
         )
         entry[row["judge"]] = {"agreement": _triple(row, "agreement", "ci"), "win": _triple(row, "win_judge")}
+    for row in (lengths if lengths is not None else pl.DataFrame()).iter_rows(named=True):
+        entry = systems.get((row["system"], row["baseline"]))
+        if entry is not None:
+            entry.setdefault("length_controlled", {})[row["judge"]] = _triple(row, "lc_win", "lc_ci")
     return {
         "judges": JUDGES,
         "definition": "agreement: share of GPT-4's decisive verdicts the judge matched (its draws miss); "
@@ -239,6 +248,37 @@ def validation_summary(table: pl.DataFrame, spearman: pl.DataFrame) -> dict:
             for r in spearman.to_dicts()
         },
     }
+
+
+def length_controlled_table(
+    verdicts: pl.DataFrame, data: FitData, boot: Bootstrap | None = None, judges: Sequence[str] = ("fitted",)
+) -> pl.DataFrame:
+    """Per system and baseline, the length-controlled win rate (`analysis.length`) of GPT-4's verdicts
+    (judge `gpt4`) and of each of `judges`' (out of fit): how much of a win rate is more than length."""
+    from .length import length_controlled
+
+    diffs = pl.DataFrame(
+        {
+            "system": [x.system for x in data.items],
+            "baseline": [x.baseline for x in data.items],
+            "query_id": [x.query_id for x in data.items],
+            "sample": [x.sample for x in data.items],
+            "length_diff": [len(x.answer) - len(x.baseline_answer) for x in data.items],
+        }
+    )
+    rows = []
+    chosen = verdicts.filter(pl.col("judge").is_in(list(judges)))
+    for (system, baseline), part in chosen.group_by("system", "baseline", maintain_order=True):
+        lengths = diffs.filter((pl.col("system") == system) & (pl.col("baseline") == baseline))
+        lengths = lengths.select("query_id", "sample", "length_diff")
+        gpt4 = part.filter(pl.col("judge") == judges[0]).with_columns(
+            verdict=pl.col("ref"), order=pl.lit("single")
+        )
+        for judge, frame in (("gpt4", gpt4), *((j, part.filter(pl.col("judge") == j)) for j in judges)):
+            frame = frame.with_columns(pl.lit(judge).alias("judge"), order=pl.lit("single"))
+            lc = length_controlled(frame, lengths, boot)
+            rows.append({"judge": judge, "system": system, "baseline": baseline, **lc})
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def recorded_validation(validation: dict) -> pl.DataFrame:
@@ -268,6 +308,37 @@ def recorded_validation(validation: dict) -> pl.DataFrame:
                 }
             )
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def recorded_length_control(validation: dict) -> pl.DataFrame:
+    """A coefficients file's recorded length-controlled win rates: one row per system and baseline, GPT-4's
+    and the fitted judge's (out of fit) beside their raw win rates, in percent."""
+    rows = []
+    for entry in validation.get("systems", []):
+        lc = entry.get("length_controlled")
+        if not lc or "fitted" not in entry:
+            continue
+        rows.append(
+            {
+                "system": entry["system"],
+                "baseline": entry["baseline"],
+                "GPT-4 win": _percent(entry["gpt4_win"][0]),
+                "GPT-4 at equal length": _percent(lc["gpt4"][0]),
+                "GPT-4 95% interval": _interval(lc["gpt4"]),
+                "fitted win": _percent(entry["fitted"]["win"][0]),
+                "fitted at equal length": _percent(lc["fitted"][0]),
+                "fitted 95% interval": _interval(lc["fitted"]),
+            }
+        )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def _interval(triple: list) -> str:
+    return "-" if triple[1] is None else f"[{100 * triple[1]:.1f}, {100 * triple[2]:.1f}]"
 
 
 def _triple(row: dict, key: str, ci: str | None = None) -> list[float | None]:
@@ -326,25 +397,31 @@ def fitted_judge_validation(
     data_dir: str | Path | None = None,
     boot: Bootstrap | None = None,
     say: Callable[[str], None] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, str]:
-    """The shipped fitted judge's validation: (table as `validation_table`, Spearman per judge, where the
-    numbers come from). Recorded in its coefficients file when it was fitted, or (`recompute`) measured
-    again here from the pinned release and annotations (minutes; embeddings are cached)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, str]:
+    """The shipped fitted judge's validation: (table as `validation_table`, Spearman per judge,
+    length-controlled win rates as `recorded_length_control`, where the numbers come from). Recorded in
+    its coefficients file when it was fitted, or (`recompute`) measured again here from the pinned
+    release and annotations (minutes; embeddings are cached)."""
     from ..judging.fit import read_coefficients
     from ..judging.spec import SHIPPED, coefficients_path
 
-    if not recompute:
+    if recompute:
+        items, sources = labelled_sources(None, None, None, data_dir)
+        data = fit_data([*items, *constructed_losses(items)], _embedder())
+        verdicts = validation_verdicts(data, say)
+        table = validation_table(verdicts, boot)
+        summary = validation_summary(
+            table, win_rate_spearman(table, sorted(DAVINCI)), length_controlled_table(verdicts, data, boot)
+        )
+        source = f"measured now ({len(sources)} verdict files)"
+    else:
         coefficients = read_coefficients(coefficients_path(SHIPPED))
-        table = recorded_validation(coefficients.validation)
+        summary = coefficients.validation
         source = (
             f"recorded in the shipped coefficients (fit data sha256 {coefficients.fit_data['sha256'][:12]})"
         )
-        return table, win_rate_spearman(table, sorted(DAVINCI)), source
-    items, sources = labelled_sources(None, None, None, data_dir)
-    items = [*items, *constructed_losses(items)]
-    data = fit_data(items, _embedder())
-    table = validation_table(validation_verdicts(data, say), boot)
-    return table, win_rate_spearman(table, sorted(DAVINCI)), f"measured now ({len(sources)} verdict files)"
+    table = recorded_validation(summary)
+    return table, win_rate_spearman(table, sorted(DAVINCI)), recorded_length_control(summary), source
 
 
 def _embedder() -> Callable[[list[str]], np.ndarray]:
