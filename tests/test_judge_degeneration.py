@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from icalign_nb.judging.backends.fitted import FittedJudge
+from icalign_nb.judging.backends.fitted import FittedJudge, moved_by
 from icalign_nb.judging.comparisons import Comparison, Reply
 from icalign_nb.judging.degenerate import KINDS
 from icalign_nb.judging.fit import read_coefficients
@@ -81,4 +81,6 @@ def test_swapping_the_answers_gives_exactly_one_minus_p() -> None:
         (p1, p2), (s1, s2) = replies[0].scores, replies[1].scores
         assert p1 > 0.5 and p1 == pytest.approx(s2, abs=1e-12) and p2 == pytest.approx(s1, abs=1e-12)
         assert replies[0].raw.splitlines()[0] == f"{p1:.4f} {p2:.4f}"
-        assert "log-odds moved by" in replies[0].raw
+        named = moved_by(replies[0].raw)
+        assert len(named) == 3 and [n for n, _ in named] == [n for n, _ in moved_by(replies[1].raw)]
+        assert moved_by("8 7\nAssistant 1 was better") == []

@@ -21,6 +21,7 @@ from ..fit import Coefficients, read_coefficients
 from ..spec import JudgeSpec, coefficients_path
 
 TOP_FEATURES = 3  # features named in each reply
+MOVED_BY = "log-odds moved by "
 
 
 @dataclass
@@ -67,5 +68,15 @@ def reply_text(p: float, features: Sequence[str], contributions: np.ndarray) -> 
     moved = ", ".join(f"{features[j]} {contributions[j]:+.2f}" for j in order)
     return (
         f"{p:.4f} {1 - p:.4f}\nP(Assistant 1 wins), P(Assistant 2 wins) from answer features; "
-        f"log-odds moved by {moved}"
+        f"{MOVED_BY}{moved}"
     )
+
+
+def moved_by(raw: str) -> list[tuple[str, float]]:
+    """The features a fitted judge's reply names as moving its verdict most, with their log-odds shares
+    (toward Assistant 1 when positive); none for another judge's reply."""
+    _, found, listed = raw.partition(MOVED_BY)
+    if not found:
+        return []
+    pairs = [item.rsplit(" ", 1) for item in listed.strip().split(", ")]
+    return [(name, float(value)) for name, value in pairs]
