@@ -95,6 +95,13 @@ class Coefficients:
     features_version: int = FEATURES_VERSION
     encoder: str = f"{ENCODER}@{ENCODER_MAX_TOKENS}"
 
+    def digest(self) -> str:
+        """A hash of what makes the verdicts: both models' weights, the margin, feature version, encoder."""
+        parts = [str(self.features_version), self.encoder, repr(self.models.margin)]
+        for model in (self.models.with_reference, self.models.without_reference):
+            parts += [*model.features, *(f"{c:.6g}" for c in model.coef)]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
     def to_text(self) -> str:
         """The coefficients file's text: JSON, one line per feature weight (per unit, spread, per spread)."""
         models = {"margin": self.models.margin}

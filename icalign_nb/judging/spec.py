@@ -19,10 +19,15 @@ so tables and figures can say which judge made them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..files import sha256_file, sha256_text
+from ..files import sha256_text
+
+if TYPE_CHECKING:
+    from .fit import Coefficients
 
 PAPER_MODEL = "gpt-4-0613"
 DEFAULT_JUDGE = "fitted"  # the offline default
@@ -58,7 +63,7 @@ class JudgeSpec:
             return f"embedding:{self.model}@{self.max_length} margin={self.margin:g}"
         if self.kind == "fitted":
             which = SHIPPED if self.model == SHIPPED else Path(self.model).name
-            name = f"fitted:{which}@{sha256_file(coefficients_path(self.model))[:8]}"
+            name = f"fitted:{which}@{fitted_digest(self.model)[:8]}"
             return name if self.margin == fitted_margin(self.model) else f"{name} margin={self.margin:g}"
         base = f"{self.model}/{self.prompt}" if self.kind == "openai" else f"local:{self.model}/{self.prompt}"
         return base
@@ -84,16 +89,14 @@ class JudgeSpec:
         if self.kind == "embedding":
             parts.append(str(self.max_length))
         if self.kind == "fitted":  # a refit changes every reply
-            parts += [sha256_file(coefficients_path(self.model)), repr(self.margin)]
+            parts += [fitted_digest(self.model), repr(self.margin)]
         return sha256_text(*parts)[:24]
 
 
 def coefficients_path(model: str) -> Path:
     """The fitted judge's coefficients file: the shipped one, or a refit's path."""
     if model == SHIPPED:
-        from ..data.fetch import package_resource
-
-        return package_resource("fitted_judge.json")
+        return _shipped()
     path = Path(model).expanduser()
     if not path.is_file():
         raise UserError(
@@ -102,12 +105,37 @@ def coefficients_path(model: str) -> Path:
     return path
 
 
+@lru_cache(maxsize=1)
+def _shipped() -> Path:
+    from ..data.fetch import package_resource
+
+    return package_resource("fitted_judge.json")
+
+
+def fitted_digest(model: str) -> str:
+    """What identifies a fitted judge's verdicts: its weights, margin, feature version and encoder (not
+    the validation numbers or notes its file also holds)."""
+    return _coefficients(model).digest()
+
+
 def fitted_margin(model: str) -> float:
     """The fitted judge's draw margin as a margin on the score difference P(win) - P(lose): twice the
     margin around 0.5 its coefficients file records."""
+    return 2 * _coefficients(model).models.margin
+
+
+def _coefficients(model: str) -> Coefficients:
+    """A fitted judge's coefficients, read once per version of its file."""
+    path = coefficients_path(model)
+    stat = path.stat()
+    return _read(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read(path: str, mtime_ns: int, size: int) -> Coefficients:
     from .fit import read_coefficients
 
-    return 2 * read_coefficients(coefficients_path(model)).models.margin
+    return read_coefficients(path)
 
 
 def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
