@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..retrieval.embeddings import TextEmbeddingCache
 
 FEATURES_VERSION = 1
 ENCODER = "minilm"  # the sentence encoder of the cosine features
@@ -173,7 +177,10 @@ class Pair:
     reference: str | None = None
 
 
-def embedder(encoder: str = ENCODER) -> object:
+Embed = Callable[[list[str]], np.ndarray]  # texts -> one embedding row each
+
+
+def embedder(encoder: str = ENCODER) -> TextEmbeddingCache:
     """The per-text embedding cache the cosine features are read through."""
     from ..retrieval.embeddings import TextEmbeddingCache
     from ..retrieval.encoders import Encoder
@@ -185,7 +192,7 @@ def answer_matrix(
     questions: Sequence[str],
     answers: Sequence[str],
     references: Sequence[str | None],
-    embed: object,
+    embed: Embed,
     text: TextFeatures | None = None,
 ) -> np.ndarray:
     """(n, len(FEATURES)) features of answers; reference features are NaN where there is no reference.
@@ -213,7 +220,7 @@ def answer_matrix(
     return out
 
 
-def pair_matrix(pairs: Sequence[Pair], embed: object, text: TextFeatures | None = None) -> np.ndarray:
+def pair_matrix(pairs: Sequence[Pair], embed: Embed, text: TextFeatures | None = None) -> np.ndarray:
     """(n, len(FEATURES)) feature differences, first answer minus second (NaN: no reference)."""
     text = text or TextFeatures()
     questions = [p.question for p in pairs] * 2

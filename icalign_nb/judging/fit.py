@@ -30,7 +30,15 @@ import numpy as np
 from ..errors import UserError
 from ..files import atomic_write_text, read_text
 from .degenerate import CONSTRUCTED
-from .features import ENCODER, ENCODER_MAX_TOKENS, FEATURE_NAMES, FEATURES_VERSION, REFERENCE_FREE, Pair
+from .features import (
+    ENCODER,
+    ENCODER_MAX_TOKENS,
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    REFERENCE_FREE,
+    Embed,
+    Pair,
+)
 from .labelled import Labelled
 
 FORMAT = "icalign-fitted-judge"
@@ -263,7 +271,7 @@ class FitData:
         return np.array([x.reference is not None for x in self.items])
 
 
-def fit_data(items: Sequence[Labelled], embed: object) -> FitData:
+def fit_data(items: Sequence[Labelled], embed: Embed) -> FitData:
     """Feature differences of labelled comparisons (`embed`: texts -> embedding rows)."""
     from .features import pair_matrix
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...files import sha256_text
 from ..comparisons import Comparison, Reply
-from ..features import Pair, embedder, pair_matrix
+from ..features import Embed, Pair, embedder, pair_matrix
 from ..fit import Coefficients, read_coefficients
 from ..spec import JudgeSpec, coefficients_path
 
@@ -30,7 +30,7 @@ class FittedJudge:
 
     spec: JudgeSpec
     coefficients: Coefficients = field(init=False)
-    _embed: object = field(default=None, init=False, repr=False)
+    _embed: Embed | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.coefficients = read_coefficients(coefficients_path(self.spec.model))
