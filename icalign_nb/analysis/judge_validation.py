@@ -197,17 +197,21 @@ def validation_table(
 def win_rate_spearman(table: pl.DataFrame, baselines: Sequence[str]) -> pl.DataFrame:
     """Per judge: Spearman correlation of its win rates with GPT-4's across the systems judged against
     one of `baselines` (the pooled row left out), and how many systems that is."""
-    from scipy.stats import spearmanr
-
     rows = []
     systems = table.filter(pl.col("baseline").is_in(list(baselines)) & (pl.col("system") != POOLED))
     for (judge,), group in systems.group_by("judge", maintain_order=True):
-        rho = spearmanr(group["win_judge"].to_numpy(), group["win_reference"].to_numpy()).statistic
+        rho = spearman_rho(group["win_judge"], group["win_reference"])
         err = (group["win_judge"] - group["win_reference"]).abs()
         rows.append(
             {"judge": judge, "systems": group.height, "spearman": float(rho), "max_win_gap": float(err.max())}
         )
     return pl.DataFrame(rows)
+
+
+def spearman_rho(a: pl.Series, b: pl.Series) -> float:
+    """Spearman's rank correlation: Pearson's on average ranks (ties share their mean rank)."""
+    ra, rb = a.rank("average").to_numpy(), b.rank("average").to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
 
 
 def validation_summary(
