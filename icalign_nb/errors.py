@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
 
-def where(path: object, line: int | None = None, field: str | None = None) -> str:
+def where(path: str | PathLike[str], line: int | None = None, field: str | None = None) -> str:
     """Format a location as `file:line: field` for error messages."""
     text = str(path)
     if line is not None:

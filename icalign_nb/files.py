@@ -9,9 +9,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError, where
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _umask() -> int:
@@ -216,6 +219,6 @@ def exclusive(folder: Path, what: str, wait: bool = False, name: str = ".lock") 
         os.close(fd)
 
 
-def frame_digest(frame: object, columns: Sequence[str]) -> str:
+def frame_digest(frame: pl.DataFrame, columns: Sequence[str]) -> str:
     """A content hash of the columns of a loaded table (what a run read, whatever its file format)."""
     return sha256_text(*(f"{c}\1" + "\0".join(str(v) for v in frame[c].to_list()) for c in columns))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Idle OpenMP threads sleep, as the command line and the notebook kernels set them (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The one setting that locates ../shared/data (CI always has it; a user's clone may not).
 SHARED_DATA = Path(os.environ.get("ICALIGN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # Files of ../shared/data that are not public downloads (the project's own summaries): tests reading
@@ -50,6 +52,6 @@ def data_env(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """The real SmolLM2 tokenizer (shared by `tiny-random`), left-padded."""
-    from icalign_nb.models import load_tokenizer
+    from icalign_nb.models.loading import load_tokenizer
 
     return load_tokenizer("tiny-random")

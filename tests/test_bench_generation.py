@@ -16,10 +16,10 @@ def number(line: str, after: str) -> float:
 
 @pytest.mark.slow
 def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFixture) -> None:
-    args = ["bench", "generation", "--model", "tiny-random", "--queries", "2", "--max-new-tokens", "8"]
+    args = ["bench", "generation", "--model", "tiny-random", "--limit", "2", "--max-new-tokens", "8"]
     assert main([*args, "--batch-size", "2", "--peer", "llama-cpp"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "2 queries x 5 samples" in out[0]  # --queries is --limit
+    assert "2 queries x 5 samples" in out[0]
     prefill = next(line for line in out if line.startswith("prefill: "))
     assert float(prefill.split()[1]) > 0 and "10 prompts" not in prefill  # 2 prompts, shared by 5 samples
     assert "(2 prompts" in prefill

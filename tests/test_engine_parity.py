@@ -139,7 +139,7 @@ def real_prompts(tokenizer: object, bos: bool) -> list[list[int]]:
     """Three of the main job's prompt shapes, from the starter pool: zero-shot, 2 demos and 5 demos,
     the last two longer than Gemma 3's 512-token window."""
     from icalign_nb.data.loaders import load_pool
-    from icalign_nb.models import encode_prompts
+    from icalign_nb.models.tokens import encode_prompts
 
     pool = load_pool("starter")
     demos = list(zip(pool["prompt"].to_list(), pool["response"].to_list(), strict=True))

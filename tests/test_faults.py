@@ -371,7 +371,7 @@ def test_misshapen_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     from icalign_nb.judging.cache import JudgmentCache
     from icalign_nb.judging.spec import parse_judge_spec
 
-    key = parse_judge_spec("embedding").key
+    key = parse_judge_spec("fitted").key  # the default judge
     (journal / JudgmentCache(key).path.name).write_text('{"key": "k", "raw": "8 7"}\n{"keys": 1}\n')
     run = generations_run(tmp_path, capsys)
     base = answers_file(tmp_path, run)
@@ -408,10 +408,12 @@ def test_fields_apply_to_eval_files_too(tmp_path: Path) -> None:
 def test_a_killed_model_conversion_leaves_nothing_for_good(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from icalign_nb import models
+    from icalign_nb.cache import cache_path
+    from icalign_nb.models.builds import cached_build
+    from icalign_nb.models.registry import model_spec
 
     monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "fresh"))
-    target = models.cache_path("models", "tiny-random", models.model_spec("tiny-random").source)
+    target = cache_path("models", "tiny-random", model_spec("tiny-random").source)
     stale = target.parent / f".{target.name}.build-killed"
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"\0" * 1000)
@@ -419,6 +421,6 @@ def test_a_killed_model_conversion_leaves_nothing_for_good(
     def build(out: Path) -> None:
         (out / "config.json").write_text("{}")
 
-    assert models._cached_build("tiny-random", build) == target
+    assert cached_build("tiny-random", build) == target
     assert (target / "config.json").exists() and not stale.exists()
     assert sorted(p.name for p in target.parent.iterdir()) == [f".{target.name}.lock", target.name]

@@ -163,7 +163,7 @@ def test_results_come_as_rows_finish_with_their_own_seconds(backend) -> None:
 
 
 def test_token_budget_limits_rows(tiny_tokenizer) -> None:
-    from icalign_nb.models import load_model
+    from icalign_nb.models.loading import load_model
 
     model = load_model("tiny-random", device="cpu", dtype="float32")
     assert max(len(tiny_tokenizer(zero_shot_prompt(q))["input_ids"]) for q in QUERIES) <= 64

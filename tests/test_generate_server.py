@@ -86,7 +86,7 @@ def test_client_errors_are_not_retried(server: ScriptedServer) -> None:
 def test_base_url_and_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ICALIGN_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with pytest.raises(UserError, match="--base-url"):
+    with pytest.raises(UserError, match="base URL"):
         ServerOptions.from_env("m")
     monkeypatch.setenv("ICALIGN_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("ICALIGN_API_KEY", "sk-env")

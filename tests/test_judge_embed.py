@@ -55,7 +55,7 @@ def test_run_needs_a_reference_and_labels_the_proxy(tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     ref.write_text(json.dumps({"prompt": "Capital of France?", "response": REFERENCE}) + "\n")
     spec = parse_judge_spec("embedding")
-    with pytest.raises(UserError, match="--reference"):
+    with pytest.raises(UserError, match="reference answers"):
         run_judge(JudgeRun(run, str(base), spec))
     summary = run_judge(JudgeRun(run, str(base), spec, reference=str(ref), swap=True))
     assert summary.verdicts["win"] == 2
@@ -149,7 +149,19 @@ def test_the_runs_eval_set_gives_the_references_by_default(
         for qid, prompt, ref in zip(queries["id"], queries["prompt"], queries["reference"], strict=True)
     ]
     (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = main(["judge", "--run", str(run), "--baseline", "starter", "--cache-dir", str(tmp_path / "c")])
+    code = main(
+        [
+            "judge",
+            "--run",
+            str(run),
+            "--baseline",
+            "starter",
+            "--judge",
+            "embedding",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     out = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in out] == ["win", "win"]  # the answers *are* the references

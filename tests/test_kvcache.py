@@ -72,7 +72,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from icalign_nb.generation.memory import memory_plan, peak_bytes, reset_peak, rss_bytes
 from icalign_nb.generation.transformers_backend import TransformersBackend
 from icalign_nb.generation.types import GenerationConfig, Request
-from icalign_nb.models import load_tokenizer
+from icalign_nb.models.loading import load_tokenizer
 
 budget = int(sys.argv[1])
 torch.set_num_threads(1)  # memory does not depend on threads; a busy machine's cores do

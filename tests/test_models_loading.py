@@ -6,19 +6,11 @@ import re
 
 import pytest
 
-from icalign_nb import models
 from icalign_nb.errors import UserError
-from icalign_nb.models import (
-    DEFAULT_MODEL,
-    REGISTRY,
-    context_length,
-    encode_prompts,
-    load_model,
-    model_spec,
-    pick_device,
-    prompt_bos,
-    resolve_dtype,
-)
+from icalign_nb.models import loading
+from icalign_nb.models.loading import context_length, load_model, pick_device, resolve_dtype
+from icalign_nb.models.registry import DEFAULT_MODEL, REGISTRY, model_spec
+from icalign_nb.models.tokens import encode_prompts, prompt_bos
 
 
 def test_unknown_model_lists_registered_names() -> None:
@@ -69,22 +61,25 @@ class _Tokenizer:
         return {"input_ids": [one(t) for t in text] if isinstance(text, list) else one(text)}
 
 
-def test_bos_per_model_rule() -> None:
+def test_bos_per_model_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icalign_nb.models import tokens
+
+    monkeypatch.setattr(tokens, "_config", lambda source: None)  # a hub id whose config cannot be read
     adds, plain = _Tokenizer(True), _Tokenizer(False)
     assert prompt_bos("gemma-3-270m", adds) is True  # its tokenizer's convention
     assert prompt_bos("tiny-random", plain) is False
     assert prompt_bos("llama-2-13b", adds) is False  # the reference code: no special tokens
-    assert prompt_bos("llama-2-13b-chat", adds) is False  # a chat template carries its own
+    assert prompt_bos("llama-2-13b-chat", adds) is True  # the reference's chat prompt: special tokens on
     assert prompt_bos("some-org/some-model", adds) is True
     assert encode_prompts(adds, ["ab", "c"], True) == [[2, 97, 98], [2, 99]]
     assert encode_prompts(adds, ["ab"], False) == [[97, 98]]
 
 
 def test_dtype_bf16_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", "cpu") == "bfloat16"
     assert resolve_dtype("float32", "cpu") == "float32"
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype("auto", "cpu") == "float32"
     assert resolve_dtype("auto", "cuda") == "bfloat16"
     with pytest.raises(UserError, match="unknown dtype 'fp8'"):
@@ -97,7 +92,7 @@ def test_bf16_detection_agrees_with_the_cpu_flags() -> None:
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     if not flags:
         pytest.skip("no /proc/cpuinfo here")
-    assert models.cpu_has_fast_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert loading.cpu_has_fast_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_tiny_random_loads_in_the_dtype_asked_on_cpu() -> None:

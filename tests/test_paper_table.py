@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from icalign_nb.analysis.paper_table import REPORTED, paper_table
+from icalign_nb.analysis.paper_table import paper_table, reported_table
 from icalign_nb.cli import main
 
 EXPECTED = {
@@ -30,7 +30,8 @@ def test_release_reproduces_the_paper_numbers(shared_data: Path) -> None:
     for r in table.iter_rows(named=True):
         assert f"{100 * r['reported_win']:.1f}%" == EXPECTED[(r["system"], r["baseline"])]
         assert r["n"] == (1500 if r["baseline"] == "davinci003" else 300)
-    assert REPORTED.height == 7
+    reported = {(r["system"], r["baseline"]) for r in reported_table().iter_rows(named=True)}
+    assert set(EXPECTED) <= reported and len(reported) == 12  # the nine released systems' reported rates
 
 
 def test_paper_table_command_with_release_and_from_the_data_dir(
@@ -64,3 +65,16 @@ def test_a_bad_release_folder_is_one_line(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "x_vs_y_autoeval.jsonl").write_text('{"autoeval_text_list": ["8 7"]}\n{"other": 1}\n')
     assert main(["paper-table", "--release", str(tmp_path)]) == 1
     assert "x_vs_y_autoeval.jsonl:2" in capsys.readouterr().err
+
+
+def test_the_figure_table_keeps_ids_and_shows_labels_with_intervals(shared_data: Path) -> None:
+    from icalign_nb.analysis.winrates import Bootstrap
+    from icalign_nb.study.release import figure_table
+
+    table = figure_table(shared_data / "paper_release", boot=Bootstrap(n=100))
+    assert {"recomputed_ci_low", "recomputed_ci_high", "label", "vs"} <= set(table.columns)
+    row = table.filter(table["system"] == "llama2-13B_icl-oasstgpt").row(0, named=True)
+    assert row["label"] == "Llama-2-13B in-context (retrieved)" and row["vs"] == "text-davinci-003"
+    assert row["recomputed_ci_low"] < row["recomputed"] < row["recomputed_ci_high"]
+    reported = figure_table(None)  # without the release: the reported numbers of all nine systems
+    assert reported.height == 12 and reported["label"].null_count() == 0

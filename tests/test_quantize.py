@@ -66,7 +66,7 @@ def test_a_run_records_int8_and_is_not_resumed_in_another_dtype(tmp_path: Path, 
 
 
 def test_int8_is_refused_off_the_cpu() -> None:
-    from icalign_nb.models import load_model
+    from icalign_nb.models.loading import load_model
 
     model = load_model("tiny-random", device="cpu", dtype="float32")
     model.to("meta")
@@ -76,7 +76,7 @@ def test_int8_is_refused_off_the_cpu() -> None:
 
 @pytest.mark.slow
 def test_bench_precision_compares_dtypes(capsys: pytest.CaptureFixture) -> None:
-    args = ["bench", "precision", "--model", "tiny-random", "--queries", "2", "--max-new-tokens", "6"]
+    args = ["bench", "precision", "--model", "tiny-random", "--limit", "2", "--max-new-tokens", "6"]
     assert main(args) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert "2 prompts" in out[0]

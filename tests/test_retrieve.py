@@ -72,7 +72,7 @@ def _pool(n: int) -> pl.DataFrame:
 
 def test_assemble_orders_most_relevant_last_and_records_why(tiny_tokenizer):
     pool = _pool(4)
-    config = get_preset("paper", max_k=4, max_tokens=40)
+    config = get_preset("paper", max_k=4, demo_budget=40)
     r = Retriever(pool, config, tiny_tokenizer, encoder=_NoEncoder(), preset_name="paper")
     lengths = r.demo_lengths()
     top = np.array([[2, 0, 3, 1]])
@@ -222,7 +222,7 @@ def test_zero_shot_and_urial_prompts(tiny_tokenizer):
 
 
 def test_urial_preset_reads_the_original_prompt_files(shared_data: Path, tiny_tokenizer):
-    config = get_preset("urial", urial_path=str(shared_data / "urial/inst_1k_v4.help.txt"))
+    config = get_preset("urial", urial_prompt=str(shared_data / "urial/inst_1k_v4.help.txt"))
     out = Retriever(_pool(1), config, tiny_tokenizer, preset_name="urial").retrieve(
         pl.DataFrame({"id": ["a"], "prompt": ["Hi"]})
     )[0]

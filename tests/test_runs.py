@@ -66,7 +66,7 @@ def test_run_writes_config_and_one_line_per_item(tmp_path: Path, backend) -> Non
 
 
 def test_a_run_is_not_resumed_in_another_dtype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from icalign_nb import models
+    from icalign_nb.models import loading
 
     fp32 = TransformersBackend("tiny-random", device="cpu", dtype="float32")
     run_generation(tmp_path, replace(SPEC, dtype="float32"), QUIET, backend=fp32)
@@ -74,10 +74,10 @@ def test_a_run_is_not_resumed_in_another_dtype(tmp_path: Path, monkeypatch: pyte
         run_generation(tmp_path, replace(SPEC, dtype="bfloat16"), QUIET)
     with pytest.raises(UserError, match="the loaded model runs in float32, the run asks for bfloat16"):
         run_generation(tmp_path, replace(SPEC, dtype="bfloat16"), QUIET, backend=fp32)
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)  # auto on a bf16 machine: refused
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: True)  # auto on a bf16 machine: refused
     with pytest.raises(UserError, match=r"\(dtype: 'float32' -> 'bfloat16'\)"):
         run_generation(tmp_path, SPEC, QUIET)
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)  # auto on an fp32 machine: resumes
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: False)  # auto on an fp32 machine: resumes
     assert run_generation(tmp_path, SPEC, QUIET, backend=fp32).generated == 0
 
 
@@ -143,8 +143,19 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     cases = [
         (["--model", "gpt-17"], "unknown model 'gpt-17'; registered: gemma-3-270m, smollm2-135m"),
         (
-            ["--model", "tiny-random", "--preset", "zero-shot", "--max-new-tokens", "2040"],
-            "over the model's context",
+            # vLLM cannot generate past the context (transformers may, as the reference did): refused
+            # before the backend loads
+            [
+                "--model",
+                "tiny-random",
+                "--preset",
+                "zero-shot",
+                "--max-new-tokens",
+                "2040",
+                "--backend",
+                "vllm",
+            ],
+            "with max_new_tokens 2040 over the model's context",
         ),
         (["--model", "tiny-random", "--max-new-tokens", "4096"], "leaves no room"),
     ]

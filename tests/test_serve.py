@@ -50,7 +50,7 @@ def _get(url: str) -> dict:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`transformers serve` with the SmolLM2 folder the package builds; (base URL, served model name)."""
     from icalign_nb.errors import UserError
-    from icalign_nb.models import local_dir
+    from icalign_nb.models.builds import local_dir
 
     try:
         folder = local_dir("smollm2-135m")

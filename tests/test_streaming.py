@@ -37,7 +37,7 @@ def test_text_stream_of_real_tokens_joins_into_the_text(tiny_tokenizer) -> None:
 def two_rows(tokenizer: object, bos: bool, stop: tuple[str, ...] = PAPER_STOP) -> list[Request]:
     """The playground's pair: the question asked directly and with two demos, one sample each."""
     from icalign_nb.data.loaders import load_pool
-    from icalign_nb.models import encode_prompts
+    from icalign_nb.models.tokens import encode_prompts
 
     pool = load_pool("starter")
     demos = list(zip(pool["prompt"].to_list()[:2], pool["response"].to_list()[:2], strict=True))

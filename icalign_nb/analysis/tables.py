@@ -72,7 +72,7 @@ def render(df: pl.DataFrame, fmt: str, json_columns: list[str] | None = None) ->
         return df.write_csv()
     if fmt == "table":
         return to_text(df)
-    raise UserError(f"--format: unknown format '{fmt}' ({', '.join(FORMATS)})")
+    raise UserError(f"unknown format '{fmt}' ({', '.join(FORMATS)})")
 
 
 # The JSON contract of `icalign winrate`: the table's columns without `judge` (named in `system`).

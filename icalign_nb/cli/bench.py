@@ -11,7 +11,6 @@ from .common import (
     add_generation_options,
     add_model_option,
     add_retrieval_options,
-    positive_int,
     run_spec,
 )
 
@@ -30,23 +29,21 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p = kinds.add_parser("generation", parents=[parent], help="decode paper-preset prompts both ways")
     add_model_option(p)
     add_retrieval_options(p)
-    add_generation_options(p, samples=5, max_new_tokens=512)
-    p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
+    add_generation_options(p)
     add_decoding_options(p, "package path: most rows decoded together")
     p.add_argument(
         "--peer",
         choices=["llama-cpp"],
         help="also time llama.cpp on the same GGUF at batch 1 (needs llama-cpp-python, built from source)",
     )
-    p.set_defaults(limit=4, func=cmd_generation)
+    p.set_defaults(limit=4, max_new_tokens=512, func=cmd_generation)
 
     p = kinds.add_parser(
         "precision", parents=[parent], help="bf16 and int8 logits and greedy answers against float32"
     )
     add_model_option(p)
     add_retrieval_options(p)
-    add_generation_options(p, samples=1, max_new_tokens=64)
-    p.add_argument("--queries", dest="limit", type=positive_int, help="the same as --limit: first N queries")
+    add_generation_options(p)
     p.add_argument(
         "--dtypes",
         nargs="+",
@@ -54,7 +51,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         choices=["bfloat16", "int8"],
         help="dtypes to compare",
     )
-    p.set_defaults(limit=8, func=cmd_precision)
+    p.set_defaults(limit=8, samples=1, max_new_tokens=64, func=cmd_precision)
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
@@ -79,6 +76,6 @@ def cmd_generation(args: argparse.Namespace) -> int:
     from ..jobs.bench import bench_generation
 
     bench_generation(
-        run_spec(args), args.batch_size, args.data_dir, token_budget=args.token_budget, peer=args.peer
+        run_spec(args), args.batch_size, args.data_dir, token_budget=args.batch_budget, peer=args.peer
     )
     return 0

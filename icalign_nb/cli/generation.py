@@ -9,8 +9,10 @@ from .common import (
     add_decoding_options,
     add_generation_options,
     add_model_option,
+    add_option,
     add_retrieval_options,
     positive_int,
+    run_options,
     run_spec,
 )
 
@@ -20,19 +22,17 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p = sub.add_parser("generate", parents=[parent], help="generate answers into a resumable run directory")
     p.add_argument("--run", required=True, help="run directory (created; re-run the same command to resume)")
     add_model_option(p)
-    p.add_argument("--backend", default="transformers", choices=BACKENDS, help="generation backend")
+    add_option(p, "--backend", choices=BACKENDS, help="generation backend (transformers)")
     add_retrieval_options(p)
     add_generation_options(p)
     add_decoding_options(p, "transformers: most rows decoded together; servers: items per saved chunk")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
-    p.add_argument("--base-url", default=None, help="openai backend: server URL (else ICALIGN_BASE_URL)")
-    p.add_argument("--api-key", default=None, help="openai backend: key (else ICALIGN_API_KEY; never saved)")
-    p.add_argument("--served-model", default=None, help="openai backend: model name on the server")
-    p.add_argument("--concurrency", type=positive_int, default=8, help="openai backend: requests in flight")
-    p.add_argument("--max-retries", type=int, default=6, help="openai backend: retries on 429/5xx/timeouts")
-    p.add_argument(
-        "--tensor-parallel-size", type=positive_int, default=1, help="vllm backend: GPUs per model"
-    )
+    add_option(p, "--device", help="cpu | cuda | cuda:N (default: cuda if present)")
+    add_option(p, "--base-url", help="openai backend: server URL (else ICALIGN_BASE_URL)")
+    add_option(p, "--api-key", help="openai backend: key (else ICALIGN_API_KEY; never saved)")
+    add_option(p, "--served-model", help="openai backend: model name on the server")
+    add_option(p, "--concurrency", type=positive_int, help="openai backend: requests in flight (8)")
+    add_option(p, "--max-retries", type=int, help="openai backend: retries on 429/5xx/timeouts (6)")
+    add_option(p, "--tensor-parallel-size", type=positive_int, help="vllm backend: GPUs per model (1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -47,25 +47,14 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Fill a run directory, resuming what is there."""
-    from ..generation.runs import RunOptions, run_generation
+    from ..generation.runs import run_generation
 
-    options = RunOptions(
-        batch_size=args.batch_size,
-        token_budget=args.token_budget,
-        device=args.device,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        tensor_parallel_size=args.tensor_parallel_size,
-        data_dir=args.data_dir,
-        progress=not args.no_progress,
-    )
-    s = run_generation(args.run, run_spec(args), options)
+    s = run_generation(args.run, run_spec(args), run_options(args))
     how = ", ".join(f"{k} {v}" for k, v in sorted(s.stopped_by.items())) or "-"
+    shrunk = "" if s.shrunk is None else f"; demo budget shrunk to fit the context: {s.shrunk} queries"
     print(
         f"run {s.run_dir}: {s.generated} generated, {s.already_done} already done, {s.total} items "
-        f"(stopped by: {how}; {s.seconds:.1f}s)"
+        f"(stopped by: {how}{shrunk}; {s.seconds:.1f}s)"
     )
     return 0
 

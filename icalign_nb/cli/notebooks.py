@@ -32,7 +32,13 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         nargs=2,
         action="append",
         metavar=("KEY", "VALUE"),
-        help="set a notebook parameter (repeatable), e.g. -p model llama-2-13b",
+        help="set a notebook parameter or a study setting (repeatable), e.g. -p model llama-2-13b",
+    )
+    p.add_argument(
+        "-f",
+        "--parameters-file",
+        default=None,
+        help="a YAML file of parameters (KEY: VALUE), e.g. a study.yaml; -p pairs win over it",
     )
     p.add_argument("--figures-dir", default=None, help="where figures are written (default: figures/)")
     p.add_argument("--runs-dir", default=None, help="where run folders go (default: runs/notebooks/)")
@@ -68,10 +74,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = NotebookRun(
         names=tuple(args.names),
         parameters=tuple(tuple(p) for p in args.param or ()),
+        parameters_file=Path(args.parameters_file) if args.parameters_file else None,
         notebook_dir=_notebook_dir(args),
         figures_dir=Path(args.figures_dir) if args.figures_dir else None,
         runs_dir=Path(args.runs_dir) if args.runs_dir else None,
         work_dir=Path(args.work_dir) if args.work_dir else None,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
         kernel_name=args.kernel,
         progress=not args.no_progress,
     )

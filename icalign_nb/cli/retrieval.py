@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_retrieval_options, retrieval_settings
+from .common import add_retrieval_options, add_seed_option, retrieval_settings
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
         "retrieve", parents=[parent], help="retrieve and pack demonstrations; one JSON line per query"
     )
     add_retrieval_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random preset's draws")
+    add_seed_option(p, "the random preset's draws")
     p.add_argument("--out", required=True, help="output .jsonl file (written atomically)")
     p.set_defaults(func=cmd_retrieve)
 
@@ -23,7 +23,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     from ..files import check_writable, write_jsonl
     from ..retrieval.settings import build_retriever, load_queries
 
-    settings = retrieval_settings(args, seed=args.seed)
+    settings = retrieval_settings(args)
     settings.config()  # bad settings fail before anything loads
     check_writable(args.out)
     results = build_retriever(settings, args.data_dir).retrieve(load_queries(settings, args.data_dir))

@@ -111,6 +111,6 @@ def parse_field_map(text: str | None) -> dict[str, str] | None:
     for part in text.split(","):
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in {"prompt", "response"} or not value.strip():
-            raise UserError(f"--fields: expected prompt=NAME,response=NAME, got '{text}'")
+            raise UserError(f"fields: expected prompt=NAME,response=NAME, got '{text}'")
         mapping[key.strip()] = value.strip()
     return mapping

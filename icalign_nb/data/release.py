@@ -8,6 +8,7 @@ Release judgment files are named `<system>_vs_<baseline>_autoeval.jsonl`; output
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +19,60 @@ from .fetch import REMOTE_FILES, data_root, fetch
 from .records import read_records, text_field
 
 RELEASE_PREFIX = "paper_release/"
+
+
+@dataclass(frozen=True)
+class ReleaseSystem:
+    """A system of the release, keyed by the stem its files share; the label is only ever shown, and the
+    win rates are the ones the paper reports (a fact of the paper, not computed here)."""
+
+    id: str
+    label: str
+    reported: dict[str, float] = field(default_factory=dict)  # baseline id -> reported win rate
+
+
+# Source of `reported`: Han (2023), "In-Context Alignment: Chat with Vanilla Language Models Before
+# Fine-Tuning", arXiv:2308.04275 (GPT-4-0613 judge, LIMA test, 300 prompts; 5 samples per prompt vs
+# text-davinci-003, 1 vs ChatGPT). Win rate = wins / comparisons.
+REPORTED_SOURCE = "Han (2023), arXiv:2308.04275, GPT-4-judged win rates on the LIMA test prompts"
+RELEASE_SYSTEMS: dict[str, ReleaseSystem] = {
+    s.id: s
+    for s in [
+        ReleaseSystem("llama2base-13B_zeroshot", "Llama-2-13B zero-shot", {"davinci003": 0.114}),
+        ReleaseSystem(
+            "llama2-13B_icl-oasstgpt",
+            "Llama-2-13B in-context (retrieved)",
+            {"davinci003": 0.784, "chatgpt": 0.163},
+        ),
+        ReleaseSystem(
+            "llama2-13B_icl-random-oasstgpt",
+            "Llama-2-13B in-context (random)",
+            {"davinci003": 0.629, "chatgpt": 0.107},
+        ),
+        ReleaseSystem("llama2chat-13B", "Llama-2-chat-13B", {"davinci003": 0.841, "chatgpt": 0.307}),
+        ReleaseSystem("llama2-70B_icl-oasstgpt", "Llama-2-70B in-context (retrieved)", {"davinci003": 0.885}),
+        ReleaseSystem("llama1-13B_icl-oasstgpt", "Llama-1-13B in-context (retrieved)", {"davinci003": 0.367}),
+        ReleaseSystem("llama2chat-7B", "Llama-2-chat-7B", {"davinci003": 0.753}),
+        ReleaseSystem("guanaco-7B", "Guanaco-7B", {"davinci003": 0.701}),
+        ReleaseSystem("guanaco-13B", "Guanaco-13B", {"davinci003": 0.769}),
+    ]
+}
+# The release's baselines, by the id its file names use.
+RELEASE_BASELINES = {"davinci003": "text-davinci-003", "chatgpt": "ChatGPT"}
+
+
+def release_label(name: str) -> str:
+    """What people read for a release system or baseline id (an unknown id is shown as it is)."""
+    system = RELEASE_SYSTEMS.get(name)
+    return system.label if system is not None else RELEASE_BASELINES.get(name, name)
+
+
+def release_order(name: str) -> int:
+    """A release system's place in tables and figures: the paper's order, unknown systems last."""
+    order = list(RELEASE_SYSTEMS)
+    return order.index(name) if name in order else len(order)
+
+
 _JUDGMENT_NAME = re.compile(r"^(?P<system>.+)_vs_(?P<baseline>.+)_autoeval\.jsonl$")
 
 
@@ -45,11 +100,16 @@ def locate_release(release_dir: str | Path | None = None, data_dir: str | Path |
 def release_judgment_files(
     release: str | Path | None = None, data_dir: str | Path | None = None
 ) -> list[Path]:
-    """Every `*_vs_*_autoeval.jsonl` of a release folder, else the pinned release files (fetched)."""
+    """Every `*_vs_*_autoeval.jsonl` of a release folder (the one given, else the data directory's
+    `paper_release/`): whichever systems it holds; without either, every pinned release judgment file
+    (fetched)."""
+    root = data_root(data_dir)
+    if release is None and root is not None:
+        release = root / "paper_release"
     if release is not None:
         folder = Path(release)
         if not folder.is_dir():
-            raise UserError(f"--release {folder}: not a folder")
+            raise UserError(f"release folder {folder}: not a folder")
         files = sorted(folder.glob("*_vs_*_autoeval.jsonl"))
         if not files:
             raise UserError(f"{folder}: no *_vs_*_autoeval.jsonl judgment files")

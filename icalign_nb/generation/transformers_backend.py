@@ -142,7 +142,8 @@ class TransformersBackend:
         dtype: str = "auto",
         token_budget: int = TOKEN_BUDGET,
     ) -> None:
-        from ..models import load_model, load_tokenizer, prompt_bos
+        from ..models.loading import load_model, load_tokenizer
+        from ..models.tokens import prompt_bos
         from .attention import NAME, probe_layers, register
         from .decoder import LeanDecoder
         from .quantize import INT8, is_int8, quantize_int8
@@ -177,7 +178,7 @@ class TransformersBackend:
 
     def encode(self, prompt: str) -> list[int]:
         """A prompt's token ids as this model sees them (BOS by the model's rule)."""
-        from ..models import encode_prompts
+        from ..models.tokens import encode_prompts
 
         return encode_prompts(self.tokenizer, [prompt], self.bos)[0]
 

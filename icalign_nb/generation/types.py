@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from ..errors import UserError
+from ..checks import in_range
 from ..files import sha256_text
 
 BACKENDS = ("transformers", "vllm", "openai")
@@ -28,16 +28,14 @@ class GenerationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise UserError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0 (got {self.temperature})")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must be in (0, 1] (got {self.top_p})")
-        if self.top_k is not None and self.top_k < 0:
-            raise UserError(f"top_k must be >= 0 (got {self.top_k})")
-        if self.samples < 1:
-            raise UserError(f"samples must be >= 1 (got {self.samples})")
+        in_range("max_new_tokens", self.max_new_tokens, at_least=1, whole=True)
+        in_range("temperature", self.temperature, at_least=0)
+        in_range("top_p", self.top_p, above=0, at_most=1)
+        in_range("top_k", self.top_k, at_least=0, whole=True)
+        in_range("samples", self.samples, at_least=1, whole=True)
+        in_range("seed", self.seed, whole=True)
+        if self.top_k == 0:  # one way to say "no top-k filter"
+            object.__setattr__(self, "top_k", None)
 
     @property
     def greedy(self) -> bool:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..retrieval.prompts import clean_answer
 from .types import GenerationConfig, Request, Result
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 INSTALL_HINT = (
     "vLLM is not installed: pip install 'icalign-nb[vllm]' (needs a CUDA GPU), or use --backend transformers"
 )
 
 
-def import_vllm() -> object:
+def import_vllm() -> ModuleType:
     """The vllm module, or one clear line saying how to get it."""
     try:
         import vllm
@@ -67,11 +71,12 @@ class VLLMBackend:
     def __init__(
         self, model_name: str, tensor_parallel_size: int = 1, chunk_size: int = 256, dtype: str = "auto"
     ) -> None:
-        from ..models import local_dir
+        from ..models.builds import local_dir
+        from ..models.loading import accelerator_dtype
 
         self.vllm = import_vllm()
         self.chunk_size = chunk_size
-        self.dtype = "bfloat16" if dtype == "auto" else dtype  # the paper's GPU setting
+        self.dtype = accelerator_dtype(dtype)  # bf16 on cards that compute in it, else fp16
         self.llm = self.vllm.LLM(
             model=local_dir(model_name), tensor_parallel_size=tensor_parallel_size, dtype=self.dtype
         )

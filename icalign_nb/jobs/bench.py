@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..generation.runs import RunSpec
-from ..models import context_length
+from ..models.loading import context_length
 from ..retrieval import prompts
 from ..retrieval.settings import RetrievalSettings, build_retriever, load_queries
 
@@ -56,10 +56,10 @@ def reference_style_retrieval(
             for idx in order:
                 text = prompts.demo_budget_text(prompts_[idx], responses[idx])
                 n = len(retriever.tokenizer(text, add_special_tokens=False).input_ids)
-                if n > config.max_per_instance_tokens:
+                if n > config.max_demo_tokens:
                     continue
                 total += n
-                if total > config.max_tokens:
+                if total > config.demo_budget:
                     break
                 kept.append(ids[idx])
             chosen.append(list(reversed(kept)))
@@ -79,7 +79,7 @@ def package_retrieval(
     with _timed(times, "select + pack"):
         top, scores = retriever.rank(q)
         out = retriever.assemble(
-            query_ids, queries, top, scores, [retriever.config.max_tokens] * len(queries)
+            query_ids, queries, top, scores, [retriever.config.demo_budget] * len(queries)
         )
     return [r.demo_ids for r in out]
 
@@ -289,7 +289,9 @@ def bench_generation(
     against its prediction (a subprocess) and, with `peer`, llama.cpp on the same GGUF."""
     from ..generation.transformers_backend import TOKEN_BUDGET, TransformersBackend
     from ..generation.types import Request, item_seed
-    from ..models import encode_prompts, load_model, load_tokenizer, model_spec, prompt_bos
+    from ..models.loading import load_model, load_tokenizer
+    from ..models.registry import model_spec
+    from ..models.tokens import encode_prompts, prompt_bos
 
     if peer not in (None, "llama-cpp"):
         raise UserError(f"unknown peer '{peer}'; peers: llama-cpp")
@@ -483,7 +485,7 @@ def peer_report(model_name: str, backend: object, request: object, new_tokens: i
     import torch
 
     from ..generation.types import GenerationConfig
-    from ..models import gguf_file
+    from ..models.builds import gguf_file
 
     ids = list(request.prompt_ids)
     with tempfile.TemporaryDirectory() as tmp:
@@ -600,7 +602,8 @@ def bench_precision(
     whether the greedy answers themselves diverge (and where, against float32's top-2 margin there)."""
     from ..generation.transformers_backend import TransformersBackend
     from ..generation.types import Request
-    from ..models import encode_prompts, load_tokenizer, prompt_bos
+    from ..models.loading import load_tokenizer
+    from ..models.tokens import encode_prompts, prompt_bos
 
     new_tokens = spec.generation.max_new_tokens
     tokenizer = load_tokenizer(spec.model)

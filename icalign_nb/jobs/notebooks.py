@@ -15,24 +15,23 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import html
 import json
+import logging
 import os
-import re
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..analysis.poolmap import numba_cache_env
 from ..errors import UserError, first_line
-from ..files import atomic_write_json
-from ..views.poolmap import numba_cache_env
+from ..files import atomic_write_json, read_text
+from .relay import ProgressRelay, relay_engine, relay_writer
 
-RUNNER_PARAMETERS = ("figures_dir", "work_dir")
+RUNNER_PARAMETERS = ("figures_dir", "work_dir", "data_dir")  # study settings the runner decides
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,12 @@ class NotebookRun:
 
     names: tuple[str, ...] = ()  # notebook names, numbers or name parts; empty: the main job
     parameters: tuple[tuple[str, str], ...] = ()  # -p KEY VALUE pairs, as typed
+    parameters_file: Path | None = None  # a YAML or JSON file of KEY: VALUE (the -p pairs win over it)
     notebook_dir: Path | None = None  # default: the project's notebooks/ folder
     figures_dir: Path | None = None  # default: the project's figures/ folder
     runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
     work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
+    data_dir: Path | None = None  # the public data's folder for every notebook (default: as the study's)
     kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
     progress: bool = True  # papermill's per-cell progress bar
     relay: bool = True  # the kernel's progress bars and reports relayed to the terminal as lines
@@ -88,8 +89,8 @@ def in_main_job(path: Path) -> bool:
 
 
 def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = False) -> list[Path]:
-    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; when none is given,
-    the main job's (or, with `everything`, all)."""
+    """Notebooks by full name, number (`1` or `01`), name without its number, or a unique part of the
+    name; when none is given, the main job's (or, with `everything`, all)."""
     available = list_notebooks(notebook_dir)
     if not names:
         return available if everything else [p for p in available if in_main_job(p)]
@@ -99,6 +100,8 @@ def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = 
         matches = [p for p in available if p.stem == stem]
         if not matches and stem.isdigit():
             matches = [p for p in available if int(p.stem.split("_")[0]) == int(stem)]
+        if not matches:  # the name without its number: `explorer` is 06_explorer, not 08_release_explorer
+            matches = [p for p in available if p.stem.partition("_")[2].lower() == stem.lower()]
         if not matches:
             matches = [p for p in available if stem.lower() in p.stem.lower()]
         if len(matches) != 1:
@@ -130,10 +133,13 @@ def declared_parameters(path: Path) -> dict[str, dict]:
 TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
 
 
-def convert(value: str, type_name: str, key: str) -> object:
-    """A -p value as the declared parameter's type; a value that is not of that type is one line."""
-    text = value.strip()
-    kind = (type_name or "str").lower().split("|")[0].strip()
+def convert(value: object, type_name: str, key: str) -> object:
+    """A parameter's value (typed on the command line, or read from a file) as the parameter's type
+    (the declared default's, or the study setting's); a value of another type is one line."""
+    if isinstance(value, (list, tuple)):  # a list in a file: the comma-separated text a notebook takes
+        value = ",".join(str(v) for v in value)
+    text = str(value).strip()
+    kind = (type_name or "str").lower().split("|")[0].split("[")[0].strip()
     try:
         if kind == "bool":
             if text.lower() in {"true", "1", "yes"}:
@@ -147,7 +153,32 @@ def convert(value: str, type_name: str, key: str) -> object:
             return float(text)
     except ValueError:
         raise UserError(f"-p {key} {value}: expected {TYPE_WORDS.get(kind, kind)}") from None
-    return value
+    return text if isinstance(value, str) else value
+
+
+def read_parameters_file(path: Path) -> list[tuple[str, object]]:
+    """KEY: VALUE pairs of a YAML (or JSON) parameters file, in file order; anything else is one line."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        found = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{line}: not a YAML file of KEY: VALUE ({first_line(exc)})") from None
+    if found is None:
+        return []
+    if not isinstance(found, dict) or not all(isinstance(k, str) for k in found):
+        raise UserError(f"{path}: expected KEY: VALUE pairs (a YAML mapping of parameter names)")
+    return list(found.items())
+
+
+def study_settings() -> dict[str, str]:
+    """The settings every notebook's study takes (name -> type), whether or not a notebook declares them."""
+    from ..study.study import Study
+
+    return {f.name: str(f.type) for f in fields(Study)}
 
 
 @contextlib.contextmanager
@@ -172,24 +203,41 @@ def kernel_environment() -> Iterator[None]:
 
 
 def plan_parameters(
-    notebooks: Sequence[Path], user: Sequence[tuple[str, str]], runner: dict[str, str]
+    notebooks: Sequence[Path], user: Sequence[tuple[str, object]], runner: dict[str, str]
 ) -> dict[Path, dict]:
-    """Parameters per notebook: runner paths and -p overrides, only where the notebook declares them."""
+    """Parameters per notebook: the runner's paths and the user's values (`-p` pairs, a parameters
+    file's) typed as each notebook declares them; a setting of the study goes to every notebook (each
+    builds its study from it), checked once here so that a bad value stops the run before it starts."""
+    from ..study.study import Study
+
     declared = {nb: declared_parameters(nb) for nb in notebooks}
-    unknown = [k for k, _ in user if not any(k in d for d in declared.values())]
+    study = study_settings()
+    unknown = [k for k, _ in user if k not in study and not any(k in d for d in declared.values())]
     if unknown:
-        names = sorted({k for d in declared.values() for k in d} - set(RUNNER_PARAMETERS))
+        names = sorted({k for d in declared.values() for k in d} | set(study))
         raise UserError(
             f"no selected notebook has a parameter '{unknown[0]}'; parameters: {', '.join(names)}"
         )
     plan = {}
     for nb, params in declared.items():
-        chosen: dict[str, object] = {k: v for k, v in runner.items() if k in params}
+        chosen: dict[str, object] = dict(runner)
         for key, value in user:
             if key in params:
                 chosen[key] = convert(value, params[key]["type"], key)
+            elif key in study:
+                chosen[key] = convert(value, study[key], key)
+        Study.from_notebook(chosen)  # a bad model, preset or value is one line, before any notebook runs
         plan[nb] = chosen
     return plan
+
+
+def runner_parameters(run: NotebookRun, figures_dir: Path, work_dir: Path) -> dict[str, str]:
+    """The study settings the runner decides for every notebook: where figures and runs go, and the
+    public data's folder when the command names one."""
+    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    if run.data_dir is not None:
+        runner["data_dir"] = str(run.data_dir.expanduser().resolve())
+    return runner
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
@@ -197,7 +245,7 @@ def _snapshot(folder: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
 
 
-def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]:
+def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[NotebookResult]:
     """Execute the chosen notebooks in order; stop at the first failure (its record shows the cell)."""
     import papermill
 
@@ -208,8 +256,9 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
     work_dir = (run.work_dir or root / "runs" / "work").resolve()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = (run.runs_dir or root / "runs" / "notebooks").resolve() / stamp
-    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
-    plan = plan_parameters(notebooks, run.parameters, runner)
+    runner = runner_parameters(run, figures_dir, work_dir)
+    given = read_parameters_file(run.parameters_file) if run.parameters_file else []
+    plan = plan_parameters(notebooks, [*given, *run.parameters], runner)
     run_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
@@ -224,7 +273,7 @@ def run_notebooks(run: NotebookRun, say: object = print) -> list[NotebookResult]
             before = _snapshot(figures_dir)
             start = time.perf_counter()
             result = NotebookResult(nb.stem, record, 0.0, plan[nb])
-            relay = ProgressRelay(_relay_writer(), run.heartbeat) if run.relay else None
+            relay = ProgressRelay(relay_writer(), run.heartbeat) if run.relay else None
             try:
                 execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress)
             except papermill.PapermillExecutionError as exc:
@@ -266,168 +315,37 @@ def execute(
     from traitlets.config import Config
 
     config = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
-    papermill.execute_notebook(
-        str(nb),
-        str(record),
-        parameters=parameters,
-        kernel_name=kernel_name,
-        progress_bar=progress,
-        cwd=str(nb.parent),
-        report_mode=False,
-        config=config,
-        **({"engine_name": _relay_engine(), "relay": relay} if relay is not None else {}),
-    )
+    quiet = _StudySettingsKnown(set(study_settings()))
+    logging.getLogger("papermill").addFilter(quiet)
+    try:
+        papermill.execute_notebook(
+            str(nb),
+            str(record),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            cwd=str(nb.parent),
+            report_mode=False,
+            config=config,
+            **({"engine_name": relay_engine(), "relay": relay} if relay is not None else {}),
+        )
+    finally:
+        logging.getLogger("papermill").removeFilter(quiet)
 
 
-PROGRESS_RIGHT = re.compile(r"^\s*(\d+)/(\d+|\?)\s*\[(.*)\]\s*$")  # tqdm's "3/8 [00:40<01:20, 2.1 tok/s]"
-PROGRESS_LEFT = re.compile(r"^(.*?)[:\s]*\d+%\s*$")  # tqdm's "generate:  37%"
+class _StudySettingsKnown(logging.Filter):
+    """papermill warns of parameters a notebook does not declare; a study's settings reach every notebook
+    on purpose (its `Study.from_notebook` reads them), so those warnings are dropped."""
 
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
 
-class ProgressRelay:
-    """Turns a kernel's progress bars (tqdm widgets, seen as widget updates) into terminal lines, relays
-    what cells with a progress bar print, and says a silent cell is still working every `heartbeat` s."""
-
-    def __init__(self, write: Callable[[str], None], heartbeat: float = 60.0, indent: str = "    ") -> None:
-        self.write, self.heartbeat, self.indent = write, heartbeat, indent
-        self.lock = threading.Lock()
-        self.label = ""  # the description of the bar updated last
-        self.shown: dict[str, tuple[str, float]] = {}  # comm id -> (count shown, when)
-        self.cell, self.cells, self.cell_start = 0, 0, time.monotonic()
-        self.cell_has_bar = False
-        self.last = time.monotonic()
-        self.latest = ""  # the last progress line, repeated by the heartbeat
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True) if heartbeat > 0 else None
-        if self.thread is not None:
-            self.thread.start()
-
-    def cell_started(self, index: int, total: int) -> None:
-        """A code cell began executing."""
-        with self.lock:
-            self.cell, self.cells, self.cell_start = index, total, time.monotonic()
-            self.cell_has_bar, self.latest = False, ""
-
-    def widget(self, comm_id: str, state: dict) -> None:
-        """A widget's state changed: if it is a tqdm bar's text, relay its count (at most every 2 s)."""
-        value = state.get("value")
-        if not isinstance(value, str):
-            return
-        text = html.unescape(value).replace("\u2007", " ").strip()
-        if left := PROGRESS_LEFT.match(text):
-            self.label = left.group(1).strip()
-            return
-        right = PROGRESS_RIGHT.match(text)
-        if right is None:
-            return
-        done, total, inside = right.groups()
-        now = time.monotonic()
-        count, when = self.shown.get(comm_id, ("", 0.0))
-        if f"{done}/{total}" == count or (now - when < 2 and done != total):
-            return
-        self.shown[comm_id] = (f"{done}/{total}", now)
-        line = f"{self.label or 'progress'}: {done}/{total} [{' '.join(inside.split())}]"
-        with self.lock:
-            self.cell_has_bar, self.latest = True, line
-        self._say(line)
-
-    def stream(self, name: str, text: str) -> None:
-        """A cell printed: relay its lines when the cell shows a progress bar (the package's reports)."""
-        if name != "stdout" or not self.cell_has_bar:
-            return
-        for line in text.splitlines():
-            if line.strip():
-                self._say(line.rstrip()[:200])
-
-    def close(self) -> None:
-        """Stop the heartbeat."""
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def _say(self, line: str) -> None:
-        with self.lock:
-            self.last = time.monotonic()
-        self.write(self.indent + line)
-
-    def _beat(self) -> None:
-        while not self.stop.wait(min(5.0, self.heartbeat)):
-            now = time.monotonic()
-            if self.cell and now - self.last >= self.heartbeat:
-                with self.lock:
-                    running = now - self.cell_start
-                    where = f"cell {self.cell}/{self.cells}" if self.cells else f"cell {self.cell}"
-                    latest = f"; last: {self.latest}" if self.latest else ""
-                self._say(f"still working on {where} ({running:.0f} s){latest}")
-
-
-def _relay_writer() -> Callable[[str], None]:
-    """Write a line to stdout without tearing papermill's progress bar."""
-    from tqdm import tqdm
-
-    return lambda line: tqdm.write(line, file=sys.stdout)
-
-
-def _relay_engine() -> str:
-    """The name of a papermill engine whose notebook client feeds a `ProgressRelay` (registered once)."""
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.log import logger
-    from papermill.utils import merge_kwargs, remove_args
-    from traitlets import Any
-
-    name = "icalign-relay"
-
-    class RelayClient(PapermillNotebookClient):
-        relay = Any(None)
-
-        def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
-            super().handle_comm_msg(outs, msg, cell_index)
-            state = msg["content"].get("data", {}).get("state")
-            if self.relay is not None and isinstance(state, dict):
-                self.relay.widget(msg["content"].get("comm_id", ""), state)
-
-        def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> object:
-            if self.relay is not None and msg["msg_type"] == "stream":
-                self.relay.stream(msg["content"].get("name", ""), msg["content"].get("text", ""))
-            return super().output(outs, msg, display_id, cell_index)
-
-    class RelayEngine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(  # papermill's own, with the client above
-            cls,
-            nb_man: object,
-            kernel_name: str,
-            log_output: bool = False,
-            stdout_file: object = None,
-            stderr_file: object = None,
-            start_timeout: int = 60,
-            execution_timeout: int | None = None,
-            relay: ProgressRelay | None = None,
-            **kwargs: object,
-        ) -> object:
-            code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
-
-            def started(cell: object, cell_index: int) -> None:
-                if relay is not None and cell_index in code:
-                    relay.cell_started(code.index(cell_index) + 1, len(code))
-
-            kwargs = remove_args(["input_path"], **kwargs)
-            final = merge_kwargs(
-                remove_args(["timeout", "startup_timeout"], **kwargs),
-                timeout=execution_timeout or kwargs.get("timeout"),
-                startup_timeout=start_timeout,
-                kernel_name=kernel_name,
-                log=logger,
-                log_output=log_output,
-                stdout_file=stdout_file,
-                stderr_file=stderr_file,
-                relay=relay,
-                on_cell_execute=started,
-            )
-            return RelayClient(nb_man, **final).execute()
-
-    papermill_engines.register(name, RelayEngine)
-    return name
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("Passed unknown parameter: ") and message.split(": ", 1)[1] in self.names
+        )
 
 
 def _write_summary(run_dir: Path, results: list[NotebookResult], seconds: float) -> None:

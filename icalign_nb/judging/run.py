@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import polars as pl
 
@@ -27,13 +28,23 @@ from ..files import atomic_write_json, check_writable, exclusive, frame_digest, 
 from ..generation.rundir import CONFIG, read_config, read_generations
 from .backends import make_judge
 from .cache import JudgmentCache
-from .comparisons import Comparison, Reply, build_comparisons
+from .comparisons import Comparison, Judge, Reply, build_comparisons
 from .parse import verdict
 from .spec import JudgeSpec
 from .verdicts import SCHEMA
 
 JUDGMENTS = "judgments.jsonl"
 JUDGE_INFO = "judgments.judge.json"
+
+
+RUN_PREFIX = "run:"  # a baseline that is another run's answers: head to head
+
+
+def baseline_name(spec: str) -> str:
+    """The name verdicts carry for a baseline: a built-in name or file as given, `run:<id>` for a run."""
+    if spec.startswith(RUN_PREFIX):
+        return RUN_PREFIX + Path(spec.removeprefix(RUN_PREFIX)).resolve().name
+    return spec
 
 
 @dataclass
@@ -46,13 +57,24 @@ class JudgeRun:
     swap: bool = False
     concurrency: int = 8
     reference: str | None = None  # answers the embedding judge compares against (baseline spec or file)
-    out: Path | None = None  # default: DIR/judgments.jsonl
+    out: Path | None = None  # default: DIR/judgments.jsonl (head to head: DIR/judgments.vs-<run id>.jsonl)
     data_dir: str | None = None
     max_retries: int = 6  # endpoint judges: retries per request
     timeout: float = 120.0  # endpoint judges: seconds per request
     progress: bool = False  # a progress bar of the comparisons asked
 
-    def backend(self) -> object:
+    def target(self) -> Path:
+        """The judgments file written: `out`, else the run's own (or its head-to-head one)."""
+        if self.out is not None:
+            return Path(self.out)
+        if self.baseline.startswith(RUN_PREFIX):
+            return (
+                Path(self.run_dir)
+                / f"judgments.vs-{baseline_name(self.baseline).removeprefix(RUN_PREFIX)}.jsonl"
+            )
+        return Path(self.run_dir) / JUDGMENTS
+
+    def backend(self) -> Judge:
         """The judge backend this run uses."""
         return make_judge(self.judge, self.data_dir, self.concurrency, self.max_retries, self.timeout)
 
@@ -69,6 +91,20 @@ class JudgeSummary:
     out: Path | None = None
 
 
+def load_baseline_answers(spec: str, data_dir: str | None = None) -> pl.DataFrame:
+    """Baseline answers: built-in or file (one per query), or `run:DIR` (another run's, per sample)."""
+    if not spec.startswith(RUN_PREFIX):
+        return load_baseline(spec, data_dir)
+    rows = read_generations(Path(spec.removeprefix(RUN_PREFIX)))
+    return pl.DataFrame(
+        [
+            {"id": r["query_id"], "prompt": r["query"], "sample": r["sample"], "response": r["response"]}
+            for r in rows
+        ],
+        schema={"id": pl.String, "prompt": pl.String, "sample": pl.Int64, "response": pl.String},
+    )
+
+
 def eval_references(name: str, data_dir: str | None = None) -> pl.DataFrame | None:
     """An eval set's reference answers as ``id, prompt, response``, or None when it has none."""
     refs = load_eval(name, data_dir).filter(pl.col("reference").is_not_null())
@@ -83,7 +119,7 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
         if run.reference.startswith("eval:"):
             return eval_references(run.reference.removeprefix("eval:"), run.data_dir)
         return load_baseline(run.reference, run.data_dir)
-    if run.judge.kind != "embedding":
+    if run.judge.kind not in {"embedding", "fitted"}:
         return None
     if not (Path(run.run_dir) / CONFIG).exists():  # answers from elsewhere: no eval set to take them from
         return None
@@ -111,7 +147,7 @@ def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) ->
 
 
 def judge_comparisons(
-    comparisons: Sequence[Comparison], backend: object, cache: JudgmentCache, progress: bool = False
+    comparisons: Sequence[Comparison], backend: Judge, cache: JudgmentCache, progress: bool = False
 ) -> tuple[list[Reply], int]:
     """Replies for all comparisons, in input order; only uncached ones reach the backend."""
     from tqdm.auto import tqdm
@@ -151,31 +187,30 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     The run directory is held while judging (one writer at a time); the output's place is checked
     before any request; a judge that fails stops before anything is rewritten, its replies so far
     kept in the cache."""
-    out = run.out or Path(run.run_dir) / JUDGMENTS
+    out = run.target()
     check_writable(out)
     with exclusive(Path(run.run_dir), "icalign judge"):
         rows = read_generations(run.run_dir)
-        baseline = load_baseline(run.baseline, run.data_dir)
+        baseline = load_baseline_answers(run.baseline, run.data_dir)
         reference = reference_answers(run)
         if run.judge.kind == "embedding" and reference is None:
             raise UserError(
-                "--judge embedding needs --reference (answers to compare against, e.g. chatgpt, or eval:NAME "
-                "for an eval set's references); the run's eval set has none"
+                "the embedding judge needs reference answers (reference: a baseline such as chatgpt, a file, "
+                "or eval:NAME for an eval set's own); the run's eval set has none"
             )
-        comparisons = build_comparisons(rows, baseline, reference, run.swap)
+        comparisons = build_comparisons(rows, baseline, reference, run.swap, run.judge.kind == "fitted")
         cache = JudgmentCache(run.judge.key)
         replies, requested = judge_comparisons(comparisons, run.backend(), cache, run.progress)
-        out_rows = [
-            judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
-        ]
+        name = baseline_name(run.baseline)
+        out_rows = [judgment_row(c, r, run.judge, name) for c, r in zip(comparisons, replies, strict=True)]
         write_jsonl(out, out_rows)
-        if run.out is None:  # what made the verdicts, beside them
+        if out == Path(run.run_dir) / JUDGMENTS:  # what made the run's verdicts, beside them
             atomic_write_json(
                 Path(run.run_dir) / JUDGE_INFO,
                 {
                     "judge": run.judge.name,
                     "proxy": run.judge.proxy,
-                    "baseline": run.baseline,
+                    "baseline": name,
                     "baseline_sha256": frame_digest(baseline, ("prompt", "response")),
                     "reference_sha256": frame_digest(reference, ("prompt", "response"))
                     if reference is not None
@@ -189,7 +224,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     )
 
 
-def print_summary(summary: JudgeSummary, stream: object | None = None) -> None:
+def print_summary(summary: JudgeSummary, stream: TextIO | None = None) -> None:
     """One short report of a judging run."""
     counts = " ".join(f"{k}={v}" for k, v in summary.verdicts.items())
     print(
@@ -201,7 +236,7 @@ def print_summary(summary: JudgeSummary, stream: object | None = None) -> None:
 
 def judgment_rows_frame(
     comparisons: Sequence[Comparison],
-    backend: object,
+    backend: Judge,
     cache: JudgmentCache,
     spec: JudgeSpec,
     system: str,

@@ -104,10 +104,3 @@ def load_verdicts(source: str | Path) -> pl.DataFrame:
     if path.name.endswith("_autoeval.jsonl"):
         return load_release_verdicts(path)
     return load_judgments_file(path)
-
-
-def load_many(sources: list[str | Path]) -> pl.DataFrame:
-    """Verdicts of several inputs stacked into one table."""
-    if not sources:
-        raise UserError("no input given (run directories, judgments files or *_autoeval.jsonl)")
-    return pl.concat([load_verdicts(s) for s in sources], how="vertical")

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError, first_line
 from ..files import folder_fingerprint
-from ..models import packaged_model_dir, quiet_transformers
+from ..models.builds import packaged_model_dir, quiet_transformers
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # Encoders a user can name; anything else is taken as a Hugging Face id or a local folder.
 ENCODER_ALIASES = {
@@ -42,8 +47,8 @@ class Encoder:
     batch_size: int = 64
     max_length: int = 512
     device: str = "cpu"
-    _tokenizer: object = field(default=None, init=False, repr=False)
-    _model: object = field(default=None, init=False, repr=False)
+    _tokenizer: PreTrainedTokenizerBase | None = field(default=None, init=False, repr=False)
+    _model: PreTrainedModel | None = field(default=None, init=False, repr=False)
     _key: str | None = field(default=None, init=False, repr=False)
 
     def load(self) -> Encoder:
@@ -108,7 +113,7 @@ class Encoder:
         return out
 
 
-def mean_pool(hidden: object, mask: object) -> object:
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average token vectors over non-padded positions (Contriever's pooling)."""
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)

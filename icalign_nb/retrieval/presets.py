@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..checks import in_range
 from ..errors import UserError
 
 
@@ -22,35 +23,69 @@ class RetrievalConfig:
 
     method: str = "retrieve"  # retrieve | random | zero-shot | urial
     max_k: int = 20  # candidates considered, best first
-    max_tokens: int = 3000  # running total of demo tokens allowed
-    max_per_instance_tokens: int = 500  # a longer formatted demo is skipped
+    demo_budget: int = 3000  # running total of demo tokens allowed in a prompt
+    max_demo_tokens: int = 500  # a longer formatted demo is skipped
     similarity: str = "dot"  # dot (the paper: unnormalised) | cosine
     most_relevant_last: bool = True  # the paper reverses the kept list
     seed: int = 0  # random method: seed of the uniform draw; shuffled answers: seed of the shuffle
-    urial_path: str | None = None  # urial method: prompt file (None: the project's own)
+    urial_prompt: str | None = None  # urial method: prompt file (None: the project's own)
     # the ablations' deviations (the paper: None, "both", False, False)
     max_demos: int | None = None  # keep at most this many of the packed demos, best-ranked first
     demo_content: str = "both"  # both | question | answer | none (the template with empty slots)
     shuffle_answers: bool = False  # each kept demo shows another kept demo's answer
     system_text: bool = False  # the assistant paragraph (prompts.SYSTEM_TEXT) before the demos
 
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown method '{self.method}' ({', '.join(METHODS)})")
+        if self.similarity not in {"dot", "cosine"}:
+            raise UserError(f"unknown similarity '{self.similarity}' (dot, cosine)")
+        in_range("max_demos", self.max_demos, at_least=0, whole=True)
+        if self.demo_content not in {"both", "question", "answer", "none"}:
+            raise UserError(f"unknown demo content '{self.demo_content}' (both, question, answer, none)")
+        in_range("max_k", self.max_k, at_least=1, whole=True)
+        in_range("demo_budget", self.demo_budget, at_least=0, whole=True)
+        in_range("max_demo_tokens", self.max_demo_tokens, at_least=0, whole=True)
+        in_range("seed", self.seed, whole=True)
 
-PRESETS: dict[str, RetrievalConfig] = {
-    "paper": RetrievalConfig(),
-    "paper-short": RetrievalConfig(max_tokens=1000),  # the reference's Llama-1 "short" mode
-    "paper-cosine": RetrievalConfig(similarity="cosine"),  # deviation: L2-normalised scores
-    "random": RetrievalConfig(method="random"),
-    "zero-shot": RetrievalConfig(method="zero-shot"),
-    "urial": RetrievalConfig(method="urial"),
-    **{f"paper-k{k}": RetrievalConfig(max_demos=k) for k in (0, 1, 2, 4, 8)},
-    "paper-first": RetrievalConfig(most_relevant_last=False),
-    "paper-shuffled-answers": RetrievalConfig(shuffle_answers=True),
-    "paper-questions-only": RetrievalConfig(demo_content="question"),
-    "paper-answers-only": RetrievalConfig(demo_content="answer"),
-    "paper-format-only": RetrievalConfig(demo_content="none"),
-    "paper-system": RetrievalConfig(system_text=True),
-    "system-only": RetrievalConfig(system_text=True, max_demos=0),
-}
+
+METHODS = ("retrieve", "random", "zero-shot", "urial")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named retrieval preset: what it runs, and the label people read (shown, never compared)."""
+
+    name: str
+    label: str
+    config: RetrievalConfig
+
+
+def _presets(*presets: Preset) -> dict[str, Preset]:
+    return {p.name: p for p in presets}
+
+
+PRESETS: dict[str, Preset] = _presets(
+    Preset("paper", "in-context (retrieved demos)", RetrievalConfig()),
+    # the reference's Llama-1 "short" mode
+    Preset("paper-short", "in-context (retrieved, 1000-token budget)", RetrievalConfig(demo_budget=1000)),
+    # deviation: L2-normalised scores
+    Preset("paper-cosine", "in-context (retrieved, cosine)", RetrievalConfig(similarity="cosine")),
+    Preset("random", "in-context (random demos)", RetrievalConfig(method="random")),
+    Preset("zero-shot", "zero-shot (direct prompt)", RetrievalConfig(method="zero-shot")),
+    Preset("urial", "URIAL-style (fixed 3 demos)", RetrievalConfig(method="urial")),
+    *(
+        Preset(f"paper-k{k}", f"in-context, at most {k} demo{'s' * (k != 1)}", RetrievalConfig(max_demos=k))
+        for k in (0, 1, 2, 4, 8)
+    ),
+    Preset("paper-first", "in-context, most relevant first", RetrievalConfig(most_relevant_last=False)),
+    Preset("paper-shuffled-answers", "in-context, answers shuffled", RetrievalConfig(shuffle_answers=True)),
+    Preset("paper-questions-only", "in-context, questions only", RetrievalConfig(demo_content="question")),
+    Preset("paper-answers-only", "in-context, answers only", RetrievalConfig(demo_content="answer")),
+    Preset("paper-format-only", "in-context, format only", RetrievalConfig(demo_content="none")),
+    Preset("paper-system", "system text + in-context", RetrievalConfig(system_text=True)),
+    Preset("system-only", "system text, no demos", RetrievalConfig(system_text=True, max_demos=0)),
+)
 # The k sweep ("all that fit" is `paper`), then the other context ablations.
 K_SWEEP = ["paper-k0", "paper-k1", "paper-k2", "paper-k4", "paper-k8", "paper"]
 ABLATIONS = [
@@ -64,24 +99,13 @@ ABLATIONS = [
 ]
 
 
-def get_preset(name: str, **overrides: object) -> RetrievalConfig:
-    """A named preset, with fields overridden (unknown names give one clear line)."""
+def check_preset(name: str) -> Preset:
+    """The preset of a name (an unknown name is one clear line listing them)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}'; presets: {', '.join(PRESETS)}")
-    config = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
-    if config.similarity not in {"dot", "cosine"}:
-        raise UserError(f"unknown similarity '{config.similarity}' (dot, cosine)")
-    if config.max_demos is not None and config.max_demos < 0:
-        raise UserError(f"max_demos must be >= 0 (got {config.max_demos})")
-    if config.demo_content not in {"both", "question", "answer", "none"}:
-        raise UserError(f"unknown demo content '{config.demo_content}' (both, question, answer, none)")
-    if config.max_k < 1:
-        raise UserError(f"max_k (--max-k) must be >= 1 (got {config.max_k})")
-    if config.max_tokens < 0:
-        raise UserError(f"the demo budget (--budget) must be >= 0 tokens (got {config.max_tokens})")
-    if config.max_per_instance_tokens < 0:
-        raise UserError(
-            "the per-demo limit (--max-demo-tokens) must be >= 0 tokens "
-            f"(got {config.max_per_instance_tokens})"
-        )
-    return config
+    return PRESETS[name]
+
+
+def get_preset(name: str, **overrides: object) -> RetrievalConfig:
+    """A named preset's configuration, with fields overridden (None values leave the preset's)."""
+    return replace(check_preset(name).config, **{k: v for k, v in overrides.items() if v is not None})

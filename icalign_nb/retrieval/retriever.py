@@ -3,8 +3,8 @@
 Every retrieval records, for each candidate, why it was kept or skipped:
 
 - ``kept``: added to the prompt
-- ``over_instance_limit``: its formatted text is longer than ``max_per_instance_tokens``
-- ``over_budget``: adding it would pass ``max_tokens``; packing stops here (the paper's rule)
+- ``over_instance_limit``: its formatted text is longer than ``max_demo_tokens``
+- ``over_budget``: adding it would pass ``demo_budget``; packing stops here (the paper's rule)
 - ``after_stop``: ranked below the first overflow, never considered
 - ``over_k``: packed, but past the first ``max_demos`` (the k-sweep ablations)
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,9 @@ from . import prompts
 from .embeddings import embed_pool, normalize_rows
 from .encoders import Encoder
 from .presets import RetrievalConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -84,7 +88,7 @@ def pack(
         n = lengths[idx]
         if stopped:
             decisions.append((idx, "after_stop"))
-        elif n > config.max_per_instance_tokens:
+        elif n > config.max_demo_tokens:
             decisions.append((idx, "over_instance_limit"))
         elif total + n <= budget:
             total += n
@@ -117,14 +121,16 @@ def derangement(n: int, seed: str) -> list[int]:
     return [successor[i] for i in range(n)]
 
 
-def tokenizer_key(tokenizer: object) -> str:
+def tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> str:
     """What identifies a tokenizer for the length cache: its full definition, not where it was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     definition = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     return sha256_text(type(tokenizer).__name__, definition)
 
 
-def demo_token_lengths(pool: pl.DataFrame, tokenizer: object, use_cache: bool = True) -> list[int]:
+def demo_token_lengths(
+    pool: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, use_cache: bool = True
+) -> list[int]:
     """Token count of each demo's budget text (the paper counts demo + separator, no special tokens)."""
     path = cache_path(
         "lengths",
@@ -161,7 +167,7 @@ class Retriever:
         self,
         pool: pl.DataFrame,
         config: RetrievalConfig,
-        tokenizer: object,
+        tokenizer: PreTrainedTokenizerBase,
         encoder: Encoder | None = None,
         preset_name: str = "paper",
     ) -> None:
@@ -177,7 +183,7 @@ class Retriever:
         self._responses = pool["response"].to_list()
         self._lengths: list[int] | None = None
         self._emb: np.ndarray | None = None
-        self._urial = prompts.read_urial_prefix(config.urial_path) if config.method == "urial" else None
+        self._urial = prompts.read_urial_prefix(config.urial_prompt) if config.method == "urial" else None
         check_pool_size(config, pool)
         if config.method == "retrieve":
             self.encoder = encoder or Encoder()
@@ -328,10 +334,10 @@ class Retriever:
     def _budgets(self, texts: list[str], context_limit: int | None) -> list[int]:
         """Per-query demo budget: the configured one, shrunk where the prompt must fit a context."""
         if context_limit is None:
-            return [self.config.max_tokens] * len(texts)
+            return [self.config.demo_budget] * len(texts)
         query_texts = [prompts.QUERY_TEMPLATE.format(query=t) for t in texts]
         n_query = [len(ids) for ids in self.tokenizer(query_texts, add_special_tokens=False)["input_ids"]]
-        budgets = [min(self.config.max_tokens, context_limit - n) for n in n_query]
+        budgets = [min(self.config.demo_budget, context_limit - n) for n in n_query]
         for text, budget in zip(texts, budgets, strict=True):
             if budget < 0:
                 raise UserError(f"query is longer than the model's context allows: {text[:60]!r}…")

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from ..checks import in_range
 from ..data.loaders import load_eval, load_pool
 from ..data.records import parse_field_map
-from ..errors import UserError
-from ..models import DEFAULT_MODEL, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.registry import DEFAULT_MODEL
 from .encoders import DEFAULT_ENCODER, Encoder
 from .presets import RetrievalConfig, get_preset
 from .retriever import Retriever, check_pool_size
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+# Settings a user may set over the preset's value, named as the preset's own fields.
+OVERRIDES = ("seed", "urial_prompt", "max_k", "demo_budget", "max_demo_tokens", "similarity")
 
 
 @dataclass(frozen=True)
@@ -32,25 +41,16 @@ class RetrievalSettings:
     limit: int | None = None  # only the first N queries (None: all)
     seed: int = 0  # seed of the random preset's draws
     max_k: int | None = None  # candidates considered
-    budget: int | None = None  # demo token budget
+    demo_budget: int | None = None  # demo tokens allowed in a prompt
     max_demo_tokens: int | None = None  # a longer formatted demo is skipped
     similarity: str | None = None  # dot | cosine
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, or none for every query (got {self.limit})")
+        in_range("limit", self.limit, at_least=1, whole=True)
 
     def config(self) -> RetrievalConfig:
         """The preset with this setting's overrides: what the retriever runs."""
-        return get_preset(
-            self.preset,
-            seed=self.seed,
-            urial_path=self.urial_prompt,
-            max_k=self.max_k,
-            max_tokens=self.budget,
-            max_per_instance_tokens=self.max_demo_tokens,
-            similarity=self.similarity,
-        )
+        return get_preset(self.preset, **{name: getattr(self, name) for name in OVERRIDES})
 
     def tokenizer_name(self, model: str | None = None) -> str:
         """The model whose tokenizer counts tokens: the one named, else the run's model, else the default."""
@@ -66,17 +66,18 @@ def load_queries(settings: RetrievalSettings, data_dir: str | None = None) -> pl
 def build_retriever(
     settings: RetrievalSettings,
     data_dir: str | None = None,
-    tokenizer: object | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     encoder: Encoder | None = None,
+    pool: pl.DataFrame | None = None,
+    config: RetrievalConfig | None = None,
 ) -> Retriever:
-    """A ready retriever (the pool embedded, or read from the cache)."""
-    config = settings.config()
-    needs_pool = config.method in {"retrieve", "random"}
-    pool = (
-        load_pool(settings.pool, data_dir, parse_field_map(settings.fields))
-        if needs_pool
-        else pl.DataFrame({"id": ["-"], "prompt": ["-"], "response": ["-"]})
-    )
+    """A ready retriever (the pool embedded, or read from the cache); a pool or configuration already
+    resolved is not read or resolved again."""
+    config = config or settings.config()
+    if config.method not in {"retrieve", "random"}:
+        pool = pl.DataFrame({"id": ["-"], "prompt": ["-"], "response": ["-"]})
+    elif pool is None:
+        pool = load_pool(settings.pool, data_dir, parse_field_map(settings.fields))
     check_pool_size(config, pool)
     tokenizer = tokenizer or load_tokenizer(settings.tokenizer_name())
     if config.method == "retrieve":

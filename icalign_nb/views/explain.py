@@ -11,11 +11,20 @@ import html
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 
-from ..generation.types import Result
 from ..retrieval.retriever import Retrieval
+
+
+class Answer(Protocol):
+    """What a side-by-side view reads of a generated answer (a generation result has these)."""
+
+    response: str
+    n_generated_tokens: int
+    stopped_by: str
+
 
 EMPTY = "(empty answer: the model ended it at once)"
 CUT_NOTE = "[cut here: the answer reached the max_new_tokens cap]"
@@ -228,9 +237,7 @@ def side_by_side(
     `min_width` pixels. The texts of the columns named in `capped` are marked as cut at the length cap."""
     panels = []
     for name, text in columns.items():
-        note = (
-            f"<div style='{WRAP};color:#a0522d;font-style:italic'>{CUT_NOTE}</div>" if name in capped else ""
-        )
+        note = f"<div style='{WRAP};{NOTE}'>{CUT_NOTE}</div>" if name in capped else ""
         panels.append(
             f"<div style='{PANEL}'><div style='{WRAP};font-weight:bold;margin-bottom:4px'>"
             f"{html.escape(name)}</div><div class='icalign-answer' style='{WRAP}'>"
@@ -241,7 +248,7 @@ def side_by_side(
     return f"<div style='text-align:left'>{heading}{grid}</div>"
 
 
-def results_side_by_side(results: Mapping[str, Result], title: str | None = None) -> Html:
+def results_side_by_side(results: Mapping[str, Answer], title: str | None = None) -> Html:
     """Generation results in columns, each headed by its name, its length and how it ended."""
     columns, capped = {}, []
     for name, r in results.items():

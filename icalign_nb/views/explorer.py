@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from ..analysis.winrates import combine_orders
-from ..data.loaders import load_baseline, load_pool
-from ..generation.rundir import RETRIEVALS, read_retrievals, retrieval_for
-from ..retrieval.retriever import Retrieval
+from ..study.explore import Exploration
 from . import explain
-from .systems import SystemsSetup, answers
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
 
 # plain ASCII, so every font shows them (emoji turned into empty boxes without an emoji font)
 VERDICT_MARK = {
@@ -27,72 +26,42 @@ MIN_COLUMN_PX = 280  # answer columns wrap onto a new row below this width
 
 @dataclass
 class Explorer:
-    """Everything the view needs, indexed by query id."""
+    """The view of an exploration: one query at a time, as HTML or as a widget."""
 
-    query_ids: list[str]
-    queries: dict[str, str]
-    retrievals: dict[str, Retrieval]
-    pool: pl.DataFrame
-    answers: pl.DataFrame
-    verdicts: pl.DataFrame
-    baseline: dict[str, str]
+    data: Exploration
 
-    @classmethod
-    def build(
-        cls,
-        runs: dict[str, Path],
-        verdicts: pl.DataFrame,
-        setup: SystemsSetup,
-        baseline: str,
-        data_dir: str | None = None,
-    ) -> Explorer:
-        """Load the runs' answers, the combined verdicts, the retrievals that built the prompts (of the
-        `paper` run, else the first run that retrieved) and the baseline answers."""
-        base = load_baseline(baseline, data_dir)
-        by_prompt = {p.strip(): r for p, r in zip(base["prompt"], base["response"], strict=True)}
-        table = answers(runs)
-        firsts = table.unique("query_id", keep="first", maintain_order=True)
-        ids, texts = firsts["query_id"].to_list(), firsts["query"].to_list()
-        retrieving = [p for p in ("paper", *runs) if p in runs and (runs[p] / RETRIEVALS).exists()]
-        recorded = read_retrievals(runs[retrieving[0]]) if retrieving else {}
-        chosen = {q: r for q in ids if (r := retrieval_for(recorded, q, 0)) is not None and r.candidates}
-        pool = load_pool(setup.base.retrieval.pool, data_dir) if chosen else pl.DataFrame()
-        return cls(
-            ids,
-            dict(zip(ids, texts, strict=True)),
-            chosen,
-            pool,
-            table,
-            combine_orders(verdicts),
-            {qid: by_prompt.get(text.strip(), "") for qid, text in zip(ids, texts, strict=True)},
-        )
+    @property
+    def query_ids(self) -> list[str]:
+        """The queries, in eval-set order."""
+        return self.data.query_ids
 
     def view_html(self, query_id: str, sample: int = 0) -> str:
         """The whole view of one query as HTML: every system's answer beside the baseline's, each with
         the judge's verdict and how it ended; then (folded) its demos, every candidate and why kept or
         skipped, and the prompt."""
-        r = self.retrievals.get(query_id)
-        heading = f"{query_id}: {self.queries[query_id]}"
+        data = self.data
+        r = data.retrievals.get(query_id)
+        heading = f"{query_id}: {data.queries[query_id]}"
         parts = [f"<h3 style='{explain.WRAP}'>{html.escape(heading)}</h3>"]
-        mine = self.answers.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
-        judged = self.verdicts.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
+        mine = data.answers.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
+        judged = data.verdicts.filter((pl.col("query_id") == query_id) & (pl.col("sample") == sample))
         verdict = dict(zip(judged["system"].to_list(), judged["verdict"].to_list(), strict=True))
         columns, capped = {}, []
         for row in mine.iter_rows(named=True):
             mark = VERDICT_MARK.get(verdict.get(row["system"], ""), "not judged")
             how = explain.ended(row.get("stopped_by"), row.get("n_generated_tokens"))
-            name = f"{row['system']} · {mark}" + (f" · {how}" if how else "")
+            name = f"{data.labels.get(row['system'], row['system'])} · {mark}" + (f" · {how}" if how else "")
             columns[name] = row["response"]
             if row.get("stopped_by") == "length":
                 capped.append(name)
-        columns["baseline answer"] = self.baseline.get(query_id, "")
+        columns["baseline answer"] = data.baseline.get(query_id, "")
         title = f"answers, sample {sample} (verdict of the judge against the baseline)"
         parts.append(explain.side_by_side(columns, title=title, capped=capped, min_width=MIN_COLUMN_PX))
         if r is not None and r.candidates:
             summary = f"the retrieved demos: {len(r.demo_ids)} of {len(r.candidates)} candidates kept"
             parts.append(
                 f"<details><summary>{html.escape(summary)} (every candidate, and why)</summary>"
-                f"{explain.candidates_view(r, self.pool, width=160).markup}</details>"
+                f"{explain.candidates_view(r, data.pool, width=160).markup}</details>"
                 f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
                 f"<pre style='{explain.WRAP}'>{html.escape(explain.prompt_excerpt(r.prompt))}</pre>"
                 "</details>"
@@ -103,16 +72,16 @@ class Explorer:
         """Display the view of one query (works without widgets)."""
         from IPython.display import display
 
-        display(explain.Html(self.view_html(query_id, sample), f"{query_id}: {self.queries[query_id]}"))
+        display(explain.Html(self.view_html(query_id, sample), f"{query_id}: {self.data.queries[query_id]}"))
 
-    def widget(self) -> object:
+    def widget(self) -> widgets.VBox:
         """A dropdown of queries (and of samples, when there are several) and the view, updated in place."""
         import ipywidgets as widgets
 
-        labels = [(f"{q}: {explain.cut(self.queries[q], 70)}", q) for q in self.query_ids]
+        labels = [(f"{q}: {explain.cut(self.data.queries[q], 70)}", q) for q in self.query_ids]
         picker = widgets.Dropdown(options=labels, description="query", layout=widgets.Layout(width="90%"))
         picker.add_class("icalign-query")
-        samples = sorted(set(self.answers["sample"].to_list())) or [0]
+        samples = sorted(set(self.data.answers["sample"].to_list())) or [0]
         sample = widgets.Dropdown(options=samples, description="sample", layout=widgets.Layout(width="12em"))
         view = widgets.HTML(self.view_html(self.query_ids[0], samples[0]))
         view.add_class("icalign-view")

@@ -1,8 +1,10 @@
-"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline
-embedding proxy and the release's recorded replies; each has `prompt_hash` and `judge`."""
+"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline fitted
+judge and embedding proxy, and the release's recorded replies; each is a `Judge` (see
+`judging.comparisons`)."""
 
 from __future__ import annotations
 
+from ..comparisons import Judge
 from ..spec import JudgeSpec
 
 
@@ -12,8 +14,8 @@ def make_judge(
     concurrency: int = 8,
     max_retries: int = 6,
     timeout: float = 120.0,
-) -> object:
-    """The backend object of a judge spec."""
+) -> Judge:
+    """The judge backend of a judge spec."""
     if spec.kind == "recorded":
         from .recorded import RecordedJudge
 
@@ -22,6 +24,10 @@ def make_judge(
         from .embedding import EmbeddingJudge
 
         return EmbeddingJudge(spec)
+    if spec.kind == "fitted":
+        from .fitted import FittedJudge
+
+        return FittedJudge(spec)
     from ..prompts import get_prompt
 
     prompt = get_prompt(spec.prompt, data_dir)

@@ -70,7 +70,7 @@ class EmbeddingJudge:
             raise UserError(
                 f"the embedding judge needs a reference answer for every query "
                 f"(none for {lacking.question[:60]!r}); "
-                "pass --reference BASELINE (e.g. chatgpt) or a file of reference answers"
+                "give reference answers (reference: a baseline such as chatgpt, or a file)"
             )
         texts = [t for c in items for t in (c.answer_1, c.answer_2, c.reference)]
         emb = self.store().embed(texts)

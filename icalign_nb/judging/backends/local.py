@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...files import sha256_text
 from ..comparisons import Comparison, Reply
 from ..parse import parse_scores
 from ..prompts import JudgePrompt
 from ..spec import JudgeSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -27,8 +31,8 @@ class LocalJudge:
     prompt: JudgePrompt
     batch_size: int = 4
     seed: int = 0
-    _model: object = field(default=None, init=False, repr=False)
-    _tokenizer: object = field(default=None, init=False, repr=False)
+    _model: PreTrainedModel | None = field(default=None, init=False, repr=False)
+    _tokenizer: PreTrainedTokenizerBase | None = field(default=None, init=False, repr=False)
 
     def prompt_hash(self, c: Comparison) -> str:
         """Hash of the messages given to the model."""
@@ -40,7 +44,7 @@ class LocalJudge:
         """Load tokenizer and model once."""
         if self._model is not None:
             return
-        from ...models import load_model, load_tokenizer
+        from ...models.loading import load_model, load_tokenizer
 
         self._tokenizer = load_tokenizer(self.spec.model)
         self._model = load_model(self.spec.model, device=self.spec.device)

@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...endpoints import redact, retries_shown, server_reason
 from ...errors import UserError, first_line
@@ -28,6 +29,9 @@ from ..comparisons import Comparison, Reply
 from ..parse import parse_scores
 from ..prompts import JudgePrompt
 from ..spec import JudgeSpec
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 DEFAULT_URL = "https://api.openai.com/v1"
 
@@ -65,7 +69,7 @@ class OpenAIJudge:
         """Hash of exactly what is sent (messages), the prompt part of the cache key."""
         return sha256_text(json.dumps(self.messages(c), ensure_ascii=False))
 
-    def _client(self) -> object:
+    def _client(self) -> AsyncOpenAI:
         from openai import AsyncOpenAI
 
         key = os.environ.get(self.spec.api_key_env)
@@ -73,7 +77,7 @@ class OpenAIJudge:
             if self.base_url == DEFAULT_URL:
                 raise UserError(
                     f"judge {self.spec.name}: set {self.spec.api_key_env} in the environment "
-                    "(or --base-url for a local server that needs no key)"
+                    "(or a base URL, base_url, for a local server that needs no key)"
                 )
             key = "EMPTY"  # local OpenAI-compatible servers accept any key
         return AsyncOpenAI(
@@ -104,7 +108,7 @@ class OpenAIJudge:
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
 
-    async def _ask(self, client: object, messages: list[dict[str, str]]) -> Reply:
+    async def _ask(self, client: AsyncOpenAI, messages: list[dict[str, str]]) -> Reply:
         """One comparison: its reply, an invalid reply for a body that is not a completion, or a stop."""
         import openai
 
