@@ -30,10 +30,10 @@ def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFi
     assert share.split(": ")[1].split("%")[0].isdigit() and "GFLOP/s" in share
     assert number(next(line for line in out if "bandwidth" in line), "bandwidth:") > 0
     matvec = next(line for line in out if line.startswith("matrix-vector: "))
-    assert "15 products" in matvec  # 2 layers x 7 linear layers + the LM head
+    assert "9 products" in matvec  # 2 layers x (q/k/v, o, gate/up, down) + the LM head
     bound = next(line for line in out if line.startswith("bound: "))
     ms = number(matvec, "take")
-    assert number(bound, "bound:") == pytest.approx(1e3 / ms, rel=0.01)
+    assert number(bound, "bound:") == pytest.approx(1e3 / ms, rel=0.02)
     assert number(bound, "decode per row at") == pytest.approx(100 * per_row * ms / 1e3, abs=1)
     memory = [line for line in out if line.startswith(("memory (", "memory: "))]
     assert len(memory) == 2 and "peak" in memory[0] and "predicted" in memory[0]

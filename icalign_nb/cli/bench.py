@@ -39,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p.set_defaults(limit=4, max_new_tokens=512, func=cmd_generation)
 
     p = kinds.add_parser(
-        "precision", parents=[parent], help="bf16 and int8 logits and greedy answers against float32"
+        "precision", parents=[parent], help="bf16, int8 and int4 logits and greedy answers against float32"
     )
     add_model_option(p)
     add_retrieval_options(p)
@@ -47,8 +47,8 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     p.add_argument(
         "--dtypes",
         nargs="+",
-        default=["bfloat16", "int8"],
-        choices=["bfloat16", "int8"],
+        default=["bfloat16", "int8", "int4"],
+        choices=["bfloat16", "int8", "int4"],
         help="dtypes to compare",
     )
     p.set_defaults(limit=8, samples=1, max_new_tokens=64, func=cmd_precision)

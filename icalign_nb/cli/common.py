@@ -186,8 +186,8 @@ def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
         "--dtype",
         choices=DTYPES,
         help="model dtype (auto: bf16 on CUDA cards of compute capability >= 8 and on CPUs with bf16 "
-        "instructions, else fp16 on CUDA, fp32 on CPU; int8: int8 weights with auto activations, CPU only, "
-        "opt-in); recorded",
+        "instructions, else fp16 on CUDA, fp32 on CPU; int8, int4: quantised weights with auto activations, "
+        "CPU only, opt-in); recorded",
     )
 
 

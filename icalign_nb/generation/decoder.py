@@ -17,51 +17,38 @@ from dataclasses import dataclass
 
 import torch
 
-from .quantize import Int8Linear
+from .quantize import QuantLinear
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
 
 
-def _fuse(modules: list[torch.nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
+def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
     """One product for several linear layers of the same input: their weights (and scales, biases)
     concatenated by output rows; each module keeps a view of its rows."""
-    if all(isinstance(m, Int8Linear) for m in modules):
-        weight = torch.cat([m.weight for m in modules])
-        scales = torch.cat([m.scales for m in modules])
-        biases = [m.bias for m in modules]
-        bias = None if all(b is None for b in biases) else torch.cat([_bias_of(m) for m in modules])
-        start = 0
-        for m in modules:
-            rows = m.weight.shape[0]
-            m.weight, m.scales = weight[start : start + rows], scales[start : start + rows]
-            start += rows
-
-        def int8(x: torch.Tensor) -> torch.Tensor:
-            out = torch.ops.aten._weight_int8pack_mm(x, weight, scales)
-            return out if bias is None else out + bias
-
-        return int8
-    if not all(type(m) is torch.nn.Linear for m in modules):
-        raise TypeError("only nn.Linear or Int8Linear layers can be fused")
+    kinds = {type(m) for m in modules}
+    if len(kinds) == 1 and issubclass(next(iter(kinds)), QuantLinear):
+        return next(iter(kinds)).concat(modules)
+    if kinds != {torch.nn.Linear}:
+        raise TypeError("only layers of one kind (nn.Linear, or one quantised kind) can be fused")
     weight = torch.cat([m.weight.detach() for m in modules])
-    bias = None if all(m.bias is None for m in modules) else torch.cat([_bias_of(m) for m in modules])
+    biases = [m.bias for m in modules]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat(
+            [
+                b.detach() if b is not None else torch.zeros_like(m.weight[:, 0])
+                for b, m in zip(biases, modules, strict=True)
+            ]
+        )
     start = 0
     for m in modules:
         rows = m.weight.shape[0]
         m.weight = torch.nn.Parameter(weight[start : start + rows], requires_grad=False)
         start += rows
-    return lambda x: torch.nn.functional.linear(x, weight, bias)
-
-
-def _bias_of(module: torch.nn.Module) -> torch.Tensor:
-    """A linear layer's bias, zeros if it has none."""
-    if module.bias is not None:
-        return module.bias.detach()
-    return torch.zeros(
-        module.weight.shape[0],
-        dtype=module.weight.dtype if module.weight.is_floating_point() else module.scales.dtype,
-        device=module.weight.device,
-    )
+    fused = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    fused.weight = torch.nn.Parameter(weight, requires_grad=False)
+    fused.bias = None if bias is None else torch.nn.Parameter(bias, requires_grad=False)
+    return fused
 
 
 def _norm(module: torch.nn.Module, family: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -97,15 +84,15 @@ class _Layer:
     kind: str  # its rotary kind (Gemma 3: the layer type)
     device: torch.device
     norm_in: Callable
-    qkv: Callable
+    qkv: torch.nn.Module
     q_norm: Callable | None
     k_norm: Callable | None
-    o_proj: Callable
+    o_proj: torch.nn.Module
     norm_post_attention: Callable | None  # Gemma 3's sandwich norm
     norm_pre_mlp: Callable
-    gate_up: Callable
+    gate_up: torch.nn.Module
     act: Callable
-    down: Callable
+    down: torch.nn.Module
     norm_post_mlp: Callable | None
     heads: int
     kv_heads: int
@@ -135,7 +122,7 @@ class LeanDecoder:
                 _Layer(
                     index=i,
                     kind=types[i] if family == "gemma3" else "all",
-                    device=attn.o_proj.weight.device,
+                    device=layer.input_layernorm.weight.device,
                     norm_in=_norm(layer.input_layernorm, family),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
                     q_norm=_norm(attn.q_norm, family) if hasattr(attn, "q_norm") else None,
@@ -162,6 +149,10 @@ class LeanDecoder:
         """The lean decoder of a supported model (weights fused in place), or None."""
         family = FAMILIES.get(type(model).__name__)
         return cls(model, family) if family else None
+
+    def products(self) -> list[torch.nn.Module]:
+        """The linear products one decode step runs, in order (the LM head last)."""
+        return [m for x in self.layers for m in (x.qkv, x.o_proj, x.gate_up, x.down)] + [self.head]
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, state: object) -> torch.Tensor:
         """Logits [rows, vocab] of one decode step: tokens [rows, 1], positions [rows, 1]."""

@@ -146,7 +146,7 @@ class TransformersBackend:
         from ..models.tokens import prompt_bos
         from .attention import NAME, probe_layers, register
         from .decoder import LeanDecoder
-        from .quantize import INT8, is_int8, quantize_int8
+        from .quantize import QUANTISED, quantise, quantised_kind
 
         if batch_size is not None and batch_size < 1:
             raise UserError(f"batch size must be >= 1 (got {batch_size})")
@@ -158,10 +158,10 @@ class TransformersBackend:
         self.token_budget = token_budget
         self.tokenizer = tokenizer or load_tokenizer(model_name)
         self.model = model or load_model(model_name, device=device, dtype=dtype, attention=NAME)
-        if dtype == INT8 and not is_int8(self.model):
+        if dtype in QUANTISED and quantised_kind(self.model) is None:
             if self.model.device.type != "cpu":
-                raise UserError("--dtype int8 runs on the CPU only (torch's weight-only int8 kernels)")
-            quantize_int8(self.model)
+                raise UserError(f"--dtype {dtype} runs on the CPU only (torch's weight-only {dtype} kernels)")
+            quantise(self.model, dtype)
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
@@ -171,10 +171,11 @@ class TransformersBackend:
 
     @property
     def dtype(self) -> str:
-        """The dtype the model runs in, as recorded: `bfloat16`, `float32`, or `int8` (int8 weights)."""
-        from .quantize import INT8, is_int8
+        """The dtype the model runs in, as recorded: `bfloat16`, `float32`, ..., or `int8`/`int4` (quantised
+        weights)."""
+        from .quantize import quantised_kind
 
-        return INT8 if is_int8(self.model) else str(self.model.dtype).removeprefix("torch.")
+        return quantised_kind(self.model) or str(self.model.dtype).removeprefix("torch.")
 
     def encode(self, prompt: str) -> list[int]:
         """A prompt's token ids as this model sees them (BOS by the model's rule)."""

@@ -212,25 +212,33 @@ def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     return x.numel() * 2 / best_seconds(x.sum, repeats)
 
 
-def decode_matvecs(model: object) -> list[object]:
-    """The linear layers a decode step runs once each per row (the LM head included), in model order."""
+def decode_products(backend: object) -> list[object]:
+    """The linear products a decode step runs once each per row (the LM head included), in order:
+    the lean decoder's (with its fused ones), else every linear layer of the model."""
     import torch
 
-    from ..generation.quantize import Int8Linear
+    from ..generation.quantize import QuantLinear
 
-    return [m for m in model.modules() if isinstance(m, torch.nn.Linear | Int8Linear)]
+    if getattr(backend, "decoder", None) is not None:
+        return backend.decoder.products()
+    return [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear | QuantLinear)]
 
 
-def matvec_bound(model: object, repeats: int = 5) -> tuple[float, int, int]:
-    """(seconds, weight bytes, products) of one decode step's matrix-vector products alone: every linear
-    layer of the model applied once to one token, in order, through the model's own kernels (bf16,
-    float32 or int8 weights); the best of `repeats` passes (each reads every weight from memory)."""
+def matvec_bound(backend: object, repeats: int = 5) -> tuple[float, int, int]:
+    """(seconds, weight bytes, products) of one decode step's matrix-vector products alone: each product
+    the step runs applied once to one token, in order, through the model's own kernels (bf16, float32,
+    int8 or int4 weights); the best of `repeats` passes (each reads every weight from memory)."""
     import torch
 
-    layers = decode_matvecs(model)
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    from ..generation.quantize import QuantLinear
+
+    layers = decode_products(backend)
+    dtype = next(p for p in backend.model.parameters() if p.is_floating_point()).dtype
     inputs = {m.in_features: torch.randn(1, 1, m.in_features, dtype=dtype) for m in layers}
-    weights = sum(sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers())) for m in layers)
+    weights = sum(
+        m.read_bytes() if isinstance(m, QuantLinear) else m.weight.numel() * m.weight.element_size()
+        for m in layers
+    )
 
     def one_pass() -> None:
         with torch.inference_mode():
@@ -357,11 +365,11 @@ def bench_generation(
     )
     compute = compute_dtype(backend.model)
     bandwidth = read_bandwidth()
-    seconds, weight_bytes, products = matvec_bound(backend.model)
+    seconds, weight_bytes, products = matvec_bound(backend)
     say(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s (best sum of a 256 MB bf16 tensor)")
     say(
         f"matrix-vector: one decode step's {products} products on the model's own weights "
-        f"({weight_bytes / 1e6:.0f} MB, {backend.dtype}) take {1e3 * seconds:.2f} ms, "
+        f"({weight_bytes / 1e6:.0f} MB, {backend.dtype}) take {1e3 * seconds:.3f} ms, "
         f"{weight_bytes / seconds / 1e9:.1f} GB/s"
     )
     say(
@@ -597,7 +605,7 @@ def bench_precision(
     data_dir: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, dict]:
-    """`icalign bench precision`: each dtype against float32 (and int8 against bfloat16) on paper-preset
+    """`icalign bench precision`: each dtype against float32 (and int8, int4 against bfloat16) on paper-preset
     prompts: the largest logit difference at every step teacher-forced on float32's greedy answer, and
     whether the greedy answers themselves diverge (and where, against float32's top-2 margin there)."""
     from ..generation.transformers_backend import TransformersBackend
@@ -625,9 +633,9 @@ def bench_precision(
     for dtype in ["float32", *dtypes]:
         backend = TransformersBackend(spec.model, device="cpu", tokenizer=tokenizer, dtype=dtype)
         runs[dtype], models[dtype] = _greedy_run(backend, requests, new_tokens), backend.model
-    pairs = [(d, "float32") for d in dtypes] + [("int8", "bfloat16")] * (
-        "int8" in dtypes and "bfloat16" in dtypes
-    )
+    pairs = [(d, "float32") for d in dtypes]
+    if "bfloat16" in dtypes:
+        pairs += [(d, "bfloat16") for d in dtypes if d in ("int8", "int4")]
     summary = {}
     for dtype, against in pairs:
         worst, per_step, same, diverged = 0.0, [], 0, []

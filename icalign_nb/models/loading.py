@@ -12,7 +12,14 @@ from .registry import model_spec
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DTYPES = ("auto", "bfloat16", "float16", "float32", "int8")  # int8: weight-only, CPU (transformers backend)
+DTYPES = (
+    "auto",
+    "bfloat16",
+    "float16",
+    "float32",
+    "int8",
+    "int4",
+)  # int8/int4: weight-only, CPU, transformers
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -122,7 +129,7 @@ def load_model(
     quiet_transformers()
     where = local_dir(name)
     device = pick_device(device)
-    compute = resolve_dtype("auto" if dtype == "int8" else dtype, device)  # int8: weights quantised later
+    compute = resolve_dtype("auto" if dtype in ("int8", "int4") else dtype, device)  # quantised later
     kwargs: dict = {"dtype": getattr(torch, compute), "attn_implementation": attention}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto" if device == "cuda" else device
