@@ -16,6 +16,7 @@ def in_range(
     at_least: float | None = None,
     above: float | None = None,
     at_most: float | None = None,
+    below: float | None = None,
     whole: bool = False,
 ) -> None:
     """Refuse `value` unless it is a finite number (whole, if asked) inside the given bounds; None passes."""
@@ -34,5 +35,7 @@ def in_range(
         bounds.append(f"> {above:g}")
     if at_most is not None and value > at_most:
         bounds.append(f"<= {at_most:g}")
+    if below is not None and value >= below:
+        bounds.append(f"< {below:g}")
     if bounds:
         raise UserError(f"{name} must be {' and '.join(bounds)} (got {value:g})")

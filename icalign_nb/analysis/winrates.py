@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..checks import in_range
 from ..errors import UserError
 
 KEYS = ["system", "baseline", "judge"]
@@ -41,6 +42,11 @@ class Bootstrap:
     n: int = 1000
     seed: int = 0
     level: float = 0.95
+
+    def __post_init__(self) -> None:
+        in_range("bootstrap", self.n, at_least=1, whole=True)
+        in_range("bootstrap_seed", self.seed, at_least=0, whole=True)
+        in_range("level", self.level, above=0, below=1)
 
 
 def combine_orders(df: pl.DataFrame) -> pl.DataFrame:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .. import __version__
+from ..checks import in_range
 from ..data.loaders import load_pool
 from ..data.records import parse_field_map
 from ..errors import UserError
@@ -96,6 +97,13 @@ class RunOptions:
     tensor_parallel_size: int = 1
     data_dir: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        in_range("batch_size", self.batch_size, at_least=1, whole=True)
+        in_range("batch_budget", self.batch_budget, at_least=1, whole=True)
+        in_range("concurrency", self.concurrency, at_least=1, whole=True)
+        in_range("max_retries", self.max_retries, at_least=0, whole=True)
+        in_range("tensor_parallel_size", self.tensor_parallel_size, at_least=1, whole=True)
 
     def backend_options(self) -> dict:
         """Keyword options for `make_backend`."""

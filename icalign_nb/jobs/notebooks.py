@@ -32,6 +32,9 @@ from ..files import atomic_write_json, read_text
 from .relay import ProgressRelay, relay_engine, relay_writer
 
 RUNNER_PARAMETERS = ("figures_dir", "work_dir")  # settings of the study the runner decides
+# Settings that may name a file or folder: given relative to where the command runs, made absolute.
+PATH_SETTINGS = ("pool", "eval", "baseline", "reference", "data_dir", "model", "chat_model", "encoder")
+PATH_SETTINGS += ("release_dir", "second_pool")
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def plan_parameters(
     """Parameters per notebook: the runner's paths and the user's values (`-p` pairs, a parameters
     file's) typed as each notebook declares them; a setting of the study goes to every notebook (each
     builds its study from it), checked once here so that a bad value stops the run before it starts."""
+    from ..study.parameters import check_notebook_parameters
     from ..study.study import Study
 
     declared = {nb: declared_parameters(nb) for nb in notebooks}
@@ -220,12 +224,31 @@ def plan_parameters(
         chosen: dict[str, object] = dict(runner)
         for key, value in user:
             if key in params:
-                chosen[key] = convert(value, params[key]["type"], key)
+                chosen[key] = absolute(key, convert(value, params[key]["type"], key))
             elif key in study:
-                chosen[key] = convert(value, study[key], key)
-        Study.from_notebook(chosen)  # a bad model, preset or value is one line, before any notebook runs
+                chosen[key] = absolute(key, convert(value, study[key], key))
+        # a bad model, preset, name or number is one line, before any notebook runs
+        check_notebook_parameters(chosen, Study.from_notebook(chosen))
         plan[nb] = chosen
     return plan
+
+
+def absolute(key: str, value: object) -> object:
+    """A setting naming a file or folder relative to where the command runs, as an absolute path (notebooks
+    run in their own folder); built-in names and other settings as they are."""
+    if key not in PATH_SETTINGS or not isinstance(value, str) or not value or os.path.isabs(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() and value not in builtin_names() else value
+
+
+def builtin_names() -> set[str]:
+    """Every name of a built-in data set, model or encoder."""
+    from ..data.loaders import BUILTINS
+    from ..models.registry import REGISTRY
+    from ..retrieval.encoders import ENCODER_ALIASES
+
+    return {*(n for names in BUILTINS.values() for n in names), *REGISTRY, *ENCODER_ALIASES}
 
 
 def _snapshot(folder: Path) -> dict[str, float]:

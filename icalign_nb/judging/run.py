@@ -22,6 +22,7 @@ from typing import TextIO
 
 import polars as pl
 
+from ..checks import in_range
 from ..data.loaders import load_baseline, load_eval
 from ..errors import UserError
 from ..files import atomic_write_json, check_writable, exclusive, frame_digest, write_jsonl
@@ -52,6 +53,11 @@ class JudgeRun:
     max_retries: int = 6  # endpoint judges: retries per request
     timeout: float = 120.0  # endpoint judges: seconds per request
     progress: bool = False  # a progress bar of the comparisons asked
+
+    def __post_init__(self) -> None:
+        in_range("concurrency", self.concurrency, at_least=1, whole=True)
+        in_range("max_retries", self.max_retries, at_least=0, whole=True)
+        in_range("timeout", self.timeout, above=0)
 
     def backend(self) -> Judge:
         """The judge backend this run uses."""

@@ -237,9 +237,7 @@ def side_by_side(
     `min_width` pixels. The texts of the columns named in `capped` are marked as cut at the length cap."""
     panels = []
     for name, text in columns.items():
-        note = (
-            f"<div style='{WRAP};{NOTE}'>{CUT_NOTE}</div>" if name in capped else ""
-        )
+        note = f"<div style='{WRAP};{NOTE}'>{CUT_NOTE}</div>" if name in capped else ""
         panels.append(
             f"<div style='{PANEL}'><div style='{WRAP};font-weight:bold;margin-bottom:4px'>"
             f"{html.escape(name)}</div><div class='icalign-answer' style='{WRAP}'>"

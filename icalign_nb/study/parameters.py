@@ -1,0 +1,53 @@
+"""The settings notebooks declare beside their study's, each checked by what the notebook builds from it,
+so that `icalign notebooks run` refuses a bad value before the first notebook starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..analysis.poolmap import MapConfig
+from ..analysis.winrates import Bootstrap
+from ..checks import in_range
+from ..data.loaders import check_source
+from ..errors import UserError
+from ..retrieval.presets import check_preset
+from .ablations import ablation_study
+from .release import ProxySetup
+from .study import Study
+
+
+def _folder(name: str) -> Callable[[Any, Mapping[str, Any], Study], None]:
+    def check(value: Any, values: Mapping[str, Any], study: Study) -> None:
+        if value and not Path(str(value)).expanduser().is_dir():
+            raise UserError(f"{name} {value}: not a folder")
+
+    return check
+
+
+def _count(name: str, least: int) -> Callable[[Any, Mapping[str, Any], Study], None]:
+    return lambda value, values, study: in_range(name, value, at_least=least, whole=True)
+
+
+# name -> check(value, all the notebook's values, its study); each builds what the notebook builds.
+CHECKS: dict[str, Callable[[Any, Mapping[str, Any], Study], object]] = {
+    "preset": lambda value, values, study: check_preset(str(value)),
+    "query_index": _count("query_index", 0),
+    "n_queries": _count("n_queries", 1),
+    "n_examples": _count("n_examples", 0),
+    "n_clusters": lambda value, values, study: MapConfig(n_clusters=value or None, seed=study.seed),
+    "bootstrap": lambda value, values, study: Bootstrap(n=value, seed=study.seed),
+    "proxy_prompts": lambda value, values, study: ProxySetup(prompts=value),
+    "ablations": lambda value, values, study: ablation_study(study, bool(values.get("k_sweep", True)), value),
+    "second_pool": lambda value, values, study: check_source(value, "pool") if value else None,
+    "release_dir": _folder("release_dir"),
+}
+
+
+def check_notebook_parameters(values: Mapping[str, Any], study: Study) -> None:
+    """Refuse a notebook's own setting that its notebook would refuse later (one line naming it)."""
+    for name, value in values.items():
+        check = CHECKS.get(name)
+        if check is not None:
+            check(value, values, study)
