@@ -291,7 +291,7 @@ def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] |
     try:
         data = json.loads(body)
         choice = data["choices"][0]
-        text = choice.get("text") or ""
+        text = choice["text"]  # a reply without it (e.g. a chat completion) is not an answer, not ""
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
     if not isinstance(text, str):
