@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import UserError
-from .fetch import fetch, package_resource
+from .fetch import cache_data_dir, data_root, fetch, package_resource
 from .records import prompt_response, read_records, record_ids, text_field
 
 POOL_SCHEMA = {
@@ -71,6 +71,18 @@ def check_source(spec: str | Path, kind: str) -> None:
     builtins = BUILTINS[kind]
     if str(spec) not in builtins and not Path(str(spec)).expanduser().exists():
         raise UserError(f"{spec}: no such file and not a built-in {kind} (built-ins: {', '.join(builtins)})")
+
+
+def source_path(spec: str | Path, kind: str, data_dir: str | Path | None = None) -> Path:
+    """Where a pool, eval set or baseline (`kind` as in `check_source`) is read from, without reading or
+    fetching it."""
+    target = BUILTINS[kind].get(str(spec))
+    if target is None:
+        return Path(str(spec)).expanduser()
+    if target.startswith("package:"):
+        return package_resource(target.removeprefix("package:"))
+    root = data_root(data_dir)
+    return (root if root is not None else cache_data_dir()) / target
 
 
 def _resolve(spec: str | Path, builtins: dict[str, str], kind: str, data_dir: str | Path | None) -> Path:

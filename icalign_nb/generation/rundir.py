@@ -6,17 +6,21 @@
   sample) for a preset that draws per sample), written before any answer; every later stage and
   notebook reads the demos from here, never from a new retrieval;
 - ``generations.jsonl``: one line per finished (query, sample), appended batch by batch.
+
+The one rule for outputs: a command never writes over one of its own inputs, nor into a run directory
+other than the files that command owns there (`generate` its run's, `judge` its run's judgments).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
 from ..errors import UserError, where
-from ..files import iter_jsonl, read_text, write_jsonl
+from ..files import check_writable, iter_jsonl, output_target, read_text, write_jsonl
 from ..retrieval.retriever import Retrieval
 
 CONFIG = "config.json"
@@ -47,6 +51,32 @@ GENERATION_SCHEMA = {
     "seconds": pl.Float64,
 }
 _REQUIRED = {"query_id": str, "sample": int, "query": str, "response": str}  # what later stages read
+
+
+def is_run_dir(folder: Path) -> bool:
+    """Whether a folder holds a run (its config, or answers to judge)."""
+    return (folder / CONFIG).is_file() or (folder / GENERATIONS).is_file()
+
+
+def check_output(
+    out: str | Path, inputs: Iterable[str | Path | None] = (), owns: Iterable[str | Path] = ()
+) -> Path:
+    """Refuse, before any work, an output that is one of the command's `inputs` (or lies in an input
+    folder), or that lies in a run directory without being one of the files the command `owns`; then
+    the checks of `check_writable`. Returns the path the write lands on."""
+    target = output_target(out)
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        source = output_target(given)
+        if target == source or (source.is_dir() and target.parent == source):
+            raise UserError(f"{out}: is an input of this command ({given}); name another file to write")
+    if is_run_dir(target.parent) and target not in {output_target(o) for o in owns}:
+        raise UserError(
+            f"{out}: is inside the run directory {target.parent}, whose files only its own commands write; "
+            "name a file outside it"
+        )
+    return check_writable(out)
 
 
 def read_config(run_dir: str | Path) -> dict:

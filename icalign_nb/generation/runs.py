@@ -19,10 +19,10 @@ import polars as pl
 
 from .. import __version__
 from ..checks import in_range
-from ..data.loaders import load_pool
+from ..data.loaders import load_pool, source_path
 from ..data.records import parse_field_map
 from ..errors import UserError
-from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, repair_jsonl
+from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, output_target, repair_jsonl
 from ..models.loading import check_dtype, context_length, load_tokenizer, pick_device, resolve_dtype
 from ..models.registry import DEFAULT_MODEL, ModelSpec, model_spec
 from ..models.tokens import encode_prompts, prompt_bos
@@ -347,10 +347,26 @@ def run_generation(
     start = time.perf_counter()
     check_spec(spec)
     path, _ = open_run(run_dir)
+    _inputs_outside(path, spec, options.data_dir)
     with exclusive(path, "icalign generate"):
         summary = _fill(path, resolve_run(spec, options, backend), backend)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _inputs_outside(path: Path, spec: RunSpec, data_dir: str | None) -> None:
+    """Refuse inputs inside the run directory the run writes (an answer file would grow under its reader)."""
+    folder = output_target(path)
+    given = {
+        "pool": source_path(spec.retrieval.pool, "pool", data_dir),
+        "eval": source_path(spec.retrieval.eval, "eval set", data_dir),
+        "urial_prompt": spec.retrieval.urial_prompt,
+    }
+    for name, source in given.items():
+        if source is not None and folder in output_target(source).parents:
+            raise UserError(
+                f"{name} {source} is inside the run directory {path}; keep a run's inputs outside it"
+            )
 
 
 def _fill(path: Path, run: ResolvedRun, backend: Backend | None) -> RunSummary:

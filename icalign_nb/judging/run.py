@@ -23,10 +23,10 @@ from typing import TextIO
 import polars as pl
 
 from ..checks import in_range
-from ..data.loaders import load_baseline, load_eval
+from ..data.loaders import load_baseline, load_eval, source_path
 from ..errors import UserError
-from ..files import atomic_write_json, check_writable, exclusive, frame_digest, write_jsonl
-from ..generation.rundir import CONFIG, read_config, read_generations
+from ..files import atomic_write_json, exclusive, frame_digest, output_target, write_jsonl
+from ..generation.rundir import CONFIG, GENERATIONS, check_output, read_config, read_generations
 from .backends import make_judge
 from .cache import JudgmentCache
 from .comparisons import Comparison, Judge, Reply, build_comparisons
@@ -97,6 +97,19 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
     return eval_references(read_config(run.run_dir)["identity"]["retrieval"]["eval"], run.data_dir)
 
 
+def judge_inputs(run: JudgeRun) -> list[Path]:
+    """The files a judging run reads: the answers, the baseline's and the references' (never written)."""
+    found = [Path(run.run_dir) / GENERATIONS, source_path(run.baseline, "baseline", run.data_dir)]
+    if run.reference and run.reference.startswith("eval:"):
+        found.append(source_path(run.reference.removeprefix("eval:"), "eval set", run.data_dir))
+    elif run.reference:
+        found.append(source_path(run.reference, "baseline", run.data_dir))
+    elif (Path(run.run_dir) / CONFIG).is_file():
+        eval_name = read_config(run.run_dir)["identity"]["retrieval"]["eval"]
+        found.append(source_path(eval_name, "eval set", run.data_dir))
+    return found
+
+
 # ---------------------------------------------------------------- judging
 
 
@@ -158,8 +171,9 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     The run directory is held while judging (one writer at a time); the output's place is checked
     before any request; a judge that fails stops before anything is rewritten, its replies so far
     kept in the cache."""
-    out = run.out or Path(run.run_dir) / JUDGMENTS
-    check_writable(out)
+    owned = Path(run.run_dir) / JUDGMENTS
+    out = run.out or owned
+    check_output(out, judge_inputs(run), owns=[owned])
     with exclusive(Path(run.run_dir), "icalign judge"):
         rows = read_generations(run.run_dir)
         baseline = load_baseline(run.baseline, run.data_dir)
@@ -176,7 +190,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
             judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
         ]
         write_jsonl(out, out_rows)
-        if run.out is None:  # what made the verdicts, beside them
+        if output_target(out) == output_target(owned):  # what made the run's verdicts, beside them
             atomic_write_json(
                 Path(run.run_dir) / JUDGE_INFO,
                 {
