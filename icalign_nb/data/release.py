@@ -123,6 +123,12 @@ def release_file(name: str, release: str | Path | None = None, data_dir: str | P
     return fetch(RELEASE_PREFIX + name, data_dir)
 
 
+def beside(path: str | Path, name: str, data_dir: str | Path | None = None) -> Path:
+    """A release file kept beside another one (a folder holding the release), else the pinned one."""
+    folder = Path(path).expanduser().parent
+    return release_file(name, folder if (folder / name).exists() else None, data_dir)
+
+
 def outputs_name(system: str) -> str:
     """File name of a release system's sampled outputs."""
     return f"{system}_outputs_temp0.7.jsonl"
