@@ -95,10 +95,10 @@ def cmd_winrate(args: argparse.Namespace) -> int:
     from ..analysis.tables import WINRATE_JSON_KEYS, label_proxies
     from ..analysis.winrates import win_rates
     from ..errors import UserError
-    from ..judging.verdicts import load_verdicts
+    from ..judging.verdicts import load_systems
 
-    per_input = [load_verdicts(source) for source in args.inputs]
-    verdicts = pl.concat(per_input, how="vertical")
+    systems = load_systems(args.inputs)
+    verdicts = pl.concat([s.verdicts for s in systems], how="vertical")
     table = win_rates(verdicts, bootstrap(args))
     empty = table.filter(pl.col("n") == 0)
     if empty.height:
@@ -110,8 +110,7 @@ def cmd_winrate(args: argparse.Namespace) -> int:
     keys = WINRATE_JSON_KEYS
     if args.length_controlled:
         lengths = {
-            v["system"][0]: answer_lengths(source, v["baseline"][0], args.data_dir)
-            for source, v in zip(args.inputs, per_input, strict=True)
+            s.name: answer_lengths(s.file, s.baseline[0], args.data_dir, s.baseline[1]) for s in systems
         }
         table, keys = with_length_control(table, verdicts, lengths, bootstrap(args)), [*keys, *LC_COLUMNS]
     if args.format == "json":
@@ -126,9 +125,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import polars as pl
 
     from ..analysis.winrates import paired_comparison
-    from ..judging.verdicts import load_verdicts
+    from ..judging.verdicts import check_same_baseline, load_systems
 
-    result = paired_comparison(load_verdicts(args.a), load_verdicts(args.b), bootstrap(args))
+    a, b = load_systems([args.a, args.b])
+    check_same_baseline(a, b)
+    result = paired_comparison(a.verdicts, b.verdicts, bootstrap(args))
     _print(pl.DataFrame([result]), args.format)
     return 0
 

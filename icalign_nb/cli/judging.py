@@ -81,12 +81,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     """Judge a run, write its judgments, print the counts (and the position-swap agreement)."""
     from ..analysis.winrates import swap_agreement
     from ..judging.run import print_summary, run_judge
-    from ..judging.verdicts import load_verdicts
 
     summary = run_judge(judge_run(args, Path(args.run), args.baseline))
     print_summary(summary)
     if args.swap:
-        for row in swap_agreement(load_verdicts(summary.out)).iter_rows(named=True):
+        for row in swap_agreement(summary.frame(Path(args.run).name)).iter_rows(named=True):
             print(
                 f"position swap: the two orders agree on {row['agree']}/{row['pairs']} "
                 f"({row['agreement']:.1%}); disagreements count as draws"

@@ -119,6 +119,26 @@ def generations_frame(run_dir: str | Path) -> pl.DataFrame:
     return pl.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in rows], schema=GENERATION_SCHEMA)
 
 
+def check_complete(run_dir: str | Path, done: int, what: str) -> None:
+    """Refuse to `what` (judge, export, report on) a run that has not answered every (query, sample) its
+    config asks for: a number from part of a run is not the run's."""
+    try:
+        config = read_config(run_dir)
+    except UserError:
+        config = None
+    if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
+        return  # answers from elsewhere: nothing says how many the run asks for
+    samples = config["identity"].get("generation", {}).get("samples")
+    if not isinstance(config.get("query_ids"), list) or not isinstance(samples, int):
+        return  # a config that does not say what the run asks for (not written by `generate`)
+    expected = len(config["query_ids"]) * samples
+    if done < expected:
+        raise UserError(
+            f"run {run_dir} is incomplete ({done} of {expected} items); re-run `icalign generate` to finish "
+            f"it before you {what} it"
+        )
+
+
 def done_keys(run_dir: Path) -> set[tuple[str, int]]:
     """The finished (query_id, sample) items (none when nothing is written yet)."""
     if not (run_dir / GENERATIONS).exists():

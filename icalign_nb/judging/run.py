@@ -16,25 +16,31 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import polars as pl
 
 from ..checks import in_range
-from ..data.loaders import load_baseline, load_eval, source_path
+from ..data.loaders import BUILTIN_BASELINES, load_baseline, load_eval, source_path
 from ..errors import UserError
 from ..files import atomic_write_json, exclusive, frame_digest, output_target, write_jsonl
-from ..generation.rundir import CONFIG, GENERATIONS, check_output, read_config, read_generations
+from ..generation.rundir import (
+    CONFIG,
+    GENERATIONS,
+    check_complete,
+    check_output,
+    read_config,
+    read_generations,
+)
 from .backends import make_judge
 from .cache import JudgmentCache
 from .comparisons import Comparison, Judge, Reply, build_comparisons
 from .parse import verdict
 from .spec import JudgeSpec
-from .verdicts import SCHEMA
+from .verdicts import JUDGMENTS, SCHEMA, answer_digest
 
-JUDGMENTS = "judgments.jsonl"
 JUDGE_INFO = "judgments.judge.json"
 
 
@@ -74,6 +80,12 @@ class JudgeSummary:
     requested: int
     verdicts: dict[str, int]
     out: Path | None = None
+    rows: list[dict] = field(default_factory=list, repr=False)  # the verdicts written
+
+    def frame(self, system: str) -> pl.DataFrame:
+        """The verdicts written, as an analysis table for `system` (never read back: the output may be a
+        device or a pipe)."""
+        return pl.DataFrame([{**r, "system": system} for r in self.rows], schema=SCHEMA)
 
 
 def eval_references(name: str, data_dir: str | None = None) -> pl.DataFrame | None:
@@ -104,7 +116,7 @@ def judge_inputs(run: JudgeRun) -> list[Path]:
         found.append(source_path(run.reference.removeprefix("eval:"), "eval set", run.data_dir))
     elif run.reference:
         found.append(source_path(run.reference, "baseline", run.data_dir))
-    elif (Path(run.run_dir) / CONFIG).is_file():
+    elif run.judge.kind == "embedding" and (Path(run.run_dir) / CONFIG).is_file():
         eval_name = read_config(run.run_dir)["identity"]["retrieval"]["eval"]
         found.append(source_path(eval_name, "eval set", run.data_dir))
     return found
@@ -113,8 +125,12 @@ def judge_inputs(run: JudgeRun) -> list[Path]:
 # ---------------------------------------------------------------- judging
 
 
-def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) -> dict:
-    """The `judgments.jsonl` record of one comparison (scores mapped back to system/baseline)."""
+def judgment_row(
+    c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str, baseline_sha256: str | None = None
+) -> dict:
+    """The `judgments.jsonl` record of one comparison (scores mapped back to system/baseline), with the
+    content hashes of the answer judged and of the baseline's answers, so that a reader can tell which
+    answers a verdict is for."""
     s1, s2 = reply.scores if reply.scores else (None, None)
     system_score, baseline_score = (s1, s2) if c.order == "system_first" else (s2, s1)
     return {
@@ -127,7 +143,15 @@ def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) ->
         "raw": reply.raw,
         "judge": spec.label,
         "baseline": baseline,
+        "baseline_sha256": baseline_sha256,
+        "answer_sha256": answer_digest(c.system),
     }
+
+
+def baseline_name(spec: str) -> str:
+    """How a baseline is recorded: a built-in name as it is, a file by its absolute path (read again later
+    from anywhere)."""
+    return spec if spec in BUILTIN_BASELINES else str(Path(spec).expanduser().resolve())
 
 
 def judge_comparisons(
@@ -176,7 +200,9 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     check_output(out, judge_inputs(run), owns=[owned])
     with exclusive(Path(run.run_dir), "icalign judge"):
         rows = read_generations(run.run_dir)
+        check_complete(run.run_dir, len(rows), "judge")
         baseline = load_baseline(run.baseline, run.data_dir)
+        named, digest = baseline_name(run.baseline), frame_digest(baseline, ("prompt", "response"))
         reference = reference_answers(run)
         if run.judge.kind == "embedding" and reference is None:
             raise UserError(
@@ -187,7 +213,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
         cache = JudgmentCache(run.judge.key)
         replies, requested = judge_comparisons(comparisons, run.backend(), cache, run.progress)
         out_rows = [
-            judgment_row(c, r, run.judge, run.baseline) for c, r in zip(comparisons, replies, strict=True)
+            judgment_row(c, r, run.judge, named, digest) for c, r in zip(comparisons, replies, strict=True)
         ]
         write_jsonl(out, out_rows)
         if output_target(out) == output_target(owned):  # what made the run's verdicts, beside them
@@ -196,8 +222,8 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
                 {
                     "judge": run.judge.name,
                     "proxy": run.judge.proxy,
-                    "baseline": run.baseline,
-                    "baseline_sha256": frame_digest(baseline, ("prompt", "response")),
+                    "baseline": named,
+                    "baseline_sha256": digest,
                     "reference_sha256": frame_digest(reference, ("prompt", "response"))
                     if reference is not None
                     else None,
@@ -206,7 +232,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
             )
     counts = {v: sum(1 for r in out_rows if r["verdict"] == v) for v in ("win", "draw", "lose", "invalid")}
     return JudgeSummary(
-        run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out
+        run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out, out_rows
     )
 
 
