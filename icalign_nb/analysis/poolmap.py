@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..cache import cache_path, cache_root
+from ..cache import cache_path, cache_root, load_arrays
 from ..checks import in_range
 from ..files import atomic_write_bytes
 from ..retrieval.embeddings import normalize_rows
@@ -193,8 +193,8 @@ def build_demo_map(
     config = config or MapConfig()
     unit = normalize_rows(embeddings).astype(np.float64)
     path = _cache_path(pool, embeddings, config)
-    if use_cache and path.exists():
-        saved = np.load(path, allow_pickle=False)
+    saved = load_arrays(path, ("xy", "cluster", "names", "centres")) if use_cache and path.exists() else None
+    if saved is not None:
         return DemoMap(
             pool["id"].to_list(),
             saved["xy"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..cache import cache_path
 from ..errors import UserError, first_line
 from ..files import exclusive
 from .registry import REGISTRY, model_spec
+from .weights import weights_problem
 
 
 def packaged_model_dir(spec: str) -> Path:
@@ -49,11 +51,11 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
     """Build a model folder into the cache once, atomically: one builder at a time, and what a killed
     build left behind (a hidden partial folder) is removed by the next one."""
     target = cache_path("models", name, model_spec(name).source)
-    if (target / "config.json").exists():
+    if (target / "config.json").exists() and not damaged_build(target):
         return target
     quiet_transformers()
     with exclusive(target.parent, f"building {name}", wait=True, name=f".{target.name}.lock"):
-        if (target / "config.json").exists():  # built by another process while this one waited
+        if (target / "config.json").exists() and not damaged_build(target):  # built while this one waited
             return target
         for stale in target.parent.glob(f".{target.name}.build-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -66,6 +68,14 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def damaged_build(target: Path) -> bool:
+    """Whether a cached build's weights are damaged (said in one line: it is built again)."""
+    problem = weights_problem(target)
+    if problem is not None:
+        print(f"note: damaged cache entry {problem}; building {target.name} again", file=sys.stderr)
+    return problem is not None
 
 
 def _convert_gguf(source: str, out: Path) -> None:
