@@ -165,10 +165,17 @@ def check_spec(spec: RunSpec) -> tuple[ModelSpec, RetrievalConfig]:
 
 
 def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = None) -> ResolvedRun:
-    """Settle a spec once: the names checked, the tokenizer loaded, `auto` resolved for this machine (the
-    dtype the model runs in, a given backend's own; whether prompts start with BOS, the model's rule, a
-    server applying its own), the queries and pool read and hashed, the context known."""
+    """Settle a spec once: the names checked, the queries and pool read and hashed, the tokenizer loaded,
+    `auto` resolved for this machine (the dtype the model runs in, a given backend's own; whether prompts
+    start with BOS, the model's rule, a server applying its own), the context known."""
     model, retrieval = check_spec(spec)
+    # the data first: no model is built or converted for a run whose data is missing
+    queries = load_queries(spec.retrieval, options.data_dir)
+    inputs = {"eval": frame_digest(queries, ("id", "prompt"))}
+    pool = None
+    if retrieval.method in {"retrieve", "random"}:
+        pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
+        inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
     tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None
     dtype = spec.dtype
     if spec.backend == "transformers":
@@ -182,12 +189,6 @@ def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = No
     if bos is None and tokenizer is not None:
         bos = prompt_bos(spec.model, tokenizer)
     settled = replace(spec, dtype=dtype, bos=bos)
-    queries = load_queries(spec.retrieval, options.data_dir)
-    inputs = {"eval": frame_digest(queries, ("id", "prompt"))}
-    pool = None
-    if retrieval.method in {"retrieve", "random"}:
-        pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
-        inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
     context = context_length(spec.model)
     if spec.generation.max_new_tokens >= context:
         raise UserError(
