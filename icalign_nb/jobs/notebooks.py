@@ -31,6 +31,7 @@ from ..errors import UserError, first_line
 from ..files import atomic_write_json, read_text
 from .relay import ProgressRelay, relay_engine, relay_writer
 
+KERNEL_LOG = "kernels.log"  # beside the records: what kernel processes wrote to stderr
 RUNNER_PARAMETERS = ("figures_dir", "work_dir")  # settings of the study the runner decides
 # Settings that may name a file or folder: given relative to where the command runs, made absolute.
 PATH_SETTINGS = ("pool", "eval", "baseline", "reference", "data_dir", "model", "chat_model", "encoder")
@@ -286,17 +287,20 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
             result = NotebookResult(nb.stem, record, 0.0, plan[nb])
             relay = ProgressRelay(relay_writer(), run.heartbeat) if run.relay else None
             try:
-                execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress)
+                execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress, run_dir)
             except papermill.PapermillExecutionError as exc:
                 result.error = f"{exc.ename}: {exc.evalue}".strip()
+            except BaseException as exc:  # Ctrl-C, a dead kernel: the run's summary still says what ran
+                result.error = "interrupted" if isinstance(exc, KeyboardInterrupt) else first_line(exc)
+                raise
             finally:
                 if relay is not None:
                     relay.close()
-            result.seconds = time.perf_counter() - start
-            after = _snapshot(figures_dir)
-            result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
-            results.append(result)
-            _write_summary(run_dir, results, time.perf_counter() - start_all)
+                result.seconds = time.perf_counter() - start
+                after = _snapshot(figures_dir)
+                result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
+                results.append(result)
+                _write_summary(run_dir, results, time.perf_counter() - start_all)
             if result.error:
                 raise UserError(
                     f"{nb.stem} failed ({first_line(result.error)}); "
@@ -319,13 +323,21 @@ def execute(
     socket_dir: Path,
     relay: ProgressRelay | None = None,
     progress: bool = True,
+    log_dir: Path | None = None,
 ) -> None:
     """Run one notebook with papermill into `record`; the kernel listens on ipc sockets in `socket_dir`
-    (no TCP ports, so no "running over TCP without encryption" warnings), and `relay` hears its progress."""
+    (no TCP ports, so no "running over TCP without encryption" warnings), `relay` hears its progress, and
+    what the kernel process itself writes to stderr goes to `log_dir/kernels.log` (default: beside the
+    record), not to the terminal: a kernel stopped by Ctrl-C would print its shutdown there."""
     import papermill
     from traitlets.config import Config
 
-    config = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
+    config = Config(
+        {
+            "KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")},
+            "LoggedKernelManager": {"log_file": str((log_dir or record.parent) / KERNEL_LOG)},
+        }
+    )
     quiet = _StudySettingsKnown(set(study_settings()))
     logging.getLogger("papermill").addFilter(quiet)
     try:
@@ -338,10 +350,30 @@ def execute(
             cwd=str(nb.parent),
             report_mode=False,
             config=config,
+            kernel_manager_class=logged_kernel_manager(),
             **({"engine_name": relay_engine(), "relay": relay} if relay is not None else {}),
         )
     finally:
         logging.getLogger("papermill").removeFilter(quiet)
+
+
+def logged_kernel_manager() -> type:
+    """jupyter_client's kernel manager, launching the kernel with its stderr appended to a log file."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode
+
+    class LoggedKernelManager(AsyncKernelManager):
+        """A kernel whose own stderr goes to `log_file` (the cells' output is captured as ever)."""
+
+        log_file = Unicode("").tag(config=True)
+
+        async def start_kernel(self, **kw: object) -> None:
+            if not self.log_file or "stderr" in kw:
+                return await super().start_kernel(**kw)
+            with open(self.log_file, "ab") as log:  # the kernel keeps its own copy of the file
+                return await super().start_kernel(**kw, stderr=log)
+
+    return LoggedKernelManager
 
 
 class _StudySettingsKnown(logging.Filter):

@@ -3,12 +3,14 @@ the cache (atomically, one builder at a time); everything else loads from its hu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import importlib.util
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..cache import cache_path
@@ -102,13 +104,31 @@ def _save_dequantised(gguf: Path, out: Path) -> None:
     """Load a GGUF file with transformers (de-quantised to fp32) and save model and tokenizer to `out`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    print(f"converting {gguf.name} once into the cache", file=sys.stderr)
+    with _no_gguf_bar():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.config.quantization_config = None
     del model.config.quantization_config
     model.hf_quantizer = None
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+@contextlib.contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """Hide the bar transformers draws over a GGUF file's tensors (its own tqdm, not one of the logging bars
+    `quiet_transformers` turns off): commands and notebooks show their own progress, or none."""
+    module = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(module, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    module.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 def _build_tiny_random(out: Path) -> None:
