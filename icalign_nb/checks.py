@@ -1,10 +1,12 @@
-"""The one check of numeric settings, used by every settings object's `__post_init__`: a value that is
-not a finite number in its range is one line naming the setting, wherever it came from (a command-line
-option, a notebook parameter, a study file or code)."""
+"""The checks of settings, used by every settings object's `__post_init__`: a number that is not finite or
+not in its range, a device or an endpoint URL that cannot work, is one line naming the setting, wherever
+it came from (a command-line option, a notebook parameter, a study file or code)."""
 
 from __future__ import annotations
 
 import math
+import re
+from urllib.parse import urlparse
 
 from .errors import UserError
 
@@ -39,3 +41,17 @@ def in_range(
         bounds.append(f"< {below:g}")
     if bounds:
         raise UserError(f"{name} must be {' and '.join(bounds)} (got {value:g})")
+
+
+def device_name(name: str, value: str | None) -> None:
+    """Refuse a device torch would not know (cpu, cuda, cuda:N, mps); None passes (the default device)."""
+    if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", value):
+        raise UserError(f"{name} must be cpu, cuda, cuda:N or mps (got {value!r})")
+
+
+def endpoint_url(name: str, value: str | None) -> None:
+    """Refuse an endpoint that is not an http(s) URL with a host; None passes (the environment's)."""
+    if value is not None:
+        parts = urlparse(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UserError(f"{name} must be an http:// or https:// URL (got {value!r})")

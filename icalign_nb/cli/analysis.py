@@ -151,9 +151,15 @@ def cmd_paper_table(args: argparse.Namespace) -> int:
 def cmd_judge_agreement(args: argparse.Namespace) -> int:
     """A judge's agreement with the release's GPT-4 verdicts, with a CI."""
     from ..analysis.agreement import agreement_on_release, agreement_table, judge_agreement
-    from ..data.release import release_judgment_files, release_names
+    from ..data.release import (
+        beside,
+        load_release_outputs,
+        outputs_name,
+        release_judgment_files,
+        release_names,
+    )
     from ..errors import UserError
-    from ..judging.verdicts import load_release_verdicts, load_verdicts
+    from ..judging.verdicts import check_for_answers, load_release_verdicts, load_verdicts
 
     files = [
         f for f in release_judgment_files(args.release, args.data_dir) if release_names(f)[1] == args.baseline
@@ -166,9 +172,10 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
     if args.judgments:
         if len(files) != 1:
             raise UserError("--judgments: name the one release system they judged with --systems")
-        table = agreement_table(
-            [judge_agreement(load_verdicts(args.judgments), load_release_verdicts(files[0]), bootstrap(args))]
-        )
+        judged, (system, _) = load_verdicts(args.judgments), release_names(files[0])
+        outputs = load_release_outputs(beside(files[0], outputs_name(system), args.data_dir))
+        check_for_answers(judged, outputs, f"the release's {system} answers")
+        table = agreement_table([judge_agreement(judged, load_release_verdicts(files[0]), bootstrap(args))])
     else:
         judge = judge_run(args, Path("."), args.baseline)
         say = lambda line: print(line, file=sys.stderr)  # noqa: E731

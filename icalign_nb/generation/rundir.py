@@ -7,8 +7,9 @@
   notebook reads the demos from here, never from a new retrieval;
 - ``generations.jsonl``: one line per finished (query, sample), appended batch by batch.
 
-The one rule for outputs: a command never writes over one of its own inputs, nor into a run directory
-other than the files that command owns there (`generate` its run's, `judge` its run's judgments).
+The one rule for outputs: a command never writes over one of its own inputs, nor into the cache, nor
+into a run directory other than the files that command owns there (`generate` its run's, `judge` its
+run's judgments).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..cache import cache_root
 from ..errors import UserError, where
 from ..files import check_writable, iter_jsonl, output_target, read_text, write_jsonl
 from ..retrieval.retriever import Retrieval
@@ -62,8 +64,8 @@ def check_output(
     out: str | Path, inputs: Iterable[str | Path | None] = (), owns: Iterable[str | Path] = ()
 ) -> Path:
     """Refuse, before any work, an output that is one of the command's `inputs` (or lies in an input
-    folder), or that lies in a run directory without being one of the files the command `owns`; then
-    the checks of `check_writable`. Returns the path the write lands on."""
+    folder), that lies in the cache, or that lies in a run directory without being one of the files the
+    command `owns`; then the checks of `check_writable`. Returns the path the write lands on."""
     target = output_target(out)
     for given in inputs:
         if given is None or not Path(given).expanduser().exists():
@@ -71,6 +73,9 @@ def check_output(
         source = output_target(given)
         if target == source or (source.is_dir() and target.parent == source):
             raise UserError(f"{out}: is an input of this command ({given}); name another file to write")
+    cache = output_target(cache_root())
+    if target == cache or cache in target.parents:
+        raise UserError(f"{out}: is inside the cache {cache}, which only the package writes; write elsewhere")
     if is_run_dir(target.parent) and target not in {output_target(o) for o in owns}:
         raise UserError(
             f"{out}: is inside the run directory {target.parent}, whose files only its own commands write; "

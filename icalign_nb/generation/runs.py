@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .. import __version__
-from ..checks import in_range
+from ..checks import device_name, endpoint_url, in_range
 from ..data.loaders import load_pool, source_path
 from ..data.records import parse_field_map
 from ..errors import UserError
@@ -104,6 +104,8 @@ class RunOptions:
         in_range("concurrency", self.concurrency, at_least=1, whole=True)
         in_range("max_retries", self.max_retries, at_least=0, whole=True)
         in_range("tensor_parallel_size", self.tensor_parallel_size, at_least=1, whole=True)
+        device_name("device", self.device)
+        endpoint_url("base_url", self.base_url)
 
     def backend_options(self) -> dict:
         """Keyword options for `make_backend`."""

@@ -271,6 +271,7 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
     runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
     given = read_parameters_file(run.parameters_file) if run.parameters_file else []
     plan = plan_parameters(notebooks, [*given, *run.parameters], runner)
+    check_kernel(run.kernel_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
@@ -355,6 +356,17 @@ def execute(
         )
     finally:
         logging.getLogger("papermill").removeFilter(quiet)
+
+
+def check_kernel(name: str) -> None:
+    """Refuse a Jupyter kernel that is not installed, before any notebook starts."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs()))
+        raise UserError(f"no Jupyter kernel named '{name}'; kernels: {known}") from None
 
 
 def logged_kernel_manager() -> type:

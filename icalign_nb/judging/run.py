@@ -34,6 +34,8 @@ from ..generation.rundir import (
     read_config,
     read_generations,
 )
+from ..generation.runs import recorded_identity
+from ..retrieval.settings import RetrievalSettings, load_queries
 from .backends import make_judge
 from .cache import JudgmentCache
 from .comparisons import Comparison, Judge, Reply, build_comparisons
@@ -106,7 +108,17 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
         return None
     if not (Path(run.run_dir) / CONFIG).exists():  # answers from elsewhere: no eval set to take them from
         return None
-    return eval_references(read_config(run.run_dir)["identity"]["retrieval"]["eval"], run.data_dir)
+    config = read_config(run.run_dir)
+    settings = RetrievalSettings(**recorded_identity(config)["retrieval"])
+    queries = load_queries(settings, run.data_dir)
+    recorded = config.get("inputs", {}).get("eval")
+    if recorded and frame_digest(queries, ("id", "prompt")) != recorded:
+        raise UserError(
+            f"eval set '{settings.eval}' changed since run {run.run_dir} was generated from it: its "
+            "reference answers are not the run's; restore it, or name the references (reference)"
+        )
+    refs = queries.filter(pl.col("reference").is_not_null())
+    return None if refs.is_empty() else refs.select("id", "prompt", pl.col("reference").alias("response"))
 
 
 def judge_inputs(run: JudgeRun) -> list[Path]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..checks import in_range
+from ..checks import device_name, endpoint_url, in_range
 from ..errors import UserError
 from ..files import sha256_text
 
@@ -52,6 +52,8 @@ class JudgeSpec:
         in_range("max_tokens", self.max_tokens, at_least=1, whole=True)
         in_range("margin", self.margin, at_least=0)
         in_range("max_length", self.max_length, at_least=1, whole=True)
+        endpoint_url("base_url", self.base_url)
+        device_name("device", self.device)
 
     @property
     def name(self) -> str:

@@ -18,7 +18,7 @@ import polars as pl
 from ..data.release import load_release_judgments, release_names
 from ..errors import UserError, where
 from ..files import iter_jsonl, sha256_text
-from ..generation.rundir import GENERATIONS, check_complete, read_generations
+from ..generation.rundir import GENERATIONS, check_complete, generations_frame
 from .parse import VERDICTS, parse_scores, verdict
 
 RELEASE_JUDGE = "gpt-4-0613/paper (paper release)"
@@ -34,6 +34,7 @@ SCHEMA = {
     "score_baseline": pl.Float64,
     "verdict": pl.String,
     "baseline_sha256": pl.String,  # content hash of the baseline's answers (None: not recorded)
+    "answer_sha256": pl.String,  # short content hash of the answer judged (None: not recorded)
 }
 JUDGMENTS = "judgments.jsonl"
 _REQUIRED = ("query_id", "sample", "order", "score_system", "score_baseline", "verdict")
@@ -120,21 +121,32 @@ def load_judgments_file(path: str | Path, system: str | None = None) -> pl.DataF
 def check_judged_answers(path: Path, rows: list[dict]) -> None:
     """Refuse verdicts that are not for the run's answers as they are now: a run not finished, an answer
     not judged, a verdict for an item the run does not hold or for another answer than it holds."""
-    run_dir = path.parent
-    answers = {(r["query_id"], r["sample"]): answer_digest(r["response"]) for r in read_generations(run_dir)}
-    check_complete(run_dir, len(answers), "report on")
+    answers = generations_frame(path.parent)
+    check_complete(path.parent, answers.height, "report on")
+    check_for_answers(pl.DataFrame(rows, schema=SCHEMA), answers, f"the answers {path.parent} holds")
     judged = {(r["query_id"], r["sample"]) for r in rows}
-    stale = [r for r in rows if r["answer_sha256"] not in (None, answers.get((r["query_id"], r["sample"])))]
-    stale += [r for r in rows if (r["query_id"], r["sample"]) not in answers]
-    if stale:
-        item = f"query {stale[0]['query_id']} sample {stale[0]['sample']}"
+    if len(judged) < answers.height:
         raise UserError(
-            f"{path}: verdicts for other answers than the run holds (first: {item}); judge the run again"
+            f"{path}: verdicts for {len(judged)} of the run's {answers.height} answers; judge the run again"
         )
-    if len(judged) < len(answers):
-        raise UserError(
-            f"{path}: verdicts for {len(judged)} of the run's {len(answers)} answers; judge the run again"
+
+
+def check_for_answers(verdicts: pl.DataFrame, answers: pl.DataFrame, what: str) -> None:
+    """Refuse verdicts that are not for `answers` (`query_id, sample, response`): an item they do not hold,
+    or (where the verdict kept its hash) another answer than theirs, e.g. a run's verdicts set beside
+    another system's, or kept after the run's answers changed."""
+    held = dict(
+        zip(
+            zip(answers["query_id"], answers["sample"], strict=True),
+            map(answer_digest, answers["response"]),
+            strict=True,
         )
+    )
+    for q, s, digest in verdicts.select("query_id", "sample", "answer_sha256").iter_rows():
+        if (q, s) not in held or digest not in (None, held[(q, s)]):
+            raise UserError(
+                f"verdicts for other answers than {what} (first: query {q} sample {s}); judge again"
+            )
 
 
 def verdicts_file(source: str | Path) -> Path:
