@@ -935,6 +935,7 @@ def test_ctrl_c_in_notebooks_run_is_one_line_and_keeps_the_record(tmp_path: Path
             "--notebook-dir",
             str(notebooks),
             *where,
+            "--no-progress",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
