@@ -541,6 +541,9 @@ def test_the_recorded_judge_gives_verdicts_only_for_the_answers_it_read(
     assert "system-first order only" in one_line_error(capsys)
     assert main(["judge", "--run", str(own), "--baseline", "chatgpt", *judge]) == 1
     assert "baseline answer is not the release's davinci003 answer" in one_line_error(capsys)
+    vs_chatgpt = ["--judge", f"recorded:{str(recorded).replace('davinci003', 'chatgpt')}", *judge[2:]]
+    assert main(["judge", "--run", str(own), "--baseline", "chatgpt", *vs_chatgpt]) == 1  # sample 0 only
+    assert "12 of 15" in (err := one_line_error(capsys)) and "recorded no reply for that answer" in err
 
 
 def test_an_output_never_replaces_an_input_or_another_commands_file(
@@ -647,6 +650,12 @@ def test_a_server_reply_without_text_is_not_an_answer(tmp_path: Path, capsys: py
         assert 2 <= len(srv.requests) <= 6 * 2  # asked again (at most once each), then stopped
     assert code == 1 and "did not answer with a completion" in one_line_error(capsys)
     assert not (run / "generations.jsonl").exists() or not rows(run / "generations.jsonl")
+    # a completion that does not say why it ended is not taken for an end of text
+    silent = {"choices": [{"index": 0, "text": " An answer."}]}
+    with ScriptedServer(lambda body: silent) as srv:
+        args = ["generate", "--run", str(tmp_path / "other"), "--backend", "openai", "--base-url", srv.url]
+        assert main([*args, "--preset", "zero-shot", *TINY]) == 0
+    assert {r["stopped_by"] for r in rows(tmp_path / "other" / "generations.jsonl")} == {"unknown"}
 
 
 def test_an_unfinished_or_changed_run_is_neither_judged_nor_reported(
@@ -803,6 +812,9 @@ def test_a_truncated_model_is_one_line_and_a_cached_build_is_built_again(
     assert cached_build("tiny-random", build) == target and len(built) == 1
     assert "damaged cache entry" in capsys.readouterr().err
     assert not (target / "model.safetensors").exists()
+    (target / "config.json").write_text("{")  # cut mid-file
+    assert cached_build("tiny-random", build) == target and len(built) == 2
+    assert "config.json: not readable JSON" in capsys.readouterr().err
 
 
 NOTEBOOK_MISTAKES = [
@@ -816,6 +828,8 @@ NOTEBOOK_MISTAKES = [
     (["-p", "seed", "-1"], "seed must be >= 0"),
     (["-p", "query_index", "-1"], "query_index must be >= 0"),
     (["07", "-p", "ablations", "paper-first,bogus"], "unknown ablation 'bogus'"),
+    (["-p", "max_new_tokens", "40000"], "leaves no room for a prompt"),
+    (["04", "-p", "reference", "eval:bogus"], "no such file and not a built-in eval set"),
     (["00"], "no Jupyter kernel named 'no-such-kernel'"),
 ]
 

@@ -159,6 +159,11 @@ def check_spec(spec: RunSpec) -> tuple[ModelSpec, RetrievalConfig]:
         raise UserError(f"unknown backend '{spec.backend}'; backends: {', '.join(BACKENDS)}")
     model, retrieval = model_spec(spec.model), spec.retrieval.config()
     check_dtype(spec.dtype)
+    if model.context_length and spec.generation.max_new_tokens >= model.context_length:
+        raise UserError(
+            f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt in the context "
+            f"of '{spec.model}' ({model.context_length} tokens)"
+        )
     if model.chat and spec.retrieval.preset != "zero-shot":
         raise UserError(
             f"'{spec.model}' is a chat model: it answers through its chat template; use the zero-shot preset"

@@ -103,6 +103,8 @@ def stop_kind(finish_reason: str | None, stop_reason: object, cut: bool, has_sto
     """
     if cut or isinstance(stop_reason, str):
         return "stop"
+    if finish_reason is None:  # the server did not say: not taken for an end of text
+        return "unknown"
     if finish_reason == "length":
         return "length"
     if stop_reason is UNKNOWN and has_stops:

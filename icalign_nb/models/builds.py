@@ -7,6 +7,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import json
 import shutil
 import sys
 import tempfile
@@ -75,6 +76,10 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
 def damaged_build(target: Path) -> bool:
     """Whether a cached build's weights are damaged (said in one line: it is built again)."""
     problem = weights_problem(target)
+    try:
+        json.loads((target / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        problem = problem or f"{target / 'config.json'}: not readable JSON"
     if problem is not None:
         print(f"note: damaged cache entry {problem}; building {target.name} again", file=sys.stderr)
     return problem is not None

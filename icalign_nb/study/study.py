@@ -92,7 +92,9 @@ class Study:
         check_source(self.pool, "pool")
         check_source(self.eval, "eval set")
         check_source(self.baseline, "baseline")
-        if self.reference and not self.reference.startswith("eval:"):
+        if self.reference and self.reference.startswith("eval:"):
+            check_source(self.reference.removeprefix("eval:"), "eval set")
+        elif self.reference:
             check_source(self.reference, "baseline")
         resolve_encoder(self.encoder)
 

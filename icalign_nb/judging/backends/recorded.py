@@ -30,6 +30,7 @@ class RecordedJudge:
     data_dir: str | None = None
     _recorded: Recorded = field(default_factory=dict, init=False, repr=False)
     _questions: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _answers: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         path = Path(self.spec.model).expanduser()
@@ -45,6 +46,7 @@ class RecordedJudge:
             raw = replies.get((qid, sample))
             question = prompt.strip()
             self._questions[question] = base_by_prompt.get(question, "")
+            self._answers.add((question, answer))
             if raw is not None and question in base_by_prompt:
                 key = (question, base_by_prompt[question], answer)
                 self._recorded.setdefault(key, []).append((sample, raw))
@@ -68,6 +70,8 @@ class RecordedJudge:
             return "its question is not one of the release's"
         if c.baseline != self._questions[question]:
             return f"its baseline answer is not the release's {self.baseline} answer"
+        if (question, c.system) in self._answers:
+            return f"the release recorded no reply for that answer against {self.baseline}"
         return f"its answer is not one of the release's {self.system} answers to that question"
 
     def judge(self, items: Sequence[Comparison], done: Callable[[int, Reply], None]) -> None:
