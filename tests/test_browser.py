@@ -1,10 +1,11 @@
 """The workshop as a participant sees it: JupyterLab on 127.0.0.1, headless Chromium, Run All.
 
 Notebooks 00 and 06 are copied to a temporary folder with small parameter values (a tiny model, two
-queries), opened in Lab and run with Run All. Checked: no error output; answers left-aligned and
-wrapped at whole words; the whole candidate table; the explorer widget rendered and updated after
-picking another query; an executed record (untrusted, so sanitised) keeps its alignment. Screenshots
-go to each test's temporary folder. Needs Debian's `chromium` and the `playwright` package.
+queries), and 08 with the paper's release (its offline judge on five prompts), opened in Lab and run
+with Run All. Checked: no error output; answers left-aligned and wrapped at whole words; the whole
+candidate table; the explorer widgets rendered and updated after picking another query, searching,
+switching a sample; an executed record (untrusted, so sanitised) keeps its alignment. Screenshots go
+to each test's temporary folder. Needs Debian's `chromium` and the `playwright` package.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import reference_data
 
 CHROMIUM = Path(os.environ.get("ICALIGN_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = [
@@ -39,6 +41,8 @@ TOKEN = "icalign-browser-test"
 # the long baseline answers beside them, and its prompts nearly fill tiny-random's 2048-token context).
 SMALL = {"model": "tiny-random", "limit": 2, "samples": 1, "max_new_tokens": 48}
 SMALL_06 = {**SMALL, "max_new_tokens": 8}
+RELEASE = reference_data() / "paper_release" if reference_data() is not None else None
+SMALL_08 = {"release_dir": str(RELEASE), "proxy_prompts": 5}
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",
@@ -102,7 +106,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("lab")
     notebooks = root / "notebooks"
     notebooks.mkdir()
-    for name, values in (("00_workshop_quickstart", SMALL), ("06_explorer", SMALL_06)):
+    copies = [("00_workshop_quickstart", SMALL), ("06_explorer", SMALL_06)]
+    copies += [("08_release_explorer", SMALL_08)] if RELEASE is not None and RELEASE.is_dir() else []
+    for name, values in copies:
         small_copy(ROOT / "notebooks" / f"{name}.ipynb", notebooks / f"{name}.ipynb", values)
     env = _private_env(root)
     port = _free_port()
@@ -206,9 +212,10 @@ LAYOUT = r"""(sel) => [...document.querySelectorAll(sel)].map(el => {
     }
   }
   const cs = getComputedStyle(el);
+  const longest = Math.max(0, ...el.innerText.split(/\s+/).map(w => w.length));
   return {textAlign: cs.textAlign, verticalAlign: cs.verticalAlign, whiteSpace: cs.whiteSpace,
           wordBreak: cs.wordBreak, lines: tops.size, splits, width: el.getBoundingClientRect().width,
-          text: el.innerText.slice(0, 80)};
+          text: el.innerText.slice(0, 80), longest};
 })"""
 
 ERRORS = r"""() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) '
@@ -240,12 +247,14 @@ def run_all(page: object, shots: Path, name: str) -> str:
     return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").inner_text()
 
 
-def assert_readable(boxes: list[dict], multiline: bool = True) -> None:
-    """Left-aligned, wrapped at whole words (and, for long texts, really wrapped)."""
+def assert_readable(boxes: list[dict], multiline: bool = True, longest_word: int | None = None) -> None:
+    """Left-aligned, wrapped at whole words (and, for long texts, really wrapped); a text with a word
+    longer than `longest_word` characters (a run of digits in a degenerate answer) may break inside it."""
     assert boxes
     for box in boxes:
         assert box["textAlign"] == "left" and box["whiteSpace"] == "pre-wrap", box
-        assert box["wordBreak"] == "normal" and box["splits"] == [], box
+        whole = longest_word is None or box["longest"] <= longest_word
+        assert box["wordBreak"] == "normal" and (box["splits"] == [] or not whole), box
     if multiline:
         assert max(box["lines"] for box in boxes) > 1, boxes
 
@@ -322,3 +331,97 @@ def test_an_executed_record_keeps_its_layout_when_opened(lab: dict, browser: obj
     cells = page.evaluate(LAYOUT, ".icalign-candidates td")
     assert len(cells) == 20 * 6 and all(c["verticalAlign"] == "top" and not c["splits"] for c in cells)
     assert {c["textAlign"] for c in cells} == {"left", "right"}
+
+
+needs_release = pytest.mark.skipif(
+    RELEASE is None or not RELEASE.is_dir(), reason="the paper's release is not in the reference data"
+)
+VIEW_08 = ".icalign-release-view"
+HEADING_08 = "() => document.querySelector('.icalign-release-view h3').innerText"
+
+
+@needs_release
+def test_release_explorer_picks_a_prompt_switches_a_sample_and_shows_gpt4s_reason(
+    lab: dict, browser: object, tmp_path: Path
+) -> None:
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_notebook(page, lab, "08_release_explorer.ipynb")
+    text = run_all(page, tmp_path, "08-ran")
+    assert "Loading widget" not in text and "Error displaying widget" not in text
+    assert "offline judge vs text-davinci-003" in text  # the systems' table
+    picker, view = page.locator(".icalign-release-prompt select"), page.locator(VIEW_08)
+    picker.wait_for(state="visible", timeout=30_000)
+    overview = page.locator(".icalign-release-overview-view")
+    rows = overview.locator("tbody tr").count()
+    assert rows == picker.locator("option").count() > 0  # the picker lists what the overview lists
+    cells = page.evaluate(LAYOUT, ".icalign-release-overview-view tbody td")
+    assert {c["textAlign"] for c in cells} == {"left", "right"}  # text left, davinci-003's length right
+    assert all(c["verticalAlign"] == "top" and not c["splits"] for c in cells)
+    overview.screenshot(path=str(tmp_path / "08-overview.png"))
+    first = page.evaluate(HEADING_08)
+    assert first.startswith(picker.locator("option").first.inner_text().split(":")[0])
+    # another prompt
+    picker.select_option(index=1)
+    page.wait_for_function(f"(first) => ({HEADING_08})() !== first", arg=first, timeout=15_000)
+    second = page.evaluate(HEADING_08)
+    assert second.startswith(picker.locator("option").nth(1).inner_text().split(":")[0])
+    # another sample: every system's third sample, marked in its row of marks
+    page.locator(".icalign-release-sample button", has_text="3").click()
+    page.wait_for_function(
+        "() => document.querySelector('.icalign-release-view').innerText.includes(\"sample 3 of 5\")",
+        timeout=15_000,
+    )
+    assert page.evaluate(HEADING_08) == second
+    panels = view.locator(".icalign-system")
+    assert panels.count() >= 4 and "samples vs davinci-003:" in panels.first.inner_text()
+    # GPT-4's written reason, under each judged answer
+    reasons = view.locator(".icalign-explanation")
+    assert reasons.count() >= 4 and reasons.first.is_visible()
+    assert reasons.first.inner_text().startswith("GPT-4's explanation (Assistant 1: this answer")
+    answers = page.evaluate(LAYOUT, f"{VIEW_08} .icalign-answer")
+    assert len(answers) >= 6 and min(a["width"] for a in answers) >= 250  # two baselines + the systems
+    assert_readable(answers, longest_word=40)
+    assert_readable(page.evaluate(LAYOUT, f"{VIEW_08} .icalign-explanation"))
+    for name, part in (("08-prompt", view.locator("h3")), ("08-prompt-sample-3", panels.first)):
+        part.evaluate("e => e.scrollIntoView({block: 'start'})")  # Lab scrolls its panel, not the page
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
+    # a text search narrows the prompts the overview and the picker list
+    page.locator(".icalign-release-search input").fill("webcam")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.icalign-release-prompt select option').length === 1",
+        timeout=15_000,
+    )
+    page.wait_for_function(f"() => ({HEADING_08})().startsWith('lima-003')", timeout=15_000)
+    assert overview.locator("tbody tr").count() == 1
+    page.locator(".icalign-release-search").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "08-search.png"))
+
+
+@needs_release
+def test_the_release_explorers_record_keeps_its_layout_when_opened(
+    lab: dict, browser: object, tmp_path: Path
+) -> None:
+    from icalign_nb.jobs.notebooks import execute
+
+    record = lab["notebooks"] / "08_record.ipynb"
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    execute(lab["notebooks"] / "08_release_explorer.ipynb", record, {}, "python3", sockets, None, False)
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_notebook(page, lab, record.name)
+    page.wait_for_selector(".icalign-explanation", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "08-record.png"), full_page=True)
+    for name, part in (
+        ("08-record-overview", page.locator("table.icalign-release-overview").last),
+        ("08-record-prompt", page.locator(".icalign-system").last),
+    ):
+        part.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
+    cells = page.evaluate(LAYOUT, "table.icalign-release-overview tbody td")
+    assert len(cells) > 300 and {c["textAlign"] for c in cells} == {"left", "right"}
+    assert all(c["verticalAlign"] == "top" and not c["splits"] for c in cells)
+    box = page.locator("table.icalign-release-overview").last.locator("xpath=..")
+    assert box.evaluate("e => getComputedStyle(e).overflowY") == "auto"  # the overview scrolls in its box
+    assert page.locator("h3", has_text="lima-").count() >= 3  # three prompts, as static HTML
+    assert_readable(page.evaluate(LAYOUT, ".icalign-explanation"))
+    assert_readable(page.evaluate(LAYOUT, ".icalign-answer"), longest_word=40)

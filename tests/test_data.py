@@ -122,5 +122,5 @@ def test_bad_pool_files_name_file_line_and_field(tmp_path: Path, content: str, e
 
 
 def test_missing_data_dir_file_is_one_clear_line(tmp_path: Path):
-    with pytest.raises(UserError, match="not found in data directory"):
+    with pytest.raises(UserError, match="not found in the data directory"):
         loaders.load_eval("lima-test", data_dir=tmp_path)

@@ -187,3 +187,39 @@ def test_data_fetch_checks_a_local_folder_against_the_pins(tmp_path, monkeypatch
     ]
     assert out.err.strip() == "icalign: error: 2 of 3 file(s) not ready"
     assert not (tmp_path / "c").exists()  # nothing downloaded, nothing cached
+
+
+def test_data_fetch_mends_a_broken_cached_copy_and_accepts_an_unpinned_file(
+    file_server, tmp_path, monkeypatch, capfd: pytest.CaptureFixture
+):
+    from icalign_nb.cli import main
+
+    root, base = file_server
+    pinned, free = b"pinned\n", b"free\n"
+    (root / "a.txt").write_bytes(pinned)
+    (root / "u.txt").write_bytes(free)
+    files = {
+        "d/a.txt": fetch.RemoteFile("d/a.txt", f"{base}/a.txt", hashlib.sha256(pinned).hexdigest()),
+        "d/u.txt": fetch.RemoteFile("d/u.txt", f"{base}/u.txt", None),
+        "d/x.txt": fetch.RemoteFile("d/x.txt", f"{base}/a.txt", "0" * 64),
+    }
+    monkeypatch.setattr(fetch, "REMOTE_FILES", files)
+    monkeypatch.delenv("ICALIGN_DATA_DIR", raising=False)
+    data = tmp_path / "cache" / "data"
+    (data / "d").mkdir(parents=True)
+    (data / "d/a.txt").write_bytes(b"pinn")  # a copy cut short
+    assert main(["data", "fetch", "--cache-dir", str(tmp_path / "cache")]) == 1
+    out, err = capfd.readouterr()
+    assert out.splitlines()[1:] == [
+        "ok   d/a.txt: fetched again (the cached copy was broken), sha256 matches the pin",
+        f"ok   d/u.txt: fetched, not pinned (sha256 {hashlib.sha256(free).hexdigest()})",
+        f"FAIL d/x.txt: {base}/a.txt: sha256 {hashlib.sha256(pinned).hexdigest()} does not match the pinned "
+        + "0" * 64,
+    ]
+    assert err.splitlines() == [
+        "icalign: error: 1 of 3 file(s) not ready; offline? copy the files into a folder "
+        "and pass --data-dir (or ICALIGN_DATA_DIR)"
+    ]  # nothing else on stderr
+    assert (data / "d/a.txt").read_bytes() == pinned and (data / "d/u.txt").read_bytes() == free
+    assert sorted(p.name for p in (data / "d").iterdir()) == ["a.txt", "u.txt"]  # no temporary file left
+    assert (data / "SHA256SUMS").read_text() == f"{hashlib.sha256(pinned).hexdigest()}  ./d/a.txt\n"

@@ -61,12 +61,15 @@ class _Tokenizer:
         return {"input_ids": [one(t) for t in text] if isinstance(text, list) else one(text)}
 
 
-def test_bos_per_model_rule() -> None:
+def test_bos_per_model_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icalign_nb.models import tokens
+
+    monkeypatch.setattr(tokens, "_config", lambda source: None)  # a hub id whose config cannot be read
     adds, plain = _Tokenizer(True), _Tokenizer(False)
     assert prompt_bos("gemma-3-270m", adds) is True  # its tokenizer's convention
     assert prompt_bos("tiny-random", plain) is False
     assert prompt_bos("llama-2-13b", adds) is False  # the reference code: no special tokens
-    assert prompt_bos("llama-2-13b-chat", adds) is False  # a chat template carries its own
+    assert prompt_bos("llama-2-13b-chat", adds) is True  # the reference's chat prompt: special tokens on
     assert prompt_bos("some-org/some-model", adds) is True
     assert encode_prompts(adds, ["ab", "c"], True) == [[2, 97, 98], [2, 99]]
     assert encode_prompts(adds, ["ab"], False) == [[97, 98]]

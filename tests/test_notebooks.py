@@ -57,6 +57,7 @@ EXPECTED = {
     "05_paper_figures": ["05_paper_table"] + (["05_proxy_agreement"] if RELEASE.is_dir() else []),
     "06_explorer": [],
     "07_ablations": ["07_k_sweep", "07_ablations"] + (["07_pool_effect"] if DATA else []),
+    "08_release_explorer": [],
 }
 
 
@@ -104,6 +105,9 @@ def test_find_notebooks_and_parameters() -> None:
     ]
     with pytest.raises(UserError, match="matches no notebook"):
         find_notebooks(["nope"], NOTEBOOK_DIR)
+    assert [p.stem for p in find_notebooks(["release"], NOTEBOOK_DIR)] == ["08_release_explorer"]
+    with pytest.raises(UserError, match="'plore' matches 2 notebooks"):
+        find_notebooks(["plore"], NOTEBOOK_DIR)
     # the main job is every notebook but the experiments beyond the paper, which run when named
     main_job = [p.stem for p in find_notebooks([], NOTEBOOK_DIR)]
     assert main_job == [p.stem for p in NOTEBOOKS if p.stem != "07_ablations"]
@@ -219,3 +223,23 @@ def test_notebook_runs_and_writes_its_figures(executed: tuple[Path, list], name:
             image.verify()
         with Image.open(png) as image:
             assert image.format == "PNG" and image.width > 600 and image.height > 300
+
+
+@pytest.mark.slow
+def test_the_release_explorers_record_shows_the_overview_and_three_prompts(
+    executed: tuple[Path, list],
+) -> None:
+    if not RELEASE.is_dir():
+        pytest.skip(f"the paper's release is not at {RELEASE}")
+    _, results = executed
+    record = nbformat.read(next(r for r in results if r.name == "08_release_explorer").record, as_version=4)
+    shown = [
+        out["data"]["text/html"]
+        for cell in record.cells
+        for out in cell.get("outputs", [])
+        if "text/html" in out.get("data", {})
+    ]
+    assert sum("class='icalign-release-overview'" in h for h in shown) == 1  # the static overview
+    prompts = [h for h in shown if "<h3" in h and "each system&#x27;s sample 1 of 5" in h]
+    assert len(prompts) == 3 and all("GPT-4's explanation" in h for h in prompts)
+    assert "offline judge vs text-davinci-003" in shown[0]  # the systems, with the offline judge's rates

@@ -65,3 +65,16 @@ def test_a_bad_release_folder_is_one_line(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "x_vs_y_autoeval.jsonl").write_text('{"autoeval_text_list": ["8 7"]}\n{"other": 1}\n')
     assert main(["paper-table", "--release", str(tmp_path)]) == 1
     assert "x_vs_y_autoeval.jsonl:2" in capsys.readouterr().err
+
+
+def test_the_figure_table_keeps_ids_and_shows_labels_with_intervals(shared_data: Path) -> None:
+    from icalign_nb.analysis.winrates import Bootstrap
+    from icalign_nb.study.release import figure_table
+
+    table = figure_table(shared_data / "paper_release", boot=Bootstrap(n=100))
+    assert {"recomputed_ci_low", "recomputed_ci_high", "label", "vs"} <= set(table.columns)
+    row = table.filter(table["system"] == "llama2-13B_icl-oasstgpt").row(0, named=True)
+    assert row["label"] == "Llama-2-13B in-context (retrieved)" and row["vs"] == "text-davinci-003"
+    assert row["recomputed_ci_low"] < row["recomputed"] < row["recomputed_ci_high"]
+    reported = figure_table(None)  # without the release: the reported numbers of all nine systems
+    assert reported.height == 12 and reported["label"].null_count() == 0

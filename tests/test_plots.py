@@ -130,3 +130,36 @@ def test_cluster_names_use_category_and_terms() -> None:
     names = cluster_names(texts, categories, np.array([0, 0, 1, 1, 1]), 2, 2)
     assert names[0] == "coding 100%: python"  # a word in one text only, or a request word, never names it
     assert names[1] == "cooking 67%: bread, oven"
+
+
+def test_bars_draw_the_tables_own_numbers_under_their_labels(tmp_path) -> None:
+    table = pl.DataFrame(
+        {
+            "system": ["paper", "random", "paper", "random"],
+            "label": ["in-context (retrieved demos)", "in-context (random demos)"] * 2,
+            "group": ["short", "short", "long", "long"],
+            "n": [40, 40, 40, 5],
+            "win": [0.6, 0.4, 0.7, 0.5],
+            "ci_low": [0.45, 0.3, 0.55, 0.2],
+            "ci_high": [0.75, 0.55, 0.85, 0.8],
+        }
+    )
+    fig = result_plots.plot_breakdown(
+        table, "group", "length", "Win rate by length", all_systems=["paper", "random"]
+    )
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["in-context (retrieved demos)", "in-context (random demos)"]  # labels, not ids
+    bars = {round(b.get_height(), 6): b for c in ax.containers for b in c}
+    assert sorted(bars) == [40, 50, 60, 70]  # the estimates as given, not re-estimated
+    drawn = [ln.get_ydata() for ln in ax.lines if np.isfinite(ln.get_ydata()).any()]
+    spans = sorted((round(np.nanmin(y), 6), round(np.nanmax(y), 6)) for y in drawn)
+    assert spans == [(30, 55), (45, 75), (55, 85)]  # the given intervals; none for the group of 5
+    assert bars[50].get_hatch() == "//" and bars[60].get_hatch() in (None, "")
+    assert "n = 5–40" in " ".join(t.get_text() for t in ax.get_xticklabels())
+    _check_saved(fig, tmp_path, "breakdown")
+    ids_only = result_plots.plot_winrates(
+        table.drop("label").filter(pl.col("group") == "short"), "davinci-003"
+    )
+    assert [t.get_text() for t in ids_only.axes[0].get_yticklabels()] == ["paper", "random"]
+    plt.close(ids_only)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import tomllib
@@ -17,14 +18,21 @@ def _pyproject_requirements() -> set[str]:
     return {r for r in reqs if not (r.startswith("torch>=") and torch_pin)}
 
 
-def _environment_pip_requirements() -> set[str]:
+def _environment_pip_lines() -> list[str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
-    return {line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")} - {"-e ."}
+    return [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
 
 
 def test_environment_yml_matches_pyproject():
-    assert _environment_pip_requirements() == _pyproject_requirements()
+    requirements = {line for line in _environment_pip_lines() if not line.startswith("-")}
+    assert requirements == _pyproject_requirements()
+
+
+def test_environment_yml_takes_torch_from_the_readme_index():
+    options = [line for line in _environment_pip_lines() if line.startswith("-")]
+    index = re.search(r"--extra-index-url \S+", _readme_command("run the main job"))
+    assert index and options == [index[0], "-e ."]  # the CPU build of torch, as pip gets it in the README
 
 
 def _readme_command(marker: str) -> str:

@@ -128,3 +128,19 @@ def test_a_study_file_sets_parameters_and_bad_files_are_one_line(tmp_path: Path)
     bad.write_text("- a list\n- not a mapping\n")
     with pytest.raises(UserError, match="expected KEY: VALUE pairs"):
         read_parameters_file(bad)
+
+
+def test_the_commands_data_dir_reaches_every_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icalign_nb.cli import main
+    from icalign_nb.jobs import notebooks
+
+    asked: list[notebooks.NotebookRun] = []
+    monkeypatch.setattr(notebooks, "run_notebooks", lambda run, say=print: asked.append(run) or [])
+    assert main(["notebooks", "run", "06", "--data-dir", str(tmp_path)]) == 0
+    runner = notebooks.runner_parameters(asked[0], Path("/f"), Path("/w"))
+    assert runner == {"figures_dir": "/f", "work_dir": "/w", "data_dir": str(tmp_path.resolve())}
+    plan = plan_parameters(find_notebooks(["06"], NOTEBOOK_DIR), [], runner)
+    assert next(iter(plan.values()))["data_dir"] == str(tmp_path.resolve())
+    assert "data_dir" not in notebooks.runner_parameters(notebooks.NotebookRun(), Path("/f"), Path("/w"))

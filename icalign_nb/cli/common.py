@@ -184,7 +184,8 @@ def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
         p,
         "--dtype",
         choices=DTYPES,
-        help="model dtype (auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32); recorded",
+        help="model dtype (auto: bf16 on CUDA cards of compute capability >= 8 and on CPUs with bf16 "
+        "instructions, else fp16 on CUDA, fp32 on CPU); recorded",
     )
 
 

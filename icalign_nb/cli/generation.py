@@ -52,9 +52,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     s = run_generation(args.run, run_spec(args), run_options(args))
     how = ", ".join(f"{k} {v}" for k, v in sorted(s.stopped_by.items())) or "-"
+    shrunk = "" if s.shrunk is None else f"; demo budget shrunk to fit the context: {s.shrunk} queries"
     print(
         f"run {s.run_dir}: {s.generated} generated, {s.already_done} already done, {s.total} items "
-        f"(stopped by: {how}; {s.seconds:.1f}s)"
+        f"(stopped by: {how}{shrunk}; {s.seconds:.1f}s)"
     )
     return 0
 

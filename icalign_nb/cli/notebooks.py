@@ -79,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         figures_dir=Path(args.figures_dir) if args.figures_dir else None,
         runs_dir=Path(args.runs_dir) if args.runs_dir else None,
         work_dir=Path(args.work_dir) if args.work_dir else None,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
         kernel_name=args.kernel,
         progress=not args.no_progress,
     )

@@ -1,9 +1,14 @@
-"""Public files: pinned URLs with sha256, a local data directory, the verified cache; shipped resources."""
+"""Public files: pinned URLs with sha256, a local data directory, the verified cache; shipped resources.
+
+pooch downloads, checks and caches each pinned file (`_retrieve`); this module keeps the table of pins,
+the public layout, the one-line report per file and the cache's `SHA256SUMS`.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,7 +17,7 @@ from pathlib import Path
 
 from ..cache import cache_root
 from ..errors import UserError, first_line
-from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..files import atomic_write_text, sha256_file
 
 DATA_DIR_ENV = "ICALIGN_DATA_DIR"
 
@@ -94,6 +99,54 @@ REMOTE_FILES: dict[str, RemoteFile] = {
             "llama2chat-13B_vs_davinci003_autoeval.jsonl",
             "9791116056dfb807cccd9d9e644acc1a18fdfd347f848b5a53f97410472c2cb9",
         ),
+        _release(
+            "llama2-70B_icl-oasstgpt_outputs_temp0.7.jsonl",
+            "1e4198d29f05ec0dbf6a6cc671c06af4b1972503f4e943f97e65baa0f066f48c",
+        ),
+        _release(
+            "llama2-70B_icl-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "ca8b0cfca968cf8abe7ea4552c915c34f1a4ee7c827769f43d09f83bb3266179",
+        ),
+        _release(
+            "llama2-70B_icl-oasstgpt_vs_chatgpt_autoeval.jsonl",
+            "28ea2631dd126fcd856f0063bc9945ec387cd99ca456169b812c86707318042c",
+        ),
+        _release(
+            "llama1-13B_icl-oasstgpt_outputs_temp0.7.jsonl",
+            "b49ec1eac2231306c32ff6e0fcdef625f4028cad1526a8cf369a84d9cc822674",
+        ),
+        _release(
+            "llama1-13B_icl-oasstgpt_vs_davinci003_autoeval.jsonl",
+            "2532ff95dfb0a669eb07fae9890a12fdc92bf36838ce27461ed2fed595ebb426",
+        ),
+        _release(
+            "llama2chat-7B_outputs_temp0.7.jsonl",
+            "11cf52d300e6d8de83aa367cf00008ce944608fc43110fb9087e0784b3872f0f",
+        ),
+        _release(
+            "llama2chat-7B_vs_davinci003_autoeval.jsonl",
+            "06fdca1835c8a2f684bafc4eb8e7c9afbace2a5a9859c285aa0a1fd2534d2ffa",
+        ),
+        _release(
+            "guanaco-7B_outputs_temp0.7.jsonl",
+            "bc4fa2240d5607b6e6485ed0460d0084eb58de58003b53c6a36c3b6520fdd84b",
+        ),
+        _release(
+            "guanaco-7B_vs_davinci003_autoeval.jsonl",
+            "9387431c4ab7ea06f7fab7fd34a4ac5eef485093fbd3f134c3c7012978c38719",
+        ),
+        _release(
+            "guanaco-13B_outputs_temp0.7.jsonl",
+            "8ead8a03ccf88d66eb9f31dda69f4802e389e52daad9af3d25a151d1d2c0becc",
+        ),
+        _release(
+            "guanaco-13B_vs_davinci003_autoeval.jsonl",
+            "852a9501c371cce22a1f98cb2301af22495674192bda438ec33cb603f20f5ab2",
+        ),
+        _release(
+            "guanaco-13B_vs_chatgpt_autoeval.jsonl",
+            "c53b7e8a9626d6baddf4bc6ed4ae208967a33ae9980e563d6b11ec199462b3ed",
+        ),
         RemoteFile(
             "paper_resources/oasst_gpt_9k.jsonl",
             _RELEASE + "resources/oasst_gpt_9k.jsonl",
@@ -174,32 +227,57 @@ def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
     remote = REMOTE_FILES.get(relpath)
     if remote is None:
         raise UserError(f"{relpath}: not a known public file; known: {', '.join(sorted(REMOTE_FILES))}")
-    path = cache_root() / "data" / relpath
+    path = cache_data_dir() / relpath
     if path.exists():
         try:
             return check_pin(path, relpath)
         except UserError as exc:  # a damaged cached copy: fetched again
             print(f"note: {exc}; fetching it again", file=sys.stderr)
-    return _download(remote, path)
+    _retrieve(remote, cache_data_dir())
+    if remote.sha256 is None:
+        print(f"note: {relpath} fetched with sha256 {sha256_file(path)} (not pinned)")
+    return path
 
 
-def _download(remote: RemoteFile, path: Path, hint: bool = True) -> Path:
-    """Download a pinned file, check its sha256, then move it into the cache atomically."""
+def _retrieve(remote: RemoteFile, folder: Path, hint: bool = True) -> str:
+    """pooch's pinned download of one file into `folder` at its public path: a copy there that matches
+    the pin is kept, a missing or broken one is downloaded to a temporary file, checked against the
+    pin and only then moved in place. Returns pooch's action: "fetch" (kept), "download" or "update"."""
     import httpx
+    import pooch
 
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch says each download on stderr; the callers say it in one line
     try:
-        response = httpx.get(remote.url, follow_redirects=True, timeout=120)
-        response.raise_for_status()
+        return pooch.retrieve(
+            remote.url,
+            remote.sha256,
+            fname=remote.relpath,
+            path=folder,
+            downloader=_http_get,
+            processor=lambda _path, action, _pooch: action,
+        )
     except httpx.HTTPError as exc:
         how = f"; offline? point --data-dir or {DATA_DIR_ENV} at a directory with the same layout"
         raise UserError(f"{remote.url}: download failed ({first_line(exc)}){how if hint else ''}") from None
-    digest = hashlib.sha256(response.content).hexdigest()
-    if remote.sha256 is not None and digest != remote.sha256:
-        raise UserError(f"{remote.url}: sha256 {digest} does not match the pinned {remote.sha256}")
-    if remote.sha256 is None:
-        print(f"note: {remote.relpath} fetched with sha256 {digest} (not pinned)")
-    atomic_write_bytes(path, response.content)
-    return path
+    except ValueError as exc:  # pooch: the download's hash is not the pinned one (it deleted the download)
+        got = re.search(r"got ([0-9a-f]{64})", str(exc))
+        digest = f"sha256 {got[1]}" if got else "sha256"
+        raise UserError(f"{remote.url}: {digest} does not match the pinned {remote.sha256}") from None
+    finally:
+        logger.setLevel(level)
+
+
+def _http_get(url: str, output_file: str, _pooch: object) -> None:
+    """pooch's downloader over httpx, the project's HTTP client (its errors say what failed in a line)."""
+    import httpx
+
+    with httpx.stream("GET", url, follow_redirects=True, timeout=120) as response:
+        response.raise_for_status()
+        with open(output_file, "wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
 
 
 def verify(path: Path, relpath: str) -> bool:
@@ -263,15 +341,19 @@ def fetch_files(names: Sequence[str] = (), data_dir: str | Path | None = None) -
 
 def _fetch_into_cache(remote: RemoteFile) -> FileCheck:
     """A pinned file in the cache: kept if intact, else (missing or broken) fetched again."""
-    path = cache_data_dir() / remote.relpath
-    if path.exists() and verify(path, remote.relpath):
-        return FileCheck(remote.relpath, True, "in the cache, sha256 matches")
     try:
-        _download(remote, path, hint=False)
+        action = _retrieve(remote, cache_data_dir(), hint=False)
     except UserError as exc:
         return FileCheck(remote.relpath, False, str(exc))
-    pinned = "sha256 matches the pin" if remote.sha256 else "not pinned: no sha256 to check"
-    return FileCheck(remote.relpath, True, f"fetched, {pinned}")
+    said = {
+        "fetch": "in the cache",
+        "download": "fetched",
+        "update": "fetched again (the cached copy was broken)",
+    }
+    if remote.sha256 is None:
+        digest = sha256_file(cache_data_dir() / remote.relpath)
+        return FileCheck(remote.relpath, True, f"{said[action]}, not pinned (sha256 {digest})")
+    return FileCheck(remote.relpath, True, f"{said[action]}, sha256 matches the pin")
 
 
 def _check_local(remote: RemoteFile, path: Path) -> FileCheck:

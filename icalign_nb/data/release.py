@@ -101,7 +101,12 @@ def locate_release(release_dir: str | Path | None = None, data_dir: str | Path |
 def release_judgment_files(
     release: str | Path | None = None, data_dir: str | Path | None = None
 ) -> list[Path]:
-    """Every `*_vs_*_autoeval.jsonl` of a release folder, else the pinned release files (fetched)."""
+    """Every `*_vs_*_autoeval.jsonl` of a release folder (the one given, else the data directory's
+    `paper_release/`): whichever systems it holds; without either, every pinned release judgment file
+    (fetched)."""
+    root = data_root(data_dir)
+    if release is None and root is not None:
+        release = root / "paper_release"
     if release is not None:
         folder = Path(release)
         if not folder.is_dir():

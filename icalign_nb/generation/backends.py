@@ -18,7 +18,7 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
             device=options.get("device"),
             tokenizer=options.get("tokenizer"),
             dtype=options.get("dtype") or "auto",
-            token_budget=options.get("batch_budget") or TOKEN_BUDGET,
+            token_budget=options.get("batch_budget") or _device_budget(model, options) or TOKEN_BUDGET,
         )
     if name == "vllm":
         from .vllm_backend import VLLMBackend
@@ -41,6 +41,22 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
                 max_retries=options.get("max_retries", 6),
                 timeout=options.get("timeout", 600.0),
                 chunk_size=options.get("batch_size") or 64,
+                bos=options.get("bos"),
+                tokenizer_adds_bos=options.get("tokenizer_adds_bos"),
             )
         )
     raise UserError(f"unknown backend '{name}'; backends: {', '.join(BACKENDS)}")
+
+
+def _device_budget(model: str, options: dict) -> int | None:
+    """The token budget that fits the CUDA cards' free memory beside the weights (said in one line);
+    None off CUDA or without a settled dtype."""
+    import sys
+
+    from ..models.memory import cuda_token_budget
+
+    plan = cuda_token_budget(model, options.get("device"), options.get("dtype") or "auto")
+    if plan is None:
+        return None
+    print(f"{model} on {options.get('device') or 'cuda'}: {plan.describe()}", file=sys.stderr)
+    return plan.budget

@@ -23,9 +23,16 @@ from ..data.loaders import load_pool, source_path
 from ..data.records import parse_field_map
 from ..errors import UserError
 from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, output_target, repair_jsonl
-from ..models.loading import check_dtype, context_length, load_tokenizer, pick_device, resolve_dtype
+from ..models.loading import (
+    accelerator_dtype,
+    check_dtype,
+    context_length,
+    load_tokenizer,
+    pick_device,
+    resolve_dtype,
+)
 from ..models.registry import DEFAULT_MODEL, ModelSpec, model_spec
-from ..models.tokens import encode_prompts, prompt_bos
+from ..models.tokens import bos_rule, chat_format, encode_prompts, tokenizer_adds_bos
 from ..retrieval.presets import RetrievalConfig
 from ..retrieval.prompts import chat_prompt
 from ..retrieval.retriever import Retrieval
@@ -62,6 +69,11 @@ ATTENTION = {
     "vllm": "vllm",
     "openai": None,
 }
+# Backends that run past the model's context as the reference code did (transformers generated past
+# position 4,096): there a prompt must fit the context and its answer may go beyond. Elsewhere (vLLM, a
+# server) prompt and answer must fit together, and the demo budget shrinks where they would not: a
+# deviation from `paper`, counted per run (config.json and the command's summary line).
+PAST_CONTEXT = ("transformers",)
 # Settings renamed since a run may have been recorded: old name -> new name (read, never written).
 RENAMED = {"retrieval": {"budget": "demo_budget"}}
 
@@ -75,7 +87,7 @@ class RunSpec:
     served_model: str | None = None  # openai backend: the model name the server knows
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
-    dtype: str = "auto"  # auto | bfloat16 | float32; recorded as resolved (auto: bf16 where fast)
+    dtype: str = "auto"  # models.loading.DTYPES; recorded as resolved (auto: bf16 where fast, else fp16/fp32)
     bos: bool | None = None  # prompts start with BOS; None: the model's rule, recorded as resolved
 
     def identity(self) -> dict:
@@ -123,6 +135,7 @@ class RunSummary:
     stopped_by: dict[str, int]
     seconds: float
     backend: Backend | None = None  # the backend that generated, for reuse by the next run (not saved)
+    shrunk: int | None = None  # queries whose demo budget shrank to fit the context (None: no demos packed)
 
 
 @dataclass
@@ -137,12 +150,24 @@ class ResolvedRun:
     queries: pl.DataFrame
     pool: pl.DataFrame | None  # the demonstration pool (None: the preset draws no demos)
     inputs: dict[str, str]  # content hashes of the eval set and the pool
-    tokenizer: PreTrainedTokenizerBase | None  # the model's own (None: a server's model)
+    tokenizer: PreTrainedTokenizerBase  # the model's own
+    bos_rule: str = ""  # the rule that settled `spec.bos`, in words (config.json)
+    chat_form: str | None = None  # a chat model's prompt form (`llama-chat`, `template`); None: not chat
+
+    @property
+    def past_context(self) -> bool:
+        """Whether answers may run past the model's context (the reference's way; see PAST_CONTEXT)."""
+        return self.spec.backend in PAST_CONTEXT
+
+    @property
+    def prompt_limit(self) -> int:
+        """Tokens a prompt's ids may take: the context, less the answer's room unless it may run past."""
+        return self.context - (0 if self.past_context else self.spec.generation.max_new_tokens)
 
     @property
     def room(self) -> int:
-        """Tokens a prompt may take: the context less the answer room and the BOS token."""
-        return self.context - self.spec.generation.max_new_tokens - int(bool(self.spec.bos))
+        """Tokens a prompt's text may take (the retrieval's limit): the prompt limit less the BOS token."""
+        return self.prompt_limit - int(bool(self.spec.bos))
 
     def counting_tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer that counts demo tokens: the model's own unless another is named."""
@@ -183,18 +208,18 @@ def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = No
     if retrieval.method in {"retrieve", "random"}:
         pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
         inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
-    tokenizer = load_tokenizer(spec.model) if spec.backend != "openai" else None
+    tokenizer = load_tokenizer(spec.model)
     dtype = spec.dtype
     if spec.backend == "transformers":
         loaded = getattr(backend, "dtype", None) if backend is not None else None
         if loaded is not None and dtype not in ("auto", loaded):
             raise UserError(f"the loaded model runs in {loaded}, the run asks for {dtype}")
         dtype = loaded or resolve_dtype(dtype, pick_device(options.device))
-    elif spec.backend == "vllm" and dtype == "auto":
-        dtype = "bfloat16"
-    bos = spec.bos
-    if bos is None and tokenizer is not None:
-        bos = prompt_bos(spec.model, tokenizer)
+    elif spec.backend == "vllm":
+        dtype = accelerator_dtype(dtype)
+    bos, rule = bos_rule(spec.model, tokenizer)
+    if spec.bos is not None and spec.bos != bos:
+        bos, rule = spec.bos, f"set for this run (the model's rule: {rule})"
     settled = replace(spec, dtype=dtype, bos=bos)
     context = context_length(spec.model)
     if spec.generation.max_new_tokens >= context:
@@ -202,7 +227,10 @@ def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = No
             f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt "
             f"in the context of '{spec.model}' ({context} tokens)"
         )
-    return ResolvedRun(settled, options, model, retrieval, context, queries, pool, inputs, tokenizer)
+    form = chat_format(spec.model, tokenizer)
+    return ResolvedRun(
+        settled, options, model, retrieval, context, queries, pool, inputs, tokenizer, rule, form
+    )
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, dict | None]:
@@ -264,7 +292,15 @@ def check_same(recorded: dict, run: ResolvedRun, path: Path) -> None:
         )
 
 
-def write_config(path: Path, run: ResolvedRun) -> None:
+def shrunk_queries(run: ResolvedRun, retrievals: dict[tuple[str, int | None], Retrieval]) -> int | None:
+    """How many queries had their demo budget shrunk to fit the model's context (None: the preset packs
+    no demos)."""
+    if run.chat_form or run.retrieval.method not in {"retrieve", "random"}:
+        return None
+    return len({qid for (qid, _), r in retrievals.items() if r.budget < run.retrieval.demo_budget})
+
+
+def write_config(path: Path, run: ResolvedRun, shrunk: int | None = None) -> None:
     """Record the run's identity, its inputs' content, and (for information) how it was started."""
     atomic_write_json(
         path / CONFIG,
@@ -273,6 +309,13 @@ def write_config(path: Path, run: ResolvedRun) -> None:
             "retrieval_config": asdict(run.retrieval),
             "inputs": run.inputs,
             "context_length": run.context,
+            "bos_rule": run.bos_rule,
+            "chat_form": run.chat_form,
+            "context_fit": {
+                "answers_past_context": run.past_context,
+                "prompt_limit": run.prompt_limit,
+                "demo_budget_shrunk": shrunk,
+            },
             "attention": ATTENTION.get(run.spec.backend),
             "started_with": {k: getattr(run.options, k) for k in OPERATIONAL},
             "query_ids": run.queries["id"].to_list(),
@@ -286,11 +329,16 @@ def build_retrievals(run: ResolvedRun) -> dict[int | None, list[Retrieval]]:
     """The retrievals that build the prompts: per sample for a preset that draws per sample, else one
     set (key None) that every sample shares."""
     spec, queries = run.spec, run.queries
-    if run.model.chat:
+    if run.chat_form:
+        prompts = [
+            chat_prompt(q, run.tokenizer, run.chat_form, bool(spec.bos)) for q in queries["prompt"].to_list()
+        ]
         return {
             None: [
-                Retrieval(qid, q, spec.retrieval.preset, [], [], chat_prompt(q, run.tokenizer), [], 0)
-                for qid, q in zip(queries["id"].to_list(), queries["prompt"].to_list(), strict=True)
+                Retrieval(qid, q, spec.retrieval.preset, [], [], prompt, [], 0)
+                for qid, q, prompt in zip(
+                    queries["id"].to_list(), queries["prompt"].to_list(), prompts, strict=True
+                )
             ]
         }
     retriever = build_retriever(
@@ -308,20 +356,18 @@ def build_requests(
     run: ResolvedRun, retrievals: dict[tuple[str, int | None], Retrieval], pending: list[tuple[str, int]]
 ) -> tuple[list[Request], dict[tuple[str, int], Retrieval]]:
     """Requests for the unfinished items, tokenized once as the model sees them (BOS by the spec);
-    a prompt over the context is refused."""
+    a prompt over the context (with its answer's room, on backends that cannot run past it) is refused."""
     spec = run.spec
-    tokenizer = run.tokenizer or run.counting_tokenizer()
     todo = [(key, retrieval_for(retrievals, *key)) for key in pending]
     unique = list(dict.fromkeys(r.prompt for _, r in todo))
-    ids = dict(zip(unique, encode_prompts(tokenizer, unique, bool(spec.bos)), strict=True))
-    room = run.context - spec.generation.max_new_tokens
+    ids = dict(zip(unique, encode_prompts(run.tokenizer, unique, bool(spec.bos)), strict=True))
     requests, meta = [], {}
     for (qid, s), r in todo:
         n = len(ids[r.prompt])
-        if n > room:
+        if n > run.prompt_limit:
+            answer = "" if run.past_context else f" with max_new_tokens {spec.generation.max_new_tokens}"
             raise UserError(
-                f"query {qid}: prompt is {n} tokens; with max_new_tokens "
-                f"{spec.generation.max_new_tokens} it is over the model's context of {run.context} tokens"
+                f"query {qid}: prompt is {n} tokens,{answer} over the model's context of {run.context} tokens"
             )
         seed = item_seed(spec.generation.seed, qid, s)
         requests.append(Request(qid, s, r.prompt, tuple(r.stop), seed, tuple(ids[r.prompt])))
@@ -387,20 +433,23 @@ def _fill(path: Path, run: ResolvedRun, backend: Backend | None) -> RunSummary:
     samples = run.spec.generation.samples
     total = run.queries.height * samples
     pending = [(q, s) for q in run.queries["id"].to_list() for s in range(samples) if (q, s) not in done]
-    if not pending and recorded is not None:
-        return RunSummary(path, total, len(done), 0, {}, 0.0)
     if recorded is None:
         write_retrievals(path, build_retrievals(run))
-    requests, meta = build_requests(run, read_retrievals(path), pending)
+    retrievals = read_retrievals(path)
+    shrunk = shrunk_queries(run, retrievals)
+    if not pending and recorded is not None:
+        return RunSummary(path, total, len(done), 0, {}, 0.0, shrunk=shrunk)
+    requests, meta = build_requests(run, retrievals, pending)
     if recorded is None:  # recorded once the prompts are known to fit, before any answer is saved
-        write_config(path, run)
+        write_config(path, run, shrunk)
     if not requests:
-        return RunSummary(path, total, len(done), 0, {}, 0.0)
+        return RunSummary(path, total, len(done), 0, {}, 0.0, shrunk=shrunk)
     backend = backend or make_backend(run.spec.backend, run.spec.model, _backend_options(run))
     counts = _generate_into(
         path / GENERATIONS, backend, requests, meta, run.spec.generation, run.options.progress
     )
-    return RunSummary(path, total, total - len(requests), sum(counts.values()), dict(counts), 0.0, backend)
+    generated, done_before = sum(counts.values()), total - len(requests)
+    return RunSummary(path, total, done_before, generated, dict(counts), 0.0, backend, shrunk)
 
 
 def _backend_options(run: ResolvedRun) -> dict:
@@ -410,6 +459,8 @@ def _backend_options(run: ResolvedRun) -> dict:
         "served_model": run.spec.served_model,
         "dtype": run.spec.dtype,
         "tokenizer": run.tokenizer,
+        "bos": run.spec.bos,
+        "tokenizer_adds_bos": tokenizer_adds_bos(run.tokenizer),
     }
 
 

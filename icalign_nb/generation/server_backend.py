@@ -37,6 +37,8 @@ class ServerOptions:
     max_retries: int = 6
     timeout: float = 600.0  # seconds per request
     chunk_size: int = 64  # results are saved after each chunk
+    bos: bool | None = None  # whether prompts start with BOS (the run's rule); None: as the server does
+    tokenizer_adds_bos: bool | None = None  # whether the model's tokenizer adds BOS to a text by default
 
     @classmethod
     def from_env(
@@ -56,16 +58,28 @@ class ServerOptions:
 # TGI read a `top_k` field; `transformers serve` refuses it (422) but takes a `generation_config` JSON
 # string, which must also turn sampling on (it samples only when do_sample is set).
 TOP_K_WAYS = ("top_k", "generation_config", None)
+# Ways of sending a prompt so that the server sees the run's token ids, tried in order: the ids
+# themselves (vLLM, llama.cpp; exact whatever the server's tokenizer version), the text with vLLM's
+# `add_special_tokens` set by the run's BOS rule (vLLM's completions add BOS by default), the bare text
+# (the server's tokenizer then decides BOS: said in one line where that may differ from the run's rule).
+PROMPT_WAYS = ("ids", "add_special_tokens", "text")
 OPTIONAL_FIELDS = ("seed",)  # standard but not universal: dropped (once, said in a line) when refused
 
 
 def request_body(
-    request: Request, config: GenerationConfig, served_model: str, top_k_way: str | None = "top_k"
+    request: Request,
+    config: GenerationConfig,
+    served_model: str,
+    top_k_way: str | None = "top_k",
+    prompt_way: str = "text",
+    bos: bool | None = None,
 ) -> dict:
-    """Arguments of `completions.create` for one item; the top-k goes the way the server takes it."""
+    """Arguments of `completions.create` for one item; the top-k and the prompt go the ways the server
+    takes them (`prompt_way` `ids` needs the request's ids, `add_special_tokens` the run's `bos`)."""
+    ids = prompt_way == "ids" and bool(request.prompt_ids)
     body: dict = {
         "model": served_model,
-        "prompt": request.prompt,
+        "prompt": list(request.prompt_ids) if ids else request.prompt,
         "max_tokens": config.max_new_tokens,
         "temperature": config.temperature,
         "top_p": config.top_p,
@@ -74,19 +88,26 @@ def request_body(
     }
     if request.stop:
         body["stop"] = list(request.stop)
+    extra: dict = {}
     k = config.effective_top_k
     if k and top_k_way == "top_k":
-        body["extra_body"] = {"top_k": k}
+        extra["top_k"] = k
     elif k and top_k_way == "generation_config":
         wanted = {"top_k": k, "do_sample": not config.greedy, "max_new_tokens": config.max_new_tokens}
-        body["extra_body"] = {"generation_config": json.dumps(wanted)}
+        extra["generation_config"] = json.dumps(wanted)
+    if prompt_way == "add_special_tokens" and bos is not None:
+        extra["add_special_tokens"] = bos
+    if extra:
+        body["extra_body"] = extra
     return body
 
 
 def refused_fields(reason: str, body: dict) -> list[str]:
     """The optional fields of `body` that a server's refusal names (e.g. "Unexpected fields in the
-    request: {'top_k'}", or a validation error located at `top_k`)."""
+    request: {'top_k'}", a validation error located at `top_k`, or "prompt must be a string" for ids)."""
     sent = [*body.get("extra_body", {}), *(f for f in OPTIONAL_FIELDS if f in body)]
+    if isinstance(body.get("prompt"), list):
+        sent.append("prompt")
     return [f for f in sent if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", reason)]
 
 
@@ -163,6 +184,7 @@ class ServerBackend:
         self.dropped: set[str] = set()
         self.warned_identical = False
         self.top_k_refusal = ""  # the server's words when it first refused the top-k
+        self.prompt_way = PROMPT_WAYS[0] if options.bos is not None else "text"
 
     def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
         """Send chunks of requests concurrently; yield each chunk once all of it has answered."""
@@ -176,7 +198,10 @@ class ServerBackend:
 
     def body(self, request: Request, config: GenerationConfig) -> dict:
         """The request as this server takes it (refused optional fields left out)."""
-        body = request_body(request, config, self.options.served_model, self.top_k_way)
+        options = self.options
+        body = request_body(
+            request, config, options.served_model, self.top_k_way, self.prompt_way, options.bos
+        )
         for name in self.dropped:
             body.pop(name, None)
         return body
@@ -194,9 +219,27 @@ class ServerBackend:
                         f"{config.effective_top_k} cannot be applied; sampling with temperature "
                         f"{config.temperature} and top_p {config.top_p} only"
                     )
+            elif (name, self.prompt_way) in (("prompt", "ids"), ("add_special_tokens", "add_special_tokens")):
+                self._next_prompt_way(reason)
             elif name in OPTIONAL_FIELDS and name not in self.dropped:
                 self.dropped.add(name)
                 note(f"{where} refused '{name}' ({reason}); requests are sent without it")
+
+    def _next_prompt_way(self, reason: str) -> None:
+        """The server refused the prompt's way: the text with `add_special_tokens` where the server's
+        default would differ from the run's BOS rule, else the bare text (said in a line if it may)."""
+        options = self.options
+        exact = options.bos == options.tokenizer_adds_bos
+        if self.prompt_way == "ids" and not exact:
+            self.prompt_way = "add_special_tokens"
+            return
+        self.prompt_way = "text"
+        if not exact:
+            rule = "BOS first" if options.bos else "no BOS"
+            note(
+                f"server {options.base_url} takes neither token ids nor 'add_special_tokens' ({reason}): "
+                f"prompts go as text and its tokenizer decides BOS (this run's rule: {rule})"
+            )
 
     def _check_sampling(self, results: Sequence[Result], config: GenerationConfig) -> None:
         """Warn once when a sampling server returned the same answer for every sample of a prompt."""
@@ -270,7 +313,7 @@ class ServerBackend:
                 except openai.APIStatusError as exc:
                     reason = server_reason(exc)
                     fields = refused_fields(reason, body) if exc.status_code in (400, 422) else []
-                    if fields and adapted < len(TOP_K_WAYS) + len(OPTIONAL_FIELDS):
+                    if fields and adapted < len(TOP_K_WAYS) + len(PROMPT_WAYS) + len(OPTIONAL_FIELDS):
                         adapted += 1
                         self.refused(fields, f"{exc.status_code}: {reason}", config)
                         continue

@@ -72,10 +72,11 @@ class VLLMBackend:
         self, model_name: str, tensor_parallel_size: int = 1, chunk_size: int = 256, dtype: str = "auto"
     ) -> None:
         from ..models.builds import local_dir
+        from ..models.loading import accelerator_dtype
 
         self.vllm = import_vllm()
         self.chunk_size = chunk_size
-        self.dtype = "bfloat16" if dtype == "auto" else dtype  # the paper's GPU setting
+        self.dtype = accelerator_dtype(dtype)  # bf16 on cards that compute in it, else fp16
         self.llm = self.vllm.LLM(
             model=local_dir(model_name), tensor_parallel_size=tensor_parallel_size, dtype=self.dtype
         )

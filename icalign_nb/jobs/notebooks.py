@@ -32,7 +32,7 @@ from ..files import atomic_write_json, read_text
 from .relay import ProgressRelay, relay_engine, relay_writer
 
 KERNEL_LOG = "kernels.log"  # beside the records: what kernel processes wrote to stderr
-RUNNER_PARAMETERS = ("figures_dir", "work_dir")  # settings of the study the runner decides
+RUNNER_PARAMETERS = ("figures_dir", "work_dir", "data_dir")  # study settings the runner decides
 # Settings that may name a file or folder: given relative to where the command runs, made absolute.
 PATH_SETTINGS = ("pool", "eval", "baseline", "reference", "data_dir", "model", "chat_model", "encoder")
 PATH_SETTINGS += ("release_dir", "second_pool")
@@ -49,6 +49,7 @@ class NotebookRun:
     figures_dir: Path | None = None  # default: the project's figures/ folder
     runs_dir: Path | None = None  # default: the project's runs/notebooks/ folder
     work_dir: Path | None = None  # generations and judgments shared by notebooks (default runs/work)
+    data_dir: Path | None = None  # the public data's folder for every notebook (default: as the study's)
     kernel_name: str = "python3"  # the Jupyter kernel (python3 = the running environment's ipykernel)
     progress: bool = True  # papermill's per-cell progress bar
     relay: bool = True  # the kernel's progress bars and reports relayed to the terminal as lines
@@ -92,8 +93,8 @@ def in_main_job(path: Path) -> bool:
 
 
 def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = False) -> list[Path]:
-    """Notebooks by full name, number (`1` or `01`) or a unique part of the name; when none is given,
-    the main job's (or, with `everything`, all)."""
+    """Notebooks by full name, number (`1` or `01`), name without its number, or a unique part of the
+    name; when none is given, the main job's (or, with `everything`, all)."""
     available = list_notebooks(notebook_dir)
     if not names:
         return available if everything else [p for p in available if in_main_job(p)]
@@ -103,6 +104,8 @@ def find_notebooks(names: Sequence[str], notebook_dir: Path, everything: bool = 
         matches = [p for p in available if p.stem == stem]
         if not matches and stem.isdigit():
             matches = [p for p in available if int(p.stem.split("_")[0]) == int(stem)]
+        if not matches:  # the name without its number: `explorer` is 06_explorer, not 08_release_explorer
+            matches = [p for p in available if p.stem.partition("_")[2].lower() == stem.lower()]
         if not matches:
             matches = [p for p in available if stem.lower() in p.stem.lower()]
         if len(matches) != 1:
@@ -252,6 +255,15 @@ def builtin_names() -> set[str]:
     return {*(n for names in BUILTINS.values() for n in names), *REGISTRY, *ENCODER_ALIASES}
 
 
+def runner_parameters(run: NotebookRun, figures_dir: Path, work_dir: Path) -> dict[str, str]:
+    """The study settings the runner decides for every notebook: where figures and runs go, and the
+    public data's folder when the command names one."""
+    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    if run.data_dir is not None:
+        runner["data_dir"] = str(run.data_dir.expanduser().resolve())
+    return runner
+
+
 def _snapshot(folder: Path) -> dict[str, float]:
     """Modification times of a folder's files (to list what a notebook wrote)."""
     return {p.name: p.stat().st_mtime for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
@@ -268,7 +280,7 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
     work_dir = (run.work_dir or root / "runs" / "work").resolve()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = (run.runs_dir or root / "runs" / "notebooks").resolve() / stamp
-    runner = {"figures_dir": str(figures_dir), "work_dir": str(work_dir)}
+    runner = runner_parameters(run, figures_dir, work_dir)
     given = read_parameters_file(run.parameters_file) if run.parameters_file else []
     plan = plan_parameters(notebooks, [*given, *run.parameters], runner)
     check_kernel(run.kernel_name)

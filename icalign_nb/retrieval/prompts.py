@@ -24,6 +24,21 @@ PAPER_STOP = ("\nQuestion:",)
 URIAL_QUERY_TEMPLATE = "# Query:\n```\n{query}\n```\n\n# Answer:\n```\n"
 URIAL_STOP = ("# Query:",)
 
+# Llama-2-chat as the reference code prompts it (decode_llamachat.py): Meta's `[INST]`/`<<SYS>>` layout
+# around Llama-2's default system prompt, tokenized with special tokens (so BOS, then this text).
+LLAMA_CHAT_TEMPLATE = "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{query} [/INST]"
+# Llama-2's default system prompt, character for character as published by Meta with Llama-2 (the
+# DEFAULT_SYSTEM_PROMPT of its reference chat code), repeated by the reference code and by transformers'
+# LlamaTokenizer (its legacy default system prompt); tests check it by its sha256.
+LLAMA_CHAT_SYSTEM = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while "
+    "being safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, "
+    "dangerous, or illegal content. Please ensure that your responses are socially unbiased and "
+    "positive in nature.\n\nIf a question does not make any sense, or is not factually coherent, "
+    "explain why instead of answering something not correct. If you don't know the answer to a "
+    "question, please don't share false information."
+)
+
 # The system text of the system-text ablations (the project's own words): who is answering, and how.
 SYSTEM_TEXT = (
     "Below are questions from users, each followed by an answer written by a helpful, honest and "
@@ -98,10 +113,22 @@ def urial_prompt(query: str, prefix: str) -> str:
     return prefix.rstrip("\n") + "\n\n" + URIAL_QUERY_TEMPLATE.format(query=query.strip())
 
 
-def chat_prompt(query: str, tokenizer: PreTrainedTokenizerBase) -> str:
-    """A chat model's own template around a single user turn (for chat baselines)."""
+def chat_prompt(
+    query: str, tokenizer: PreTrainedTokenizerBase, form: str = "template", bos: bool = False
+) -> str:
+    """A chat model's prompt for one user turn (the chat baselines), without its BOS (the ids carry it).
+
+    `form` `llama-chat` is Llama-2-chat as the reference prompts it (`LLAMA_CHAT_TEMPLATE` with the
+    default system prompt); `template` is the tokenizer's own chat template, whose leading BOS text is
+    dropped when `bos` (the prompt's ids then start with the BOS id instead).
+    """
+    if form == "llama-chat":
+        return LLAMA_CHAT_TEMPLATE.format(system=LLAMA_CHAT_SYSTEM, query=query.strip())
+    if form != "template":
+        raise ValueError(f"unknown chat form '{form}'")
     messages = [{"role": "user", "content": query.strip()}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text.removeprefix(tokenizer.bos_token) if bos and tokenizer.bos_token else text
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

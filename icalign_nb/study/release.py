@@ -61,35 +61,36 @@ def figure_table(
     judge's (if run), in percent."""
     if release is None:
         return labelled(reported_table().with_columns((pl.col("reported_win") * 100).alias("reported")))
-    table = paper_table(release, boot=boot).filter(pl.col("reported_win").is_not_null())
-    out = table.select(
+    table = paper_table(release, boot=boot)  # every system the folder holds; reported where the paper did
+    out = _percent(table, "recomputed").with_columns((table["reported_win"] * 100).alias("reported"))
+    if proxy is not None and proxy.height:
+        out = out.join(_percent(proxy, "proxy"), on=["system", "baseline"], how="left")
+    return labelled(out)
+
+
+def _percent(table: pl.DataFrame, name: str) -> pl.DataFrame:
+    """A win-rate table's win and interval in percent, named `name`, `name_ci_low`, `name_ci_high`."""
+    return table.select(
         "system",
         "baseline",
-        (pl.col("reported_win") * 100).alias("reported"),
-        (pl.col("win") * 100).alias("recomputed"),
-        (pl.col("ci_low") * 100).alias("recomputed_ci_low"),
-        (pl.col("ci_high") * 100).alias("recomputed_ci_high"),
+        (pl.col("win") * 100).alias(name),
+        *((pl.col(c) * 100).alias(f"{name}_{c}") for c in ("ci_low", "ci_high")),
     )
-    if proxy is not None and proxy.height:
-        wins = proxy.select(
-            "system",
-            "baseline",
-            (pl.col("win") * 100).alias("proxy"),
-            (pl.col("ci_low") * 100).alias("proxy_ci_low"),
-            (pl.col("ci_high") * 100).alias("proxy_ci_high"),
-        )
-        out = out.join(wins, on=["system", "baseline"], how="left")
-    return labelled(out)
 
 
 def proxy_on_release(release: Path, setup: ProxySetup) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An offline judge on the release's answers: (its verdicts per system, its agreement with GPT-4)."""
     judge = JudgeRun(Path("."), setup.baseline, parse_judge_spec(setup.judge), reference=setup.reference)
-    files = sorted(
-        release.glob(f"*_vs_{setup.baseline}_autoeval.jsonl"),
+    files = judgment_files(release, setup.baseline)
+    return agreement_on_release(files, judge, release, prompts=setup.prompts)
+
+
+def judgment_files(release: Path, baseline: str) -> list[Path]:
+    """The folder's judgment files against one baseline, its systems in the paper's order (unknown last)."""
+    return sorted(
+        release.glob(f"*_vs_{baseline}_autoeval.jsonl"),
         key=lambda f: (release_order(release_names(f)[0]), f.name),
     )
-    return agreement_on_release(files, judge, release, prompts=setup.prompts)
 
 
 def release_verdicts(release: Path) -> pl.DataFrame:
@@ -97,12 +98,14 @@ def release_verdicts(release: Path) -> pl.DataFrame:
     return labelled(pl.concat([load_release_verdicts(f) for f in release_judgment_files(release)]))
 
 
-def release_headline(release: Path, boot: Bootstrap) -> tuple[tuple, tuple, dict]:
+def release_headline(release: Path, boot: Bootstrap) -> tuple[tuple, tuple, dict] | None:
     """The paper's headline from its release: (zero-shot win, CI), (in-context win, CI), and their paired
-    ratio and difference, all vs text-davinci-003 (the arguments of `plot_headline`)."""
-    zero, icl = (
-        load_release_verdicts(release / f"{s}_vs_davinci003_autoeval.jsonl") for s in (ZERO_SHOT, IN_CONTEXT)
-    )
+    ratio and difference, all vs text-davinci-003 (the arguments of `plot_headline`); None when the
+    folder lacks either system's judgments."""
+    files = [release / f"{s}_vs_davinci003_autoeval.jsonl" for s in (ZERO_SHOT, IN_CONTEXT)]
+    if not all(f.is_file() for f in files):
+        return None
+    zero, icl = (load_release_verdicts(f) for f in files)
     top = paired_comparison(icl, zero, boot)
     rates = [win_rates(v, boot).row(0, named=True) for v in (zero, icl)]
     zero_w, icl_w = ((r["win"], r["ci_low"], r["ci_high"]) for r in rates)
@@ -113,10 +116,10 @@ def release_lengths(
     release: Path, baseline: str = "davinci003", boot: Bootstrap | None = None
 ) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """Every release system's verdicts against `baseline` with its answers' length difference: (win rates
-    with the length-controlled columns, labelled; per-system features for `system_breakdowns`, by id)."""
-    files = sorted(release.glob(f"*_vs_{baseline}_autoeval.jsonl"))
+    with the length-controlled columns, labelled; per-system features for `system_breakdowns`, by id, in
+    the paper's order)."""
     verdicts, lengths = [], {}
-    for f in files:
+    for f in judgment_files(release, baseline):
         system, _ = release_names(f)
         verdicts.append(load_release_verdicts(f))
         lengths[system] = answer_lengths(f, baseline)

@@ -1,16 +1,25 @@
-"""Figures of results: win rates, breakdowns, the paper's table, judge agreement, how generation went."""
+"""Figures of results: win rates, breakdowns, the paper's table, judge agreement, how generation went.
+
+Bars show the tables' own estimates and 95% intervals (bootstrap over prompts, computed in
+`analysis/`): seaborn lays them out and draws them, and never estimates anything again (`_estimates`).
+"""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import same_color
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
 
 from .style import (
     BLUE,
@@ -25,9 +34,92 @@ from .style import (
     PROXY_NOTE,
     STYLE,
     finish,
+    frame,
+    system_names,
 )
 
-VERDICT_COLOURS = {"win": BLUE, "draw": GREY, "lose": DARK_ORANGE}
+# the parts of a stacked share bar: column, legend text, colour, hatch
+VERDICTS = (("win", "win", BLUE, ""), ("draw", "draw", GREY, ".."), ("lose", "lose", DARK_ORANGE, "//"))
+# small multiples of score histograms: each system's and the baseline's answers side by side, in %
+HISTOGRAMS = {"kind": "hist", "stat": "percent", "common_norm": False, "discrete": True, "multiple": "dodge"}
+HISTOGRAMS |= {"shrink": 0.8, "edgecolor": "white", "alpha": 1, "legend": False, "height": 4.6}
+WIN_CI = ("win", "ci_low", "ci_high")
+ENDINGS = (
+    ("stopped_at_stop", "stop text reached", BLUE, ""),
+    ("stopped_at_eos", "end-of-text token", PALE_BLUE, ".."),
+    ("hit_length_cap", "cut at max_new_tokens", DARK_ORANGE, "//"),
+)
+
+
+def _first(values: ArrayLike) -> float:
+    """A bar's estimate: the first of its rows (see `_estimates`)."""
+    return float(np.asarray(values)[0])
+
+
+def _ends(values: ArrayLike) -> tuple[float, float]:
+    """A bar's interval: its second and third rows (see `_estimates`)."""
+    _, low, high = np.asarray(values)
+    return float(low), float(high)
+
+
+def _estimates(
+    table: pl.DataFrame, keys: list[str], value: str = "win", scale: float = 100.0
+) -> dict[str, list]:
+    """`table` in the long form seaborn aggregates, its numbers kept: per bar (one row per `keys`),
+    the estimate, then the interval's low and high ends (`ci_low`, `ci_high`), all in `value` and
+    times `scale`, so that `estimator=_first, errorbar=_ends` draws exactly them. A row without both
+    ends keeps its estimate alone, and seaborn draws no interval for it."""
+    table = table.filter(pl.col(value).is_not_null())
+    if table.select(keys).is_duplicated().any():
+        raise ValueError(f"two rows for one bar: {', '.join(keys)} must name each row once")
+    parts = [table.with_columns(pl.col(value) * scale)]
+    if {"ci_low", "ci_high"} <= set(table.columns):
+        ends = table.filter(pl.col("ci_low").is_not_null() & pl.col("ci_high").is_not_null())
+        parts += [ends.with_columns((pl.col(end) * scale).alias(value)) for end in ("ci_low", "ci_high")]
+    return frame(pl.concat(parts))
+
+
+def _bars(data: dict[str, list], ax: Axes, **kws) -> Axes:
+    """seaborn's bars over `_estimates` rows: the estimates in the given colours, the intervals in
+    black with caps."""
+    style = {"saturation": 1, "gap": 0.06, "capsize": 0.2, "err_kws": {"color": "black", "linewidth": 1.3}}
+    return sns.barplot(data, estimator=_first, errorbar=_ends, ax=ax, **style, **kws)
+
+
+def _each_bar(ax: Axes, order: list[str], levels: list[str]) -> Iterator[tuple[Rectangle, str, str]]:
+    """Every bar of one seaborn bar plot on `ax` with its category and hue level (one bar group per
+    level, in order; a bar sits within half a step of its category's position)."""
+    for level, bars in zip(levels, ax.containers, strict=True):
+        for bar in bars:
+            yield bar, order[round(bar.get_x() + bar.get_width() / 2)], level
+
+
+def _label_above(ax: Axes, bar: Rectangle, top: float, text: str, fontsize: int) -> None:
+    """`text` centred over a bar, just above `top` (the bar's or its interval's end)."""
+    ax.text(bar.get_x() + bar.get_width() / 2, top + 1.5, text, ha="center", va="bottom", fontsize=fontsize)
+
+
+def _ci_handle(label: str) -> Line2D:
+    """A legend entry for the black 95% intervals."""
+    return Line2D([0], [0], color="black", lw=1.3, label=label)
+
+
+def _swatch(colour: str, hatch: str, label: str) -> Patch:
+    """A legend entry for bars of one colour and hatch."""
+    return Patch(facecolor=colour, hatch=hatch, edgecolor="white", label=label)
+
+
+def _stacked_shares(ax: Axes, rows: list[dict], parts: Sequence[tuple], totals: np.ndarray) -> list[Patch]:
+    """Horizontal bars of each row's parts as % of its total, stacked left to right (top row first);
+    returns the parts' legend entries."""
+    left = np.zeros(len(rows))
+    for col, _, colour, hatch in parts:
+        share = np.array([100 * (r.get(col) or 0.0) for r in rows]) / totals
+        ax.barh(range(len(rows)), share, left=left, color=colour, hatch=hatch, edgecolor="white", height=0.6)
+        left += share
+    ax.set(xlim=(0, 100), ylim=(len(rows) - 0.5, -0.5))
+    ax.grid(axis="y", visible=False)
+    return [_swatch(colour, hatch, label) for _, label, colour, hatch in parts]
 
 
 def plot_winrates(
@@ -37,41 +129,18 @@ def plot_winrates(
     rows = table.to_dicts()
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(11, 1.6 + 0.9 * len(rows)))
-        y = np.arange(len(rows))[::-1]
-        left = np.zeros(len(rows))
-        for verdict in ("win", "draw", "lose"):
-            share = np.array([100 * (r.get(verdict) or 0.0) for r in rows])
-            ax.barh(
-                y,
-                share,
-                left=left,
-                color=VERDICT_COLOURS[verdict],
-                edgecolor="white",
-                height=0.6,
-                hatch={"win": "", "draw": "..", "lose": "//"}[verdict],
-                label=verdict,
-            )
-            left += share
-        for yi, r in zip(y, rows, strict=True):
-            win = 100 * (r.get("win") or 0.0)
-            lo, hi = r.get("ci_low"), r.get("ci_high")
-            if lo is not None and hi is not None:
-                ax.errorbar(
-                    win, yi, xerr=[[win - 100 * lo], [100 * hi - win]], color="black", capsize=5, lw=1.6
-                )
-                text = f"{win:.0f}% [{100 * lo:.0f}–{100 * hi:.0f}]"
-            else:
-                text = f"{win:.0f}%"
-            ax.text(101.5, yi, f"win {text}  (n = {r.get('n', '?')})", va="center", fontsize=11)
-        ax.set_yticks(y, [str(r["system"]) for r in rows])
-        ax.set_xlim(0, 100)
+        handles = _stacked_shares(ax, rows, VERDICTS, np.ones(len(rows)))
+        for y, r in enumerate(rows):
+            win, low, high = (None if r.get(k) is None else 100 * r[k] for k in ("win", "ci_low", "ci_high"))
+            text = f"{win or 0:.0f}%"
+            if low is not None and high is not None:
+                ax.errorbar(win, y, xerr=[[win - low], [high - win]], color="black", capsize=5, lw=1.6)
+                text += f" [{low:.0f}–{high:.0f}]"
+            ax.text(101.5, y, f"win {text}  (n = {r.get('n', '?')})", va="center", fontsize=11)
+        ax.set_yticks(range(len(rows)), system_names(table).to_list())
         ax.set_xlabel(f"share of comparisons against {baseline} (%)")
-        ax.errorbar(
-            [], [], xerr=[], color="black", capsize=5, label="95% CI of win rate (bootstrap over prompts)"
-        )
-        handles, labels = ax.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
-        ax.grid(axis="y", visible=False)
+        handles.append(_ci_handle("95% CI of win rate (bootstrap over prompts)"))
+        fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
         finish(fig, title or f"How often each system beats {baseline}", judge_note, legend_rows=1, right=0.8)
     return fig
 
@@ -93,89 +162,46 @@ def plot_breakdown(
     either. `all_systems` fixes each system's colour (its position in that list), so a system keeps
     its colour across figures that show different subsets of systems.
     """
-    present = (
-        table[system_col].unique(maintain_order=True).to_list() if system_col in table.columns else [None]
+    if system_col not in table.columns:
+        table = table.with_columns(pl.lit("all").alias(system_col))
+    small = pl.col("n") < min_n if "n" in table.columns else pl.lit(False)
+    no_ci = small | (pl.col("ci_high") <= pl.col("ci_low"))
+    table = table.with_columns(
+        system_names(table, system_col),
+        pl.col(by).cast(pl.String),
+        *(pl.when(no_ci).then(None).otherwise(pl.col(c)).alias(c) for c in ("ci_low", "ci_high")),
+        small.alias("small"),
     )
-    systems = [s for s in all_systems if s in present] + [s for s in present if s not in all_systems]
-    colour_index = {s: i for i, s in enumerate(list(all_systems) or systems)}
+    ranked = list(dict.fromkeys([*all_systems, *table[system_col].unique(maintain_order=True)]))
+    name_of = dict(zip(table[system_col], table["name"], strict=True))
+    palette = {name_of[s]: PALETTE[i % len(PALETTE)] for i, s in enumerate(ranked) if s in name_of}
     groups = table[by].unique(maintain_order=True).to_list()
-    width = 0.8 / len(systems)
-    many = len(groups) > 6
+    rows = {(r[by], r["name"]): r for r in table.iter_rows(named=True)}
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(min(16, 4 + len(groups) * (0.6 + 0.45 * len(systems))), 6.2))
-        x = np.arange(len(groups))
-        small_seen = False
-        for s, system in enumerate(systems):
-            part = table if system is None else table.filter(pl.col(system_col) == system)
-            lookup = {row[by]: row for row in part.to_dicts()}
-            colour = PALETTE[colour_index.get(system, s) % len(PALETTE)]
-            for g_i, g in enumerate(groups):
-                row = lookup.get(g)
-                if row is None or row["win"] is None:
-                    continue
-                pos, win, n = x[g_i] - 0.4 + width * (s + 0.5), 100 * row["win"], row.get("n", 0)
-                small = n < min_n
-                small_seen |= small
-                ax.bar(
-                    pos,
-                    win,
-                    width=width * 0.92,
-                    color=colour,
-                    alpha=0.35 if small else 1.0,
-                    hatch="//" if small else "",
-                    edgecolor=colour if small else "white",
-                    label=str(system)
-                    if g_i == next(i for i, gg in enumerate(groups) if gg in lookup)
-                    else None,
+        fig, ax = plt.subplots(figsize=(min(16, 4 + len(groups) * (0.6 + 0.45 * len(palette))), 6.2))
+        layout = {"x": by, "y": "win", "hue": "name", "order": groups, "hue_order": list(palette)}
+        _bars(_estimates(table, [by, "name"]), ax, palette=palette, edgecolor="white", legend=False, **layout)
+        for bar, group, name in _each_bar(ax, groups, list(palette)):
+            row = rows[(group, name)]
+            if row["small"]:
+                bar.set(alpha=0.35, hatch="//", edgecolor="0.4")
+            if len(palette) <= 3:  # more bars per group are too narrow to carry a label
+                _label_above(
+                    ax, bar, 100 * max(row["win"], row["ci_high"] or 0), f"{100 * row['win']:.0f}%", 8
                 )
-                low, high = row.get("ci_low"), row.get("ci_high")
-                if not small and low is not None and high is not None and high > low:
-                    ax.errorbar(
-                        pos,
-                        win,
-                        yerr=[[win - 100 * low], [100 * high - win]],
-                        ecolor="black",
-                        capsize=3,
-                        lw=1.2,
-                    )
-                if len(systems) <= 3:  # more bars per group are too narrow to carry a label
-                    ax.text(
-                        pos,
-                        1.5,
-                        f"{win:.0f}%",
-                        ha="center",
-                        va="bottom",
-                        fontsize=8,
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                    )
-        sizes = (
-            table.group_by(by).agg(lo=pl.col("n").min(), hi=pl.col("n").max())
-            if "n" in table.columns
-            else None
-        )
-        n_of = (
-            {} if sizes is None else {r[by]: _n_range(r["lo"], r["hi"]) for r in sizes.iter_rows(named=True)}
-        )
-        ax.set_xticks(
-            x,
-            [textwrap.fill(str(g), 14) + (f"\nn = {n_of[g]}" if g in n_of else "") for g in groups],
-            rotation=30 if many else 0,
-            ha="right" if many else "center",
-        )
-        ax.set_ylim(0, 105)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("win rate (%)")
-        handles, labels = ax.get_legend_handles_labels()
-        handles.append(Line2D([0], [0], color="black", lw=1.2, marker="_", ms=8, label="95% CI over prompts"))
-        if small_seen:
-            handles.append(
-                Patch(
-                    facecolor="white",
-                    edgecolor="0.4",
-                    hatch="//",
-                    label=f"fewer than {min_n} comparisons: no CI",
-                )
-            )
+        n_of = {}
+        if "n" in table.columns:
+            sizes = table.group_by(by).agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+            n_of = {g: str(hi) if lo == hi else f"{lo}–{hi}" for g, lo, hi in sizes.iter_rows()}
+        many = len(groups) > 6
+        ticks = [textwrap.fill(g, 14) + (f"\nn = {n_of[g]}" if g in n_of else "") for g in groups]
+        ax.set_xticks(range(len(groups)), ticks, rotation=30 if many else 0, ha="right" if many else "center")
+        ax.set(ylim=(0, 105), xlabel=xlabel, ylabel="win rate (%)")
+        handles = [Patch(color=c, label=name) for name, c in palette.items()]
+        handles.append(_ci_handle("95% CI over prompts"))
+        if table["small"].any():
+            label = f"fewer than {min_n} comparisons: no CI"
+            handles.append(Patch(facecolor="white", edgecolor="0.4", hatch="//", label=label))
         ax.legend(handles=handles, title="system", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
         finish(fig, title, judge_note)
     return fig
@@ -184,7 +210,8 @@ def plot_breakdown(
 def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
     """The paper's reported win rates beside recomputed ones (and a proxy judge's), per baseline.
 
-    Columns: `system`, `baseline`, `reported` (%), and optionally `recomputed` and `proxy` (%).
+    Columns: `system`, `baseline`, `reported` (%), and optionally `recomputed` and `proxy` (%), each
+    with `<column>_ci_low` / `<column>_ci_high` where an interval was computed.
     """
     series = [
         ("reported", "reported in the paper (GPT-4 judge)", BLUE, ""),
@@ -192,62 +219,46 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
         ("proxy", "offline proxy judge (embedding, reference-guided)", ORANGE, ".."),
     ]
     series = [s for s in series if s[0] in table.columns and table[s[0]].drop_nulls().len() > 0]
+    table = table.with_columns(system_names(table))
+    ends = {"win": "", "ci_low": "_ci_low", "ci_high": "_ci_high"}  # each series' value and interval
+    long = pl.concat(
+        table.select(
+            "name",
+            "baseline",
+            series=pl.lit(label),
+            **{
+                k: pl.col(f"{col}{end}") if f"{col}{end}" in table.columns else None
+                for k, end in ends.items()
+            },
+        ).cast({k: pl.Float64 for k in ends})
+        for col, label, *_ in series
+    )
     baselines = table["baseline"].unique(maintain_order=True).to_list()
+    palette = {label: colour for _, label, colour, _ in series}
+    hatches = {label: hatch for _, label, _, hatch in series}
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(
-            1,
-            len(baselines),
-            figsize=(7 * len(baselines), 6),
-            squeeze=False,
-            width_ratios=[table.filter(pl.col("baseline") == b).height for b in baselines],
-        )
-        width = 0.8 / len(series)
-        for ax, baseline in zip(axes[0], baselines, strict=True):
-            part = table.filter(pl.col("baseline") == baseline)
-            x = np.arange(part.height)
-            for i, (col, label, colour, hatch) in enumerate(series):
-                vals = np.array([np.nan if v is None else v for v in part[col].to_list()], dtype=float)
-                bars = ax.bar(
-                    x - 0.4 + width * (i + 0.5),
-                    vals,
-                    width=width * 0.95,
-                    color=colour,
-                    hatch=hatch,
-                    edgecolor="white",
-                    label=label,
-                )
-                tops = vals
-                if f"{col}_ci_low" in part.columns:  # the interval over prompts, where one was computed
-                    low = np.array(part[f"{col}_ci_low"].to_list(), dtype=float)
-                    high = np.array(part[f"{col}_ci_high"].to_list(), dtype=float)
-                    ax.errorbar(
-                        x - 0.4 + width * (i + 0.5),
-                        vals,
-                        yerr=[vals - low, high - vals],
-                        fmt="none",
-                        ecolor="black",
-                        capsize=3,
-                        lw=1.1,
-                    )
-                    tops = np.fmax(vals, high)
-                for bar, v, t in zip(bars, vals, tops, strict=True):
-                    if not np.isnan(v):
-                        ax.text(
-                            bar.get_x() + bar.get_width() / 2,
-                            t + 1.5,
-                            f"{v:.1f}",
-                            ha="center",
-                            va="bottom",
-                            fontsize=9,
-                        )
-            ax.set_xticks(x, [textwrap.fill(s, 14) for s in part["system"].to_list()])
-            ax.set_ylim(0, 105)
-            ax.set_ylabel("win rate (%)")
-            ax.set_xlabel("system (Llama-2 13B family)")
-            ax.set_title(f"against {baseline}", loc="left")
-        handles, labels = axes[0][0].get_legend_handles_labels()
+        sizes = [table.filter(pl.col("baseline") == b).height for b in baselines]
+        width = max(7 * len(baselines), 1.5 * sum(sizes) + 2)  # room for every system's wrapped name
+        fig, axes = plt.subplots(1, len(baselines), figsize=(width, 6), width_ratios=sizes)
+        for ax, baseline in zip(np.atleast_1d(axes), baselines, strict=True):
+            part = long.filter(pl.col("baseline") == baseline)
+            order = part["name"].unique(maintain_order=True).to_list()
+            data = _estimates(part, ["name", "series"], scale=1.0)
+            layout = {"x": "name", "y": "win", "hue": "series", "order": order, "hue_order": list(palette)}
+            _bars(data, ax, palette=palette, edgecolor="white", legend=False, **layout)
+            rows = {(r["name"], r["series"]): r for r in part.iter_rows(named=True)}
+            for bar, name, label in _each_bar(ax, order, list(palette)):
+                bar.set_hatch(hatches[label])
+                row = rows[(name, label)]
+                _label_above(ax, bar, max(row["win"], row["ci_high"] or 0), f"{row['win']:.1f}", 9)
+            ax.set_xticks(range(len(order)), [textwrap.fill(s, 12) for s in order])
+            ax.set(ylim=(0, 105), ylabel="win rate (%)", xlabel="system")
+            rows_of = table.filter(pl.col("baseline") == baseline)
+            ax.set_title(f"against {rows_of['vs'][0] if 'vs' in table.columns else baseline}", loc="left")
+        handles = [_swatch(colour, hatch, label) for _, label, colour, hatch in series]
+        handles += [_ci_handle("95% CI over prompts")] if long["ci_high"].drop_nulls().len() else []
         fig.legend(
-            handles, labels, loc="lower center", ncol=len(series), frameon=False, bbox_to_anchor=(0.5, 0)
+            handles=handles, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 0)
         )
         names = [c for c, *_ in series]
         shown = "reported" + (" vs recomputed" if "recomputed" in names else " (the release was not found)")
@@ -260,32 +271,27 @@ def plot_agreement(
     table: pl.DataFrame, title: str = "How often the proxy judge agrees with GPT-4", note: str | None = None
 ) -> Figure:
     """Agreement of a judge with reference verdicts per system, with 95% CIs (columns system, agreement…)."""
-    rows = table.to_dicts()
+    table = table.with_columns(system_names(table))
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(10, 1.8 + 0.8 * len(rows)))
-        y = np.arange(len(rows))[::-1]
-        vals = np.array([100 * r["agreement"] for r in rows])
-        ax.barh(y, vals, color=LIGHT_BLUE, height=0.6, label="agreement on decisive comparisons")
-        if "ci_low" in table.columns:
-            lo = np.array([100 * r["ci_low"] for r in rows])
-            hi = np.array([100 * r["ci_high"] for r in rows])
-            ax.errorbar(
-                vals, y, xerr=[vals - lo, hi - vals], fmt="none", ecolor="black", capsize=5, label="95% CI"
-            )
-        ends = hi if "ci_low" in table.columns else vals
-        for yi, v, end, r in zip(y, vals, ends, rows, strict=True):
+        fig, ax = plt.subplots(figsize=(10, 1.8 + 0.8 * table.height))
+        _bars(
+            _estimates(table, ["name"], "agreement"), ax, x="agreement", y="name", color=LIGHT_BLUE, width=0.6
+        )
+        for y, r in enumerate(table.iter_rows(named=True)):
+            value = 100 * r["agreement"]
             if r.get("decisive") is not None:
-                label = f"{v:.0f}% of {r['decisive']} decisive comparisons"
+                label = f"{value:.0f}% of {r['decisive']} decisive comparisons"
             else:
-                label = f"{v:.0f}%" + (f" (n = {r['n']})" if "n" in r else "")
-            ax.text(end + 2, yi, label, va="center")
-        ax.axvline(50, color="0.3", ls=":", lw=1.5, label="chance (50%)")
-        ax.set_yticks(y, [str(r["system"]) for r in rows])
-        ax.set_xlim(0, 145)
-        ax.set_xticks(range(0, 101, 20))
-        ax.set_xlabel("verdicts that match GPT-4's (%)")
-        handles, labels = ax.get_legend_handles_labels()
-        fig.legend(handles, labels, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=3)
+                label = f"{value:.0f}%" + (f" (n = {r['n']})" if "n" in r else "")
+            ax.text(100 * (r.get("ci_high") or r["agreement"]) + 2, y, label, va="center")
+        ax.axvline(50, color="0.3", ls=":", lw=1.5)
+        ax.set(xlim=(0, 145), xticks=range(0, 101, 20), xlabel="verdicts that match GPT-4's (%)", ylabel="")
+        handles = [
+            Patch(color=LIGHT_BLUE, label="agreement on decisive comparisons"),
+            _ci_handle("95% CI"),
+            Line2D([0], [0], color="0.3", ls=":", lw=1.5, label="chance (50%)"),
+        ]
+        fig.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=3)
         ax.grid(axis="y", visible=False)
         finish(fig, title, note, legend_rows=1)
     return fig
@@ -293,40 +299,25 @@ def plot_agreement(
 
 def plot_generation_summary(stats: pl.DataFrame, subtitle: str | None = None) -> Figure:
     """Per system: prompt length, answer length, and how decoding ended (stop text, end token, length cap)."""
-    rows = stats.to_dicts()
-    names = [textwrap.fill(str(r["system"]), 22) for r in rows]
-    y = np.arange(len(rows))[::-1]
+    stats = stats.with_columns(system_names(stats).map_elements(lambda s: textwrap.fill(s, 22), pl.String))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 1.8 + 0.9 * len(rows)), sharey=True)
+        fig, axes = plt.subplots(1, 3, figsize=(15, 1.8 + 0.9 * stats.height), sharey=True)
         for ax, col, xlabel, colour in (
             (axes[0], "prompt_tokens", "mean prompt length (tokens)", LIGHT_BLUE),
             (axes[1], "answer_tokens", "mean answer length (tokens)", LIGHT_ORANGE),
         ):
-            vals = np.array([r[col] or 0 for r in rows], dtype=float)
-            ax.barh(y, vals, color=colour, height=0.6)
-            for yi, v in zip(y, vals, strict=True):
-                ax.text(v, yi, f" {v:.0f}", va="center", fontsize=10)
-            ax.set_xlim(0, max(vals.max(initial=1), 1) * 1.25)
-            ax.set_xlabel(xlabel)
+            data = frame(stats.with_columns(pl.col(col).fill_null(0)))
+            sns.barplot(data, x=col, y="name", color=colour, saturation=1, width=0.6, errorbar=None, ax=ax)
+            ax.bar_label(ax.containers[0], fmt=" {:.0f}", fontsize=10)
+            ax.xaxis.set_major_locator(
+                MaxNLocator(5, steps=[1, 2, 5, 10], prune="upper")
+            )  # clear of the next panel's 0
+            ax.set(xlim=(0, max(1, stats[col].max() or 0) * 1.25), xlabel=xlabel, ylabel="")
             ax.grid(axis="y", visible=False)
-        axes[0].set_yticks(y, names)
-        left = np.zeros(len(rows))
-        totals = np.array([max(1, r["answers"]) for r in rows], dtype=float)
-        for col, lab, colour, hatch in (
-            ("stopped_at_stop", "stop text reached", BLUE, ""),
-            ("stopped_at_eos", "end-of-text token", PALE_BLUE, ".."),
-            ("hit_length_cap", "cut at max_new_tokens", DARK_ORANGE, "//"),
-        ):
-            share = np.array([100 * (r[col] or 0) for r in rows], dtype=float) / totals
-            axes[2].barh(
-                y, share, left=left, color=colour, hatch=hatch, edgecolor="white", height=0.6, label=lab
-            )
-            left += share
-        axes[2].set_xlim(0, 100)
+        totals = np.array([max(1, n) for n in stats["answers"]], dtype=float)
+        handles = _stacked_shares(axes[2], stats.to_dicts(), ENDINGS, totals)
         axes[2].set_xlabel("answers (%)")
-        axes[2].grid(axis="y", visible=False)
-        handles, labels = axes[2].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
+        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
         finish(fig, "The systems side by side: prompt length, answer length, how answers ended", subtitle, 1)
     return fig
 
@@ -342,19 +333,16 @@ def plot_headline(
     """The headline: the zero-shot and in-context win rates (each with its 95% CI), their ratio and
     their paired difference with paired bootstrap intervals. `top` holds ratio, ratio_ci_low,
     ratio_ci_high, diff, diff_ci_low, diff_ci_high (fractions); a win rate is (value, low, high)."""
+    table = pl.DataFrame([zero_shot, in_context], schema=["win", "ci_low", "ci_high"], orient="row")
+    table = table.with_columns(name=pl.Series(labels))
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(10, 4.2))
-        y = np.array([1, 0])
-        wins = np.array([zero_shot[0], in_context[0]]) * 100
-        lows = np.array([zero_shot[1], in_context[1]]) * 100
-        highs = np.array([zero_shot[2], in_context[2]]) * 100
-        ax.barh(y, wins, color=[GREY, BLUE], height=0.55)
-        ax.errorbar(wins, y, xerr=[wins - lows, highs - wins], fmt="none", ecolor="black", capsize=6, lw=1.6)
-        for yi, w, lo, hi in zip(y, wins, lows, highs, strict=True):
-            ax.text(hi + 1.5, yi, f"{w:.1f}%  [{lo:.1f}, {hi:.1f}]", va="center", fontsize=12)
-        ax.set_yticks(y, list(labels))
-        ax.set_xlim(0, 125)
-        ax.set_xticks(range(0, 101, 20))
+        palette = dict(zip(labels, (GREY, BLUE), strict=True))
+        _bars(_estimates(table, ["name"]), ax, x="win", y="name", hue="name", palette=palette, width=0.55)
+        for y, (win, low, high) in enumerate(table.select("win", "ci_low", "ci_high").iter_rows()):
+            text = f"{100 * win:.1f}%  [{100 * low:.1f}, {100 * high:.1f}]"
+            ax.text(100 * high + 1.5, y, text, va="center", fontsize=12)
+        ax.set(xlim=(0, 125), xticks=range(0, 101, 20), ylabel="")
         ax.set_xlabel("win rate against the baseline (%), 95% CI over prompts")
         ax.grid(axis="y", visible=False)
         if top.get("ratio") is None:
@@ -367,61 +355,54 @@ def plot_headline(
             f"paired difference {100 * top['diff']:+.1f} points "
             f"[{100 * top['diff_ci_low']:+.1f}, {100 * top['diff_ci_high']:+.1f}]"
         )
-        ax.text(
-            0.99,
-            0.5,
-            f"{ratio}\n{diff}",
-            transform=ax.transAxes,
-            ha="right",
-            va="center",
-            fontsize=12,
-            bbox={"boxstyle": "round,pad=0.4", "fc": "white", "ec": "0.6"},
-        )
+        box = {"boxstyle": "round,pad=0.4", "fc": "white", "ec": "0.6"}
+        ax.text(0.99, 0.5, f"{ratio}\n{diff}", transform=ax.transAxes, ha="right", va="center", bbox=box)
         finish(fig, title, subtitle)
     return fig
+
+
+PANELS_PER_ROW = 5  # small multiples wrap onto a new row after this many
 
 
 def plot_score_distributions(
     verdicts: pl.DataFrame, title: str, subtitle: str | None = None, order: Sequence[str] = ()
 ) -> Figure:
-    """Per system (in `order` first), how the judge scored its answers and the baseline's."""
+    """Per system (in `order` first), how the judge scored its answers and the baseline's: small
+    multiples, one histogram of both answers' scores per system, `PANELS_PER_ROW` to a row."""
     present = verdicts["system"].unique(maintain_order=True).to_list()
     systems = [s for s in order if s in present] + [s for s in present if s not in order]
-    scores = np.arange(0, 11)
+    name_of = dict(zip(verdicts["system"], system_names(verdicts), strict=True))
+    valid = verdicts.filter(pl.col("verdict") != "invalid").with_columns(system_names(verdicts))
+    whose = {"score_system": "system's answers", "score_baseline": "baseline's answers"}
+    scores = valid.unpivot(list(whose), index="name", variable_name="whose", value_name="score")
+    scores = scores.with_columns(pl.col("whose").replace_strict(whose), pl.col("score").round(0))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(
-            1, len(systems), figsize=(4.2 * len(systems), 4.6), sharey=True, squeeze=False
+        grid = sns.displot(
+            frame(scores),
+            x="score",
+            col="name",
+            col_order=[name_of[s] for s in systems],
+            col_wrap=min(len(systems), PANELS_PER_ROW),
+            hue="whose",
+            hue_order=list(whose.values()),
+            palette=[BLUE, GREY],
+            aspect=4.2 / 4.6,
+            **HISTOGRAMS,
         )
-        for ax, system in zip(axes[0], systems, strict=True):
-            part = verdicts.filter((pl.col("system") == system) & (pl.col("verdict") != "invalid"))
-            for offset, (col, name, colour, hatch) in enumerate(
-                (
-                    ("score_system", "system's answers", BLUE, ""),
-                    ("score_baseline", "baseline's answers", GREY, "//"),
-                )
-            ):
-                values = np.round(part[col].to_numpy().astype(float))
-                share = np.array([(values == s).mean() * 100 if len(values) else 0 for s in scores])
-                ax.bar(
-                    scores - 0.2 + 0.4 * offset,
-                    share,
-                    width=0.4,
-                    color=colour,
-                    hatch=hatch,
-                    edgecolor="white",
-                    label=name,
-                )
-            mean = part["score_system"].mean()
-            ax.set_title(
-                textwrap.fill(f"{system}\n(mean {mean:.1f}, n = {part.height})", 28), loc="left", fontsize=11
-            )
-            ax.set_xticks(scores)
-            ax.set_xlabel("score given by the judge (0-10)")
-        axes[0][0].set_ylabel("comparisons (%)")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0))
-        finish(fig, title, subtitle, legend_rows=1)
-    return fig
+        grid.set_titles("")
+        for system, ax in zip(systems, grid.axes.flat, strict=True):
+            part = valid.filter(pl.col("system") == system)
+            for bar in ax.patches:
+                bar.set_hatch("//" if same_color(bar.get_facecolor(), GREY) else "")
+            text = f"{name_of[system]}\n(mean {part['score_system'].mean() or 0:.1f}, n = {part.height})"
+            ax.set_title(textwrap.fill(text, 28), loc="left", fontsize=11)
+            ax.set(xticks=range(11), xlabel="score given by the judge (0-10)", ylabel="comparisons (%)")
+        handles = [_swatch(BLUE, "", whose["score_system"]), _swatch(GREY, "//", whose["score_baseline"])]
+        grid.figure.legend(
+            handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0)
+        )
+        finish(grid.figure, title, subtitle, legend_rows=1)
+    return grid.figure
 
 
 def plot_k_curve(
@@ -435,43 +416,35 @@ def plot_k_curve(
     mean number of demos kept. Zero-shot (its own template, no demos) is a band for reference."""
     rows = curve.sort("k").to_dicts()
     k = np.array([r["k"] for r in rows], dtype=float)
-    win = np.array([100 * r["win"] for r in rows])
-    low = np.array([100 * r["ci_low"] for r in rows])
-    high = np.array([100 * r["ci_high"] for r in rows])
+    win, low, high = (np.array([100 * r[c] for r in rows]) for c in WIN_CI)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(10, 5.5))
         if zero_shot is not None:
             ax.axhspan(100 * zero_shot[1], 100 * zero_shot[2], color=GREY, alpha=0.25, lw=0)
-            ax.axhline(
-                100 * zero_shot[0],
-                color=DARK_GREY,
-                ls="--",
-                lw=1.5,
-                label="zero-shot (direct prompt), 95% CI",
-            )
+            label = "zero-shot (direct prompt), 95% CI"
+            ax.axhline(100 * zero_shot[0], color=DARK_GREY, ls="--", lw=1.5, label=label)
         ax.fill_between(k, low, high, color=BLUE, alpha=0.15, lw=0)
         ax.plot(k, win, color=BLUE, marker="o", lw=2, label="in-context, at most k demos (95% CI)")
         for r, x, y in zip(rows, k, win, strict=True):
             note = f"all that fit\n(mean {r['mean_demos']:.1f})" if r["all_that_fit"] else f"k = {int(x)}"
+            box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}
             ax.annotate(
                 f"{note}\n{y:.0f}%",
                 (x, y),
+                (0, 10),
                 textcoords="offset points",
-                xytext=(0, 10),
                 ha="center",
                 fontsize=9,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                bbox=box,
             )
         if paper_mean is not None:
-            ax.axvline(
-                paper_mean, color=ORANGE, ls=":", lw=1.5, label=f"the paper's average: ~{paper_mean:g} demos"
-            )
+            label = f"the paper's average: ~{paper_mean:g} demos"
+            ax.axvline(paper_mean, color=ORANGE, ls=":", lw=1.5, label=label)
         ax.set_xlabel("demonstrations in the prompt (at most k; the last point: all that fit the budget)")
-        ax.set_ylabel("win rate (%)")
-        ax.set_ylim(0, 105)
-        ax.set_xlim(-0.5, max(k.max(initial=0), paper_mean or 0) + 1.5)
-        handles, labels = ax.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        ax.set(
+            ylabel="win rate (%)", ylim=(0, 105), xlim=(-0.5, max(k.max(initial=0), paper_mean or 0) + 1.5)
+        )
+        fig.legend(loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
         finish(fig, title, subtitle, legend_rows=1)
     return fig
 
@@ -481,29 +454,24 @@ def plot_paired_differences(
 ) -> Figure:
     """One bar per system: its win rate minus `reference`'s on the same prompts, with the paired
     bootstrap 95% CI (columns system, diff, ci_low, ci_high, win_a, win_b)."""
-    rows = table.to_dicts()
+    table = table.with_columns(
+        system_names(table).map_elements(lambda s: textwrap.fill(s, 30), pl.String),
+        pl.when(pl.col("diff") >= 0).then(pl.lit("up")).otherwise(pl.lit("down")).alias("sign"),
+    )
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(11, 1.8 + 0.7 * len(rows)))
-        y = np.arange(len(rows))[::-1]
-        diff = np.array([100 * r["diff"] for r in rows])
-        low = np.array([100 * r["ci_low"] for r in rows])
-        high = np.array([100 * r["ci_high"] for r in rows])
-        colours = [BLUE if d >= 0 else DARK_ORANGE for d in diff]
-        ax.barh(y, diff, color=colours, height=0.6)
-        ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="none", ecolor="black", capsize=5, lw=1.3)
+        fig, ax = plt.subplots(figsize=(11, 1.8 + 0.7 * table.height))
+        palette = {"up": BLUE, "down": DARK_ORANGE}
+        data = _estimates(table, ["name"], "diff")
+        _bars(data, ax, x="diff", y="name", hue="sign", palette=palette, dodge=False, width=0.6, legend=False)
         ax.axvline(0, color="black", lw=1)
-        span = max(np.abs(low).max(initial=1), np.abs(high).max(initial=1))
-        for yi, r, d, lo, hi in zip(y, rows, diff, low, high, strict=True):
+        for y, r in enumerate(table.iter_rows(named=True)):
+            d, lo, hi = (100 * r[c] for c in ("diff", "ci_low", "ci_high"))
             text = f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]  ({100 * r['win_a']:.0f}% vs {100 * r['win_b']:.0f}%)"
-            ax.text(1.02, yi, text, va="center", fontsize=10, transform=ax.get_yaxis_transform())
-        ax.set_yticks(y, [textwrap.fill(str(r["system"]), 30) for r in rows])
-        ax.set_xlim(-span * 1.1, span * 1.1)  # symmetric about no difference; the numbers stand beside
+            ax.text(1.02, y, text, va="center", fontsize=10, transform=ax.get_yaxis_transform())
+        span = 1.1 * max(1.0, 100 * table.select(pl.col("ci_low", "ci_high").abs().max()).max_horizontal()[0])
+        ax.set_xlim(-span, span)  # symmetric about no difference; the numbers stand beside
         ax.set_xlabel(f"win rate minus {reference}'s (percentage points), paired 95% CI over prompts")
+        ax.set_ylabel("")
         ax.grid(axis="y", visible=False)
         finish(fig, title, subtitle)
     return fig
-
-
-def _n_range(low: int, high: int) -> str:
-    """A group's size, or the range of sizes when the systems' counts differ."""
-    return str(high) if low == high else f"{low}–{high}"

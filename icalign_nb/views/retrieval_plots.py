@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
+import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -36,11 +37,6 @@ REASONS = {
 }
 
 
-def cluster_style(k: int) -> list[tuple[tuple[float, float, float], str]]:
-    """Colour and marker of each cluster (colours repeat after ten, markers do not)."""
-    return [(PALETTE[c % len(PALETTE)], MARKERS[c % len(MARKERS)]) for c in range(k)]
-
-
 def plot_demo_map(
     demo_map: DemoMap,
     title: str = "Demonstration pool: each point is a demo, placed by meaning",
@@ -52,23 +48,26 @@ def plot_demo_map(
 ) -> Figure:
     """The UMAP map coloured by cluster, with queries (stars) and lines from a query to its kept demos."""
     k = len(demo_map.names)
-    styles = cluster_style(k)
+    counts = np.bincount(demo_map.cluster, minlength=k)
+    names = [f"{demo_map.names[c]} ({counts[c]})" for c in range(k)]
+    cluster = [names[c] for c in demo_map.cluster]  # colour and marker both say the cluster
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(12, 8))
-        for c in range(k):
-            pts = demo_map.xy[demo_map.cluster == c]
-            colour, marker = styles[c]
-            ax.scatter(
-                pts[:, 0],
-                pts[:, 1],
-                s=42,
-                color=colour,
-                marker=marker,
-                alpha=0.8,
-                linewidths=0.4,
-                edgecolors="white",
-                label=f"{demo_map.names[c]} ({len(pts)})",
-            )
+        sns.scatterplot(
+            x=demo_map.xy[:, 0],
+            y=demo_map.xy[:, 1],
+            hue=cluster,
+            style=cluster,
+            hue_order=names,
+            style_order=names,
+            palette=[PALETTE[c % len(PALETTE)] for c in range(k)],
+            markers=[MARKERS[c % len(MARKERS)] for c in range(k)],
+            s=42,
+            alpha=0.8,
+            linewidth=0.4,
+            edgecolor="white",
+            ax=ax,
+        )
         handles, labels = ax.get_legend_handles_labels()
         if links and queries_xy is not None:
             for qi, demo_ids in links.items():
@@ -263,9 +262,8 @@ def plot_demos_kept(
     counts = np.asarray(counts, dtype=int)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(9, 5.5))
-        lo, hi = (counts.min(), counts.max()) if counts.size else (0, 1)
-        bins = np.arange(lo - 0.5, hi + 1.5)
-        ax.hist(counts, bins=bins, color=BLUE, edgecolor="white", label=f"queries (n = {counts.size})")
+        label = f"queries (n = {counts.size})"
+        sns.histplot(counts, discrete=True, color=BLUE, alpha=1, edgecolor="white", label=label, ax=ax)
         if counts.size:
             ax.axvline(counts.mean(), color="black", lw=2, label=f"mean here: {counts.mean():.1f}")
         if paper_mean is not None:

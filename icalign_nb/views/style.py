@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import polars as pl
 from matplotlib.figure import Figure
 
 from ..files import atomic_write_bytes
@@ -34,14 +35,22 @@ STYLE = {
     "text.parse_math": False,  # user text ($1,500 … $2,400) is shown as written, never as a formula
     "svg.hashsalt": "icalign-nb",
 }
-# Why a candidate was kept or skipped: label, colour, hatch (so print and colour-blind readers see it).
-
 PROXY_NOTE = "judge: reference-guided embedding similarity (MiniLM), a proxy for GPT-4"
 
 
 def short(text: str, width: int = 70) -> str:
     """One line of text, cut with an ellipsis."""
     return textwrap.shorten(" ".join(text.split()), width=width, placeholder="…")
+
+
+def system_names(table: pl.DataFrame, column: str = "system") -> pl.Series:
+    """What a figure shows for each row's system: the table's `label` when it has one, else the id itself."""
+    return table["label" if "label" in table.columns else column].cast(pl.String).alias("name")
+
+
+def frame(table: pl.DataFrame) -> dict[str, list]:
+    """A polars table as the columns seaborn reads (it makes its own frame; nulls count as missing)."""
+    return table.to_dict(as_series=False)
 
 
 def finish(fig: Figure, title: str, subtitle: str | None, legend_rows: int = 0, right: float = 1.0) -> None:
