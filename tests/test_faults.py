@@ -830,6 +830,7 @@ NOTEBOOK_MISTAKES = [
     (["07", "-p", "ablations", "paper-first,bogus"], "unknown ablation 'bogus'"),
     (["-p", "max_new_tokens", "40000"], "leaves no room for a prompt"),
     (["04", "-p", "reference", "eval:bogus"], "no such file and not a built-in eval set"),
+    (["08", "-p", "record_prompts", "lima-012,lima-300"], "unknown prompt 'lima-300'"),
     (["00"], "no Jupyter kernel named 'no-such-kernel'"),
 ]
 

@@ -3,6 +3,7 @@ so that `icalign notebooks run` refuses a bad value before the first notebook st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,15 @@ CHECKS: dict[str, Callable[[Any, Mapping[str, Any], Study], object]] = {
     "ablations": lambda value, values, study: ablation_study(study, bool(values.get("k_sweep", True)), value),
     "second_pool": lambda value, values, study: check_source(value, "pool") if value else None,
     "release_dir": _folder("release_dir"),
+    "record_prompts": lambda value, values, study: _release_ids("record_prompts", value),
 }
+
+
+def _release_ids(name: str, value: Any) -> None:
+    """Comma-separated LIMA test prompt ids as the release numbers them (`lima-000` … `lima-299`)."""
+    wrong = [p for p in str(value).split(",") if p.strip() and not re.fullmatch(r"lima-[0-2]\d\d", p.strip())]
+    if wrong:
+        raise UserError(f"{name}: unknown prompt '{wrong[0].strip()}' (ids lima-000 … lima-299)")
 
 
 def check_notebook_parameters(values: Mapping[str, Any], study: Study) -> None:
