@@ -231,10 +231,22 @@ def plan_parameters(
                 chosen[key] = absolute(key, convert(value, params[key]["type"], key))
             elif key in study:
                 chosen[key] = absolute(key, convert(value, study[key], key))
-        # a bad model, preset, name or number is one line, before any notebook runs
-        check_notebook_parameters(chosen, Study.from_notebook(chosen))
+        # a bad model, preset, name or number is one line, before any notebook runs (each checked beside
+        # the notebook's other values, its defaults included)
+        check_notebook_parameters(chosen, {**defaults(params), **chosen}, Study.from_notebook(chosen))
         plan[nb] = chosen
     return plan
+
+
+def defaults(params: dict[str, dict]) -> dict[str, object]:
+    """A notebook's declared defaults as values (a default that is not a literal stays its text)."""
+    out: dict[str, object] = {}
+    for name, info in params.items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
 
 
 def absolute(key: str, value: object) -> object:

@@ -15,7 +15,6 @@ from ..data.loaders import check_source
 from ..errors import UserError
 from ..retrieval.presets import check_preset
 from .ablations import ablation_study
-from .release import ProxySetup
 from .study import Study
 
 
@@ -39,7 +38,10 @@ CHECKS: dict[str, Callable[[Any, Mapping[str, Any], Study], object]] = {
     "n_examples": _count("n_examples", 0),
     "n_clusters": lambda value, values, study: MapConfig(n_clusters=value or None, seed=study.seed),
     "bootstrap": lambda value, values, study: Bootstrap(n=value, seed=study.seed),
-    "proxy_prompts": lambda value, values, study: ProxySetup(prompts=value),
+    # notebook 05 runs its proxy judge on at least one prompt unless told not to; in 08, 0 means no judge
+    "proxy_prompts": lambda value, values, study: in_range(
+        "proxy_prompts", value, at_least=int(values.get("proxy_judge") is True), whole=True
+    ),
     "ablations": lambda value, values, study: ablation_study(study, bool(values.get("k_sweep", True)), value),
     "second_pool": lambda value, values, study: check_source(value, "pool") if value else None,
     "release_dir": _folder("release_dir"),
@@ -54,9 +56,10 @@ def _release_ids(name: str, value: Any) -> None:
         raise UserError(f"{name}: unknown prompt '{wrong[0].strip()}' (ids lima-000 … lima-299)")
 
 
-def check_notebook_parameters(values: Mapping[str, Any], study: Study) -> None:
-    """Refuse a notebook's own setting that its notebook would refuse later (one line naming it)."""
-    for name, value in values.items():
+def check_notebook_parameters(given: Mapping[str, Any], values: Mapping[str, Any], study: Study) -> None:
+    """Refuse a setting `given` to a notebook that the notebook would refuse later (one line naming it),
+    each checked beside the notebook's other `values` (its defaults included) and its study."""
+    for name, value in given.items():
         check = CHECKS.get(name)
         if check is not None:
             check(value, values, study)
