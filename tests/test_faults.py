@@ -829,6 +829,7 @@ NOTEBOOK_MISTAKES = [
     (["-p", "query_index", "-1"], "query_index must be >= 0"),
     (["07", "-p", "ablations", "paper-first,bogus"], "unknown ablation 'bogus'"),
     (["-p", "max_new_tokens", "40000"], "leaves no room for a prompt"),
+    (["-p", "data_dir", "/no/such/folder"], "data_dir /no/such/folder: not a folder"),
     (["04", "-p", "reference", "eval:bogus"], "no such file and not a built-in eval set"),
     (["08", "-p", "record_prompts", "lima-012,lima-300"], "unknown prompt 'lima-300'"),
     (["00"], "no Jupyter kernel named 'no-such-kernel'"),

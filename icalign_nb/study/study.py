@@ -97,6 +97,8 @@ class Study:
         elif self.reference:
             check_source(self.reference, "baseline")
         resolve_encoder(self.encoder)
+        if self.data_dir and not Path(self.data_dir).expanduser().is_dir():
+            raise UserError(f"data_dir {self.data_dir}: not a folder")
 
     @classmethod
     def from_notebook(cls, namespace: Mapping[str, Any]) -> Study:
