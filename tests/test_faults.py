@@ -728,6 +728,20 @@ def test_length_control_reads_the_recorded_baseline_wherever_it_runs_and_checks_
     args = ["winrate", "--length-controlled", str(tiny_run), "--bootstrap", "20", "--format", "json"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)[0]["mean_length_diff"] is not None
+    # two runs in folders of the same name: each its own lengths
+    longer = tmp_path / "m2" / tiny_run.name
+    longer.parent.mkdir()
+    shutil.copytree(tiny_run, longer)
+    answers = [
+        {**r, "response": r["response"] + " and more" * 40} for r in rows(longer / "generations.jsonl")
+    ]
+    (longer / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in answers))
+    with ScriptedServer(chat_reply()) as srv:
+        assert main(judge_cmd(longer, base, srv.url)) == 0
+    capsys.readouterr()
+    assert main([*args[:3], str(longer), *args[3:]]) == 0
+    diffs = [r["mean_length_diff"] for r in json.loads(capsys.readouterr().out)]
+    assert len(diffs) == 2 and diffs[1] == pytest.approx(diffs[0] + len(" and more") * 40)
     base.write_text(base.read_text().replace("No idea.", "No idea at all."))
     assert main(args) == 1
     assert "its answers changed since" in one_line_error(capsys)

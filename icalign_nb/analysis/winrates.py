@@ -157,9 +157,10 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     a, b = combine_orders(a), combine_orders(b)
     judging = [sorted(set(zip(t["baseline"], t["judge"], strict=True))) for t in (a, b)]
     if len(judging[0]) != 1 or judging[0] != judging[1]:
+        said = [" and ".join(f"against {base} by {judge}" for base, judge in j) for j in judging]
         raise UserError(
-            f"paired comparison: {a['system'][0]} was judged against / by {judging[0]}, {b['system'][0]} "
-            f"against / by {judging[1]}: a paired difference needs one baseline and one judge"
+            f"paired comparison: {a['system'][0]} was judged {said[0]}, {b['system'][0]} {said[1]}: "
+            "a paired difference needs one baseline and one judge"
         )
     both = _per_prompt_table(a).join(_per_prompt_table(b), on="query_id", suffix="_b").sort("query_id")
     if both.is_empty():
