@@ -375,7 +375,7 @@ def test_misshapen_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     from icalign_nb.judging.cache import JudgmentCache
     from icalign_nb.judging.spec import parse_judge_spec
 
-    key = parse_judge_spec("embedding").key
+    key = parse_judge_spec("fitted").key  # the default judge
     (journal / JudgmentCache(key).path.name).write_text('{"key": "k", "raw": "8 7"}\n{"keys": 1}\n')
     run = generations_run(tmp_path, capsys)
     base = answers_file(tmp_path, run)

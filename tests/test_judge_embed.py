@@ -149,7 +149,19 @@ def test_the_runs_eval_set_gives_the_references_by_default(
         for qid, prompt, ref in zip(queries["id"], queries["prompt"], queries["reference"], strict=True)
     ]
     (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = main(["judge", "--run", str(run), "--baseline", "starter", "--cache-dir", str(tmp_path / "c")])
+    code = main(
+        [
+            "judge",
+            "--run",
+            str(run),
+            "--baseline",
+            "starter",
+            "--judge",
+            "embedding",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     out = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in out] == ["win", "win"]  # the answers *are* the references

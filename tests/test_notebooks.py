@@ -35,7 +35,6 @@ SMALL = (
     ("samples", "1"),
     ("max_new_tokens", "8"),
     ("n_queries", "4"),
-    ("proxy_prompts", "5"),
     ("bootstrap", "200"),
 )
 EXPECTED = {
@@ -54,7 +53,7 @@ EXPECTED = {
         "04_breakdown_similarity",
         "04_breakdown_length",
     ],
-    "05_paper_figures": ["05_paper_table"] + (["05_proxy_agreement"] if RELEASE.is_dir() else []),
+    "05_paper_figures": ["05_paper_table", "05_judge_agreement", "05_judge_vs_gpt4"],
     "06_explorer": [],
     "07_ablations": ["07_k_sweep", "07_ablations"] + (["07_pool_effect"] if DATA else []),
     "08_release_explorer": [],

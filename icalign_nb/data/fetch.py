@@ -28,6 +28,10 @@ _ALPACA_EVAL = (
     "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/"
     "cd543a149df89434d8a54582c0151c0b945c3d20/results/{}/model_outputs.json"
 )
+_ANNOTATIONS = (
+    "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/"
+    "cd543a149df89434d8a54582c0151c0b945c3d20/results/{}/alpaca_eval_gpt4/annotations.json"
+)
 _URIAL = "https://raw.githubusercontent.com/Re-Align/URIAL/127f94ed4a08955a79368355fcd878a2ee8c0e2e/"
 
 
@@ -171,6 +175,56 @@ REMOTE_FILES: dict[str, RemoteFile] = {
             "alpaca_eval/text_davinci_003.json",
             _ALPACA_EVAL.format("text_davinci_003"),
             "af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/alpaca-7b.json",
+            _ANNOTATIONS.format("alpaca-7b"),
+            "d44ea50f1a81f6ae6a95e8ac1dd08b7eca82cc0a9058a2923b1c70cec1e9eaa5",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/falcon-7b-instruct.json",
+            _ANNOTATIONS.format("falcon-7b-instruct"),
+            "24e953bcc62a55dd0d360ed64de328dda5d1569b56ec567cc2a14f5cdebbcd70",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/gpt-3.5-turbo-0301.json",
+            _ANNOTATIONS.format("gpt-3.5-turbo-0301"),
+            "4c5de0db5c74653f49c50becf008491e7da39ac83ec4893780ebbe7110d1b040",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/gpt4.json",
+            _ANNOTATIONS.format("gpt4"),
+            "822d7ce0fc777c526bd063e5b44d3c179884654f63fe43fe359c5dec524727ff",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/llama-2-13b-chat-hf.json",
+            _ANNOTATIONS.format("llama-2-13b-chat-hf"),
+            "581ebec7a146f37f5d0a685e18a04ff67661dea48f504c84848263b476ce8c50",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/llama-2-7b-chat-hf.json",
+            _ANNOTATIONS.format("llama-2-7b-chat-hf"),
+            "a003092552c9d97793e6e08e82e2c73b96a1031e882e78ef65dfb972a9d74630",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/oasst-rlhf-llama-33b.json",
+            _ANNOTATIONS.format("oasst-rlhf-llama-33b"),
+            "6b72fe91c3addcc5bd9ce07d0b6e181585e5cde3ba7aa054b47abc4b65a0171b",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/text_davinci_001.json",
+            _ANNOTATIONS.format("text_davinci_001"),
+            "09d486ce69568c52229e2123c9e3a0d7c485d64c709d86505297301289c8880b",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/vicuna-13b.json",
+            _ANNOTATIONS.format("vicuna-13b"),
+            "3e43d5de375aa1e8c9d0148a4b352dd5b5ee04f0644469e597c155d28641ea61",
+        ),
+        RemoteFile(
+            "alpaca_eval/annotations/zephyr-7b-beta.json",
+            _ANNOTATIONS.format("zephyr-7b-beta"),
+            "004401fcd0a1faae086ba33c612550334ff6954d1989fbc17c29d4d379c38687",
         ),
         RemoteFile(
             "alpaca/alpaca_5000.json",

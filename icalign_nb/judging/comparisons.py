@@ -80,27 +80,51 @@ def answers_by_query(answers: pl.DataFrame) -> tuple[dict[str, str], dict[str, s
     return by_prompt, by_id
 
 
-def _match(row: dict, tables: tuple[dict[str, str], dict[str, str]], what: str) -> str:
+def answers_by_item(answers: pl.DataFrame) -> tuple[dict, dict]:
+    """Per-sample lookup tables of another run's answers: by (prompt text, sample), and by (id, sample)."""
+    rows = list(zip(answers["prompt"], answers["id"], answers["sample"], answers["response"], strict=True))
+    return {(p.strip(), s): r for p, _, s, r in rows}, {(i, s): r for _, i, s, r in rows}
+
+
+def _lookup(row: dict, tables: tuple[dict, dict], per_sample: bool = False) -> str | None:
     by_prompt, by_id = tables
-    found = by_prompt.get(row["query"].strip(), by_id.get(row["query_id"]))
+    if per_sample:
+        return by_prompt.get(
+            (row["query"].strip(), row["sample"]), by_id.get((row["query_id"], row["sample"]))
+        )
+    return by_prompt.get(row["query"].strip(), by_id.get(row["query_id"]))
+
+
+def _match(row: dict, tables: tuple[dict, dict], what: str, per_sample: bool = False) -> str:
+    found = _lookup(row, tables, per_sample)
     if found is None:
+        sample = f" sample {row['sample']}" if per_sample else ""
         raise UserError(
-            f"{row['_loc']}: field 'query': no {what} answer for query {row['query_id']} "
+            f"{row['_loc']}: field 'query': no {what} answer for query {row['query_id']}{sample} "
             "(matched by prompt text, then by id)"
         )
     return found
 
 
 def build_comparisons(
-    rows: Sequence[dict], baseline: pl.DataFrame, reference: pl.DataFrame | None = None, swap: bool = False
+    rows: Sequence[dict],
+    baseline: pl.DataFrame,
+    reference: pl.DataFrame | None = None,
+    swap: bool = False,
+    reference_optional: bool = False,
 ) -> list[Comparison]:
-    """Comparisons for generation rows: system-first, and baseline-first too when swapping."""
-    base = answers_by_query(baseline)
+    """Comparisons for generation rows: system-first, and baseline-first too when swapping. A baseline
+    with a `sample` column (another run's answers) is matched per (query, sample). A query without a
+    reference answer is an error unless `reference_optional` (then it has none)."""
+    per_sample = "sample" in baseline.columns
+    base = answers_by_item(baseline) if per_sample else answers_by_query(baseline)
     ref = answers_by_query(reference) if reference is not None else None
     out = []
     for row in rows:
-        base_answer = _match(row, base, "baseline")
-        ref_answer = _match(row, ref, "reference") if ref is not None else None
+        base_answer = _match(row, base, "baseline", per_sample)
+        ref_answer = None
+        if ref is not None and not (reference_optional and _lookup(row, ref) is None):
+            ref_answer = _match(row, ref, "reference")
         for order in ORDERS if swap else ORDERS[:1]:
             out.append(
                 Comparison(

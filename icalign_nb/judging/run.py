@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -46,6 +46,18 @@ from .verdicts import JUDGMENTS, SCHEMA, answer_digest
 JUDGE_INFO = "judgments.judge.json"
 
 
+RUN_PREFIX = "run:"  # a baseline that is another run's answers: head to head
+
+
+def baseline_name(spec: str) -> str:
+    """The name verdicts carry for a baseline, its identity wherever they are read: a built-in name as it
+    is, a file by its absolute path, another run as `run:` and its absolute path (never a folder's name,
+    which two runs may share)."""
+    if spec.startswith(RUN_PREFIX):
+        return RUN_PREFIX + str(Path(spec.removeprefix(RUN_PREFIX)).expanduser().resolve())
+    return spec if spec in BUILTIN_BASELINES else str(Path(spec).expanduser().resolve())
+
+
 @dataclass
 class JudgeRun:
     """What `icalign judge` does: which run, against which baseline, with which judge and how."""
@@ -56,7 +68,7 @@ class JudgeRun:
     swap: bool = False
     concurrency: int = 8
     reference: str | None = None  # answers the embedding judge compares against (baseline spec or file)
-    out: Path | None = None  # default: DIR/judgments.jsonl
+    out: Path | None = None  # default: DIR/judgments.jsonl (head to head: DIR/judgments.vs-<run id>.jsonl)
     data_dir: str | None = None
     max_retries: int = 6  # endpoint judges: retries per request
     timeout: float = 120.0  # endpoint judges: seconds per request
@@ -66,6 +78,17 @@ class JudgeRun:
         in_range("concurrency", self.concurrency, at_least=1, whole=True)
         in_range("max_retries", self.max_retries, at_least=0, whole=True)
         in_range("timeout", self.timeout, above=0)
+
+    def target(self) -> Path:
+        """The judgments file written: `out`, else the run's own (or its head-to-head one)."""
+        if self.out is not None:
+            return Path(self.out)
+        if self.baseline.startswith(RUN_PREFIX):
+            return (
+                Path(self.run_dir)
+                / f"judgments.vs-{Path(baseline_name(self.baseline).removeprefix(RUN_PREFIX)).name}.jsonl"
+            )
+        return Path(self.run_dir) / JUDGMENTS
 
     def backend(self) -> Judge:
         """The judge backend this run uses."""
@@ -90,6 +113,20 @@ class JudgeSummary:
         return pl.DataFrame([{**r, "system": system} for r in self.rows], schema=SCHEMA)
 
 
+def load_baseline_answers(spec: str, data_dir: str | None = None) -> pl.DataFrame:
+    """Baseline answers: built-in or file (one per query), or `run:DIR` (another run's, per sample)."""
+    if not spec.startswith(RUN_PREFIX):
+        return load_baseline(spec, data_dir)
+    rows = read_generations(Path(spec.removeprefix(RUN_PREFIX)))
+    return pl.DataFrame(
+        [
+            {"id": r["query_id"], "prompt": r["query"], "sample": r["sample"], "response": r["response"]}
+            for r in rows
+        ],
+        schema={"id": pl.String, "prompt": pl.String, "sample": pl.Int64, "response": pl.String},
+    )
+
+
 def eval_references(name: str, data_dir: str | None = None) -> pl.DataFrame | None:
     """An eval set's reference answers as ``id, prompt, response``, or None when it has none."""
     refs = load_eval(name, data_dir).filter(pl.col("reference").is_not_null())
@@ -104,7 +141,7 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
         if run.reference.startswith("eval:"):
             return eval_references(run.reference.removeprefix("eval:"), run.data_dir)
         return load_baseline(run.reference, run.data_dir)
-    if run.judge.kind != "embedding":
+    if run.judge.kind not in {"embedding", "fitted"}:
         return None
     if not (Path(run.run_dir) / CONFIG).exists():  # answers from elsewhere: no eval set to take them from
         return None
@@ -123,12 +160,16 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
 
 def judge_inputs(run: JudgeRun) -> list[Path]:
     """The files a judging run reads: the answers, the baseline's and the references' (never written)."""
-    found = [Path(run.run_dir) / GENERATIONS, source_path(run.baseline, "baseline", run.data_dir)]
+    if run.baseline.startswith(RUN_PREFIX):
+        base = Path(run.baseline.removeprefix(RUN_PREFIX)).expanduser() / GENERATIONS
+    else:
+        base = source_path(run.baseline, "baseline", run.data_dir)
+    found = [Path(run.run_dir) / GENERATIONS, base]
     if run.reference and run.reference.startswith("eval:"):
         found.append(source_path(run.reference.removeprefix("eval:"), "eval set", run.data_dir))
     elif run.reference:
         found.append(source_path(run.reference, "baseline", run.data_dir))
-    elif run.judge.kind == "embedding" and (Path(run.run_dir) / CONFIG).is_file():
+    elif run.judge.kind in {"embedding", "fitted"} and (Path(run.run_dir) / CONFIG).is_file():
         eval_name = read_config(run.run_dir)["identity"]["retrieval"]["eval"]
         found.append(source_path(eval_name, "eval set", run.data_dir))
     return found
@@ -158,12 +199,6 @@ def judgment_row(
         "baseline_sha256": baseline_sha256,
         "answer_sha256": answer_digest(c.system),
     }
-
-
-def baseline_name(spec: str) -> str:
-    """How a baseline is recorded: a built-in name as it is, a file by its absolute path (read again later
-    from anywhere)."""
-    return spec if spec in BUILTIN_BASELINES else str(Path(spec).expanduser().resolve())
 
 
 def judge_comparisons(
@@ -207,13 +242,13 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     The run directory is held while judging (one writer at a time); the output's place is checked
     before any request; a judge that fails stops before anything is rewritten, its replies so far
     kept in the cache."""
-    owned = Path(run.run_dir) / JUDGMENTS
-    out = run.out or owned
+    owned = replace(run, out=None).target()
+    out = run.target()
     check_output(out, judge_inputs(run), owns=[owned])
     with exclusive(Path(run.run_dir), "icalign judge"):
         rows = read_generations(run.run_dir)
         check_complete(run.run_dir, len(rows), "judge")
-        baseline = load_baseline(run.baseline, run.data_dir)
+        baseline = load_baseline_answers(run.baseline, run.data_dir)
         named, digest = baseline_name(run.baseline), frame_digest(baseline, ("prompt", "response"))
         reference = reference_answers(run)
         if run.judge.kind == "embedding" and reference is None:
@@ -221,14 +256,14 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
                 "the embedding judge needs reference answers (reference: a baseline such as chatgpt, a file, "
                 "or eval:NAME for an eval set's own); the run's eval set has none"
             )
-        comparisons = build_comparisons(rows, baseline, reference, run.swap)
+        comparisons = build_comparisons(rows, baseline, reference, run.swap, run.judge.kind == "fitted")
         cache = JudgmentCache(run.judge.key)
         replies, requested = judge_comparisons(comparisons, run.backend(), cache, run.progress)
         out_rows = [
             judgment_row(c, r, run.judge, named, digest) for c, r in zip(comparisons, replies, strict=True)
         ]
         write_jsonl(out, out_rows)
-        if output_target(out) == output_target(owned):  # what made the run's verdicts, beside them
+        if output_target(out) == output_target(Path(run.run_dir) / JUDGMENTS):  # the run's verdicts' maker
             atomic_write_json(
                 Path(run.run_dir) / JUDGE_INFO,
                 {

@@ -7,6 +7,8 @@ SPEC forms:
 - `openai:MODEL` — any OpenAI-compatible chat endpoint (`--base-url`, else `OPENAI_BASE_URL`, else
   OpenAI); the key is read from the environment only (`OPENAI_API_KEY`).
 - `local:MODEL` — a local transformers chat model (registry name, Hugging Face id or folder).
+- `fitted[:FILE]` — the offline default: a logistic model of interpretable answer features fitted to
+  GPT-4's verdicts (`judging.fit`); FILE is a refit (`icalign judge-fit`), else the shipped one.
 - `embedding[:ENCODER]` — the offline reference-guided embedding judge (default encoder MiniLM).
 - `recorded:FILE` — the recorded judge replies of the paper release (`*_autoeval.jsonl`).
 
@@ -17,14 +19,20 @@ so tables and figures can say which judge made them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..checks import device_name, endpoint_url, in_range
 from ..errors import UserError
 from ..files import sha256_text
 
+if TYPE_CHECKING:
+    from .fit import Coefficients
+
 PAPER_MODEL = "gpt-4-0613"
-DEFAULT_JUDGE = "embedding"  # the judge every command and notebook uses unless told otherwise (offline)
+DEFAULT_JUDGE = "fitted"  # the judge every command and notebook uses unless told otherwise (offline)
+SHIPPED = "shipped"  # the fitted judge's coefficients shipped in the package
 
 # The embedding judge's default draw margin: a system answer whose cosine similarity to the
 # reference is within this of the baseline answer's is a draw (see `judges.embedding` for the choice).
@@ -62,6 +70,10 @@ class JudgeSpec:
             return f"{PAPER_MODEL}/paper (recorded: {Path(self.model).name})"
         if self.kind == "embedding":
             return f"embedding:{self.model}@{self.max_length} margin={self.margin:g}"
+        if self.kind == "fitted":
+            which = SHIPPED if self.model == SHIPPED else Path(self.model).name
+            name = f"fitted:{which}@{fitted_digest(self.model)[:8]}"
+            return name if self.margin == fitted_margin(self.model) else f"{name} margin={self.margin:g}"
         base = f"{self.model}/{self.prompt}" if self.kind == "openai" else f"local:{self.model}/{self.prompt}"
         return base
 
@@ -85,7 +97,54 @@ class JudgeSpec:
             parts.append(self.base_url or "")
         if self.kind == "embedding":
             parts.append(str(self.max_length))
+        if self.kind == "fitted":  # a refit changes every reply
+            parts += [fitted_digest(self.model), repr(self.margin)]
         return sha256_text(*parts)[:24]
+
+
+def coefficients_path(model: str) -> Path:
+    """The fitted judge's coefficients file: the shipped one, or a refit's path."""
+    if model == SHIPPED:
+        return _shipped()
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"--judge fitted:{model}: no such coefficients file (write one with `icalign judge-fit`)"
+        )
+    return path
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> Path:
+    from ..data.fetch import package_resource
+
+    return package_resource("fitted_judge.json")
+
+
+def fitted_digest(model: str) -> str:
+    """What identifies a fitted judge's verdicts: its weights, margin, feature version and encoder (not
+    the validation numbers or notes its file also holds)."""
+    return _coefficients(model).digest()
+
+
+def fitted_margin(model: str) -> float:
+    """The fitted judge's draw margin as a margin on the score difference P(win) - P(lose): twice the
+    margin around 0.5 its coefficients file records."""
+    return 2 * _coefficients(model).models.margin
+
+
+def _coefficients(model: str) -> Coefficients:
+    """A fitted judge's coefficients, read once per version of its file."""
+    path = coefficients_path(model)
+    stat = path.stat()
+    return _read(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read(path: str, mtime_ns: int, size: int) -> Coefficients:
+    from .fit import read_coefficients
+
+    return read_coefficients(path)
 
 
 def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
@@ -100,14 +159,16 @@ def parse_judge_spec(spec: str, **overrides: object) -> JudgeSpec:
         base = JudgeSpec("local", rest)
     elif kind == "embedding":
         base = JudgeSpec("embedding", rest or "minilm", prompt="reference", margin=EMBEDDING_DRAW_MARGIN)
+    elif kind == "fitted":
+        base = JudgeSpec("fitted", rest or SHIPPED, prompt="features", margin=fitted_margin(rest or SHIPPED))
     elif kind == "recorded" and rest:
         base = JudgeSpec("recorded", rest, prompt="paper")
     else:
         raise UserError(
             f"unknown judge '{spec}' "
-            "(paper | openai:MODEL | local:MODEL | embedding[:ENCODER] | recorded:FILE)"
+            "(paper | openai:MODEL | local:MODEL | fitted[:FILE] | embedding[:ENCODER] | recorded:FILE)"
         )
-    if "prompt" in given and base.kind in {"embedding", "recorded"}:
+    if "prompt" in given and base.kind in {"embedding", "recorded", "fitted"}:
         given.pop("prompt")
     try:
         return replace(base, **given)

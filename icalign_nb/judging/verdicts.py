@@ -113,7 +113,11 @@ def load_judgments_file(path: str | Path, system: str | None = None) -> pl.DataF
     directory is checked against the run's answers (`check_judged_answers`)."""
     path = Path(path)
     rows = _judgment_rows(path, system or path.parent.name)
-    if path.name == JUDGMENTS and (path.parent / GENERATIONS).is_file():
+    if (
+        path.name.startswith("judgments")
+        and path.suffix == ".jsonl"
+        and (path.parent / GENERATIONS).is_file()
+    ):
         check_judged_answers(path, rows)
     return pl.DataFrame(rows, schema=SCHEMA)
 

@@ -207,8 +207,13 @@ def plot_breakdown(
     return fig
 
 
-def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
-    """The paper's reported win rates beside recomputed ones (and a proxy judge's), per baseline.
+def plot_paper_table(
+    table: pl.DataFrame,
+    note: str | None = None,
+    proxy: str = "offline proxy judge (embedding, reference-guided)",
+) -> Figure:
+    """The paper's reported win rates beside recomputed ones (and an offline judge's, named `proxy`), per
+    baseline.
 
     Columns: `system`, `baseline`, `reported` (%), and optionally `recomputed` and `proxy` (%), each
     with `<column>_ci_low` / `<column>_ci_high` where an interval was computed.
@@ -216,7 +221,7 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
     series = [
         ("reported", "reported in the paper (GPT-4 judge)", BLUE, ""),
         ("recomputed", "recomputed from the release's GPT-4 judgments", DARK_GREY, "//"),
-        ("proxy", "offline proxy judge (embedding, reference-guided)", ORANGE, ".."),
+        ("proxy", proxy, ORANGE, ".."),
     ]
     series = [s for s in series if s[0] in table.columns and table[s[0]].drop_nulls().len() > 0]
     table = table.with_columns(system_names(table))
@@ -262,7 +267,7 @@ def plot_paper_table(table: pl.DataFrame, note: str | None = None) -> Figure:
         )
         names = [c for c, *_ in series]
         shown = "reported" + (" vs recomputed" if "recomputed" in names else " (the release was not found)")
-        shown += " and a proxy judge's" if "proxy" in names else ""
+        shown += " and an offline judge's" if "proxy" in names else ""
         finish(fig, f"In-context alignment, the paper's table: win rates {shown}", note, legend_rows=1)
     return fig
 

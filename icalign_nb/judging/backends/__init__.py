@@ -1,5 +1,6 @@
-"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline
-embedding proxy and the release's recorded replies; each is a `Judge` (see `judging.comparisons`)."""
+"""Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline fitted
+judge and embedding proxy, and the release's recorded replies; each is a `Judge` (see
+`judging.comparisons`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ def make_judge(
         from .embedding import EmbeddingJudge
 
         return EmbeddingJudge(spec)
+    if spec.kind == "fitted":
+        from .fitted import FittedJudge
+
+        return FittedJudge(spec)
     from ..prompts import get_prompt
 
     prompt = get_prompt(spec.prompt, data_dir)
