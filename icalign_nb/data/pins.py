@@ -1,7 +1,7 @@
 """Public files checked against their pins wherever they are read, not only when fetched.
 
 A file read as public data — from a data directory, a release folder, or named like a release file —
-whose name is pinned (`fetch.REMOTE_FILES`) must have the pinned sha256: a changed or truncated copy is
+whose name is pinned (`remote.REMOTE_FILES`) must have the pinned sha256: a changed or truncated copy is
 refused in one line, never read into a number. A file whose name has no pin is read with one line saying
 so. Each file is hashed once per process for as long as its size and modification time stay the same.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import sha256_file
-from .fetch import REMOTE_FILES, RemoteFile
+from .remote import REMOTE_FILES, RemoteFile
 
 # The pinned public files by file name (a release folder may hold them under any folder name).
 BY_NAME: dict[str, RemoteFile] = {Path(f.relpath).name: f for f in REMOTE_FILES.values()}

@@ -15,9 +15,10 @@ import polars as pl
 
 from ..cache import cache_root
 from ..errors import UserError
-from .fetch import REMOTE_FILES, data_root, fetch
+from .fetch import data_root, fetch
 from .pins import check_pin
 from .records import read_records, text_field
+from .remote import REMOTE_FILES
 
 RELEASE_PREFIX = "paper_release/"
 

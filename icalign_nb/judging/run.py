@@ -36,9 +36,9 @@ from ..generation.rundir import (
 )
 from ..generation.runs import recorded_identity
 from ..retrieval.settings import RetrievalSettings, load_queries
-from .backends import make_judge
+from .backends import Judge, make_judge
 from .cache import JudgmentCache
-from .comparisons import Comparison, Judge, Reply, build_comparisons
+from .comparisons import Comparison, Reply, build_comparisons
 from .parse import verdict
 from .spec import JudgeSpec
 from .verdicts import JUDGMENTS, SCHEMA, answer_digest
