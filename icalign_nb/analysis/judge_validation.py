@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..data.fetch import REMOTE_FILES, fetch
+from ..data.fetch import fetch
 from ..data.release import release_judgment_files
+from ..data.remote import REMOTE_FILES
 from ..files import sha256_file
 from ..judging.degenerate import CONSTRUCTED, KINDS, constructed_losses
 from ..judging.features import FEATURE_NAMES, FEATURES

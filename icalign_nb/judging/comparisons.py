@@ -6,10 +6,9 @@ Answers are matched to a query by its stripped prompt text, then by id; a query 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import polars as pl
 
@@ -22,7 +21,6 @@ from ..data.release import (
     release_names,
 )
 from ..errors import UserError
-from .spec import JudgeSpec
 
 ORDERS = ("system_first", "baseline_first")
 
@@ -57,20 +55,6 @@ class Reply:
     raw: str
     scores: tuple[float, float] | None
     failed: bool = False  # the request itself failed (not cached; counted as invalid)
-
-
-class Judge(Protocol):
-    """What judging a run needs from a judge backend (an API, a local model, an offline proxy, a record)."""
-
-    spec: JudgeSpec
-
-    def prompt_hash(self, comparison: Comparison) -> str:
-        """What identifies this comparison's reply in the cache (everything the judge reads of it)."""
-        ...
-
-    def judge(self, items: Sequence[Comparison], done: Callable[[int, Reply], None]) -> None:
-        """Judge the items, calling `done(index, reply)` for each as its reply arrives (every item once)."""
-        ...
 
 
 def answers_by_query(answers: pl.DataFrame) -> tuple[dict[str, str], dict[str, str]]:

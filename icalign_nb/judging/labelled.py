@@ -23,10 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ..data.fetch import REMOTE_FILES
 from ..data.loaders import load_baseline
 from ..data.records import read_records, text_field
 from ..data.release import RELEASE_PREFIX, load_release_outputs, outputs_name, release_file, release_names
+from ..data.remote import REMOTE_FILES
 from ..errors import UserError
 from ..files import sha256_file, sha256_text
 from .comparisons import answers_by_query

@@ -1,11 +1,28 @@
 """Judge backends: an OpenAI-compatible chat endpoint, a local transformers model, the offline fitted
-judge and embedding proxy, and the release's recorded replies; each is a `Judge` (see
-`judging.comparisons`)."""
+judge and embedding proxy, and the release's recorded replies; each is a `Judge`, the protocol below
+(as generation's backends are each a `Backend`)."""
 
 from __future__ import annotations
 
-from ..comparisons import Judge
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..comparisons import Comparison, Reply
 from ..spec import JudgeSpec
+
+
+class Judge(Protocol):
+    """What judging a run needs from a judge backend (an API, a local model, an offline proxy, a record)."""
+
+    spec: JudgeSpec
+
+    def prompt_hash(self, comparison: Comparison) -> str:
+        """What identifies this comparison's reply in the cache (everything the judge reads of it)."""
+        ...
+
+    def judge(self, items: Sequence[Comparison], done: Callable[[int, Reply], None]) -> None:
+        """Judge the items, calling `done(index, reply)` for each as its reply arrives (every item once)."""
+        ...
 
 
 def make_judge(
@@ -19,7 +36,7 @@ def make_judge(
     if spec.kind == "recorded":
         from .recorded import RecordedJudge
 
-        return RecordedJudge(spec)
+        return RecordedJudge(spec, data_dir)
     if spec.kind == "embedding":
         from .embedding import EmbeddingJudge
 
