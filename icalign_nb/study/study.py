@@ -125,10 +125,9 @@ class Study:
         )
 
     def retrieval(self, **changes: Any) -> RetrievalSettings:
-        """The retrieval settings every system shares (the preset set per system)."""
-        return RetrievalSettings(
-            pool=self.pool, eval=self.eval, encoder=self.encoder, limit=self.limit, seed=self.seed, **changes
-        )
+        """The retrieval settings every system shares (the preset set per system), with `changes`."""
+        shared = {"pool": self.pool, "eval": self.eval, "encoder": self.encoder, "limit": self.limit}
+        return RetrievalSettings(**{**shared, "seed": self.seed, **changes})
 
     def generation(self) -> GenerationConfig:
         """The decoding settings every system shares."""

@@ -3,16 +3,15 @@ system id (each table also carries the system's label, for display only)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
 from ..analysis.breakdowns import run_features
 from ..analysis.winrates import swap_agreement
-from ..generation.backends import make_backend
 from ..generation.rundir import generations_frame
 from ..generation.runs import RunOptions, run_generation
-from ..generation.types import Backend, GenerationConfig, Request, Result, item_seed
+from ..generation.types import Backend
 from ..judging.run import JudgeRun, print_summary, run_judge
 from ..judging.spec import JudgeSpec, parse_judge_spec
 from ..judging.verdicts import load_verdicts
@@ -103,22 +102,3 @@ def system_features(
     return {
         s.id: run_features(s.run_dir, study.baseline, study.eval, clusters, study.data_dir) for s in systems
     }
-
-
-def answer_prompts(
-    study: Study, prompts: Mapping[str, tuple[str, Sequence[str]]], max_new_tokens: int | None = None
-) -> dict[str, Result]:
-    """Answer a few named prompts (text, stop strings) with the study's model, sampled as the study
-    samples; name -> the generation's result."""
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens or study.max_new_tokens,
-        temperature=study.temperature,
-        samples=1,
-        seed=study.seed,
-    )
-    backend = make_backend(study.backend, study.model, {"batch_size": study.batch_size})
-    requests = [
-        Request(name, 0, prompt, tuple(stop), item_seed(study.seed, name, 0))
-        for name, (prompt, stop) in prompts.items()
-    ]
-    return {r.request.query_id: r for batch in backend.generate(requests, config) for r in batch}

@@ -33,6 +33,7 @@ ENDED = {
     "eos": "ended by the model",
     "length": "cut at the length cap",
     "unknown": "ended at the stop text or by the model (the server did not say which)",
+    "cancelled": "stopped (Stop was pressed)",
 }
 DECISIONS = {  # short words: the decision column is narrow
     "kept": "kept",
@@ -49,6 +50,7 @@ NUMBER = NUMBER_HEAD + ";white-space:nowrap"
 TABLE = "table-layout:fixed;width:100%;border-collapse:collapse;margin:0 0 8px 0"
 WRAP = "white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;text-align:left;margin:0"
 GRID = "display:grid;grid-template-columns:repeat(auto-fit,minmax({min}px,1fr));gap:8px;text-align:left"
+PROSE = "word-break:normal;overflow-wrap:break-word;text-align:left;margin:0"  # rendered markdown
 NOTE = "color:#a0522d;font-style:italic"  # sienna: readable on white, not a status colour
 PANEL = "border:1px solid #ccc;padding:6px 8px;text-align:left;vertical-align:top;min-width:0"
 
@@ -226,30 +228,50 @@ def text_view(text: str, heading: str | None = None) -> Html:
     return Html(f"<div style='text-align:left'>{top}{body}</div>", plain)
 
 
+def markdown_html(text: str) -> str:
+    """An answer's markdown as HTML (lists, bold, code, tables), its own HTML shown as text, never run."""
+    import mistune
+
+    render = mistune.create_markdown(escape=True, plugins=["strikethrough", "table"])
+    return f"<div class='icalign-answer' style='{PROSE}'>{render(text)}</div>"
+
+
+def answer_html(text: str, markdown: bool = False) -> str:
+    """One answer as HTML: its markdown rendered, or its text as written (wrapped at whole words)."""
+    if markdown and text:
+        return markdown_html(text)
+    return f"<div class='icalign-answer' style='{WRAP}'>{html.escape(text or EMPTY)}</div>"
+
+
+def panel(name: str, body: str, note: str = "") -> str:
+    """One column of a side-by-side view: a bold heading over an HTML body, and an optional note."""
+    heading = f"<div style='{WRAP};font-weight:bold;margin-bottom:4px'>{html.escape(name)}</div>"
+    return f"<div style='{PANEL}'>{heading}{body}{note}</div>"
+
+
 def side_by_side(
     columns: Mapping[str, str],
     title: str | None = None,
     capped: Collection[str] = (),
     min_width: int = 260,
+    markdown: bool = False,
 ) -> str:
     """HTML of texts in equal columns (e.g. a direct answer beside an in-context one): left-aligned,
     wrapped at whole words; the columns wrap onto new rows when each would be narrower than
-    `min_width` pixels. The texts of the columns named in `capped` are marked as cut at the length cap."""
+    `min_width` pixels. The texts of the columns named in `capped` are marked as cut at the length cap;
+    `markdown` renders each text's markdown."""
     panels = []
     for name, text in columns.items():
         note = f"<div style='{WRAP};{NOTE}'>{CUT_NOTE}</div>" if name in capped else ""
-        panels.append(
-            f"<div style='{PANEL}'><div style='{WRAP};font-weight:bold;margin-bottom:4px'>"
-            f"{html.escape(name)}</div><div class='icalign-answer' style='{WRAP}'>"
-            f"{html.escape(text or EMPTY)}</div>{note}</div>"
-        )
+        panels.append(panel(name, answer_html(text, markdown), note))
     heading = f"<div style='{WRAP};font-weight:bold;margin:4px 0'>{html.escape(title)}</div>" if title else ""
     grid = f"<div style='{GRID.format(min=min_width)}'>{''.join(panels)}</div>"
     return f"<div style='text-align:left'>{heading}{grid}</div>"
 
 
 def results_side_by_side(results: Mapping[str, Answer], title: str | None = None) -> Html:
-    """Generation results in columns, each headed by its name, its length and how it ended."""
+    """Generation results in columns, each headed by its name, its length and how it ended, their
+    markdown rendered."""
     columns, capped = {}, []
     for name, r in results.items():
         key = f"{name} ({ended(r.stopped_by, r.n_generated_tokens)})"
@@ -257,7 +279,7 @@ def results_side_by_side(results: Mapping[str, Answer], title: str | None = None
         if r.stopped_by == "length":
             capped.append(key)
     text = "\n\n".join(f"== {k}\n{v or EMPTY}" for k, v in columns.items())
-    return Html(side_by_side(columns, title, capped), text)
+    return Html(side_by_side(columns, title, capped, markdown=True), text)
 
 
 def ended(stopped_by: str | None, n_tokens: int | None = None) -> str:
