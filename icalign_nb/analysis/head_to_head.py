@@ -66,10 +66,13 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
 
 
 def judge_head_to_head(
-    run_a: Path, run_b: Path, judge: JudgeSpec, data_dir: str | None = None
+    run_a: Path, run_b: Path, judge: JudgeSpec, data_dir: str | None = None, reference: str | None = None
 ) -> pl.DataFrame:
-    """Judge run A's answers against run B's (both orders) into A's `judgments.vs-<B>.jsonl`; its verdicts."""
-    run = JudgeRun(Path(run_a), RUN_PREFIX + str(run_b), judge, swap=True, data_dir=data_dir)
+    """Judge run A's answers against run B's (both orders) into A's `judgments.vs-<B>.jsonl`; its verdicts.
+    `reference`: the reference answers of a judge that reads them (default: A's eval set's own)."""
+    run = JudgeRun(
+        Path(run_a), RUN_PREFIX + str(run_b), judge, swap=True, reference=reference, data_dir=data_dir
+    )
     summary = run_judge(run)
     return load_judgments_file(summary.out, Path(run_a).name)
 
