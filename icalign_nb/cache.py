@@ -11,9 +11,16 @@ the command line's `--cache-dir` sets `ICALIGN_CACHE` for its process.
 from __future__ import annotations
 
 import os
+import sys
+import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .errors import first_line
 from .files import sha256_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CACHE_ENV = "ICALIGN_CACHE"
 
@@ -34,3 +41,21 @@ def cache_key(*parts: str) -> str:
 def cache_path(kind: str, *parts: str, suffix: str = "") -> Path:
     """Where the artifact of `kind` keyed by `parts` lives."""
     return cache_root() / kind / f"{cache_key(*parts)}{suffix}"
+
+
+def damaged(path: Path, problem: str) -> None:
+    """Say in one line that a cache entry is damaged, and remove it: what needs it builds it again."""
+    print(f"note: damaged cache entry {path} ({problem}); it is built again", file=sys.stderr)
+    path.unlink(missing_ok=True)
+
+
+def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The named arrays of a cached `.npz` file, or None (said, and the file removed) when it is damaged."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in names}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        damaged(path, first_line(exc))
+        return None

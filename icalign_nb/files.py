@@ -66,7 +66,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with named(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -75,6 +75,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def named(path: str | Path) -> Iterator[None]:
+    """A write error that names no file (a full disk, a file size limit) names `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 
@@ -94,32 +105,60 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 
 def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    """Append rows as one write + fsync; a torn tail from a kill is dropped by `repair_jsonl`."""
+    """Append rows to a journal as one write + fsync, safe beside other writers of the same file.
+
+    Every writer holds the file's lock while it writes, so an unfinished last line found under the lock
+    was left by a writer that died: it is cut before the new rows go in (never a line another process is
+    still writing). Readers take finished lines only (`iter_jsonl(..., finished_only=True)`)."""
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     if not data:
         return
+    with _journal(path) as fd, named(path):
+        _cut_torn_tail(fd)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+
+
+def repair_jsonl(path: Path) -> int:
+    """Cut an unterminated last line left by a killed writer (under the journal's lock, so never a line
+    being written); return the bytes removed."""
+    if not Path(path).exists():
+        return 0
+    with _journal(path) as fd, named(path):
+        return _cut_torn_tail(fd)
+
+
+@contextlib.contextmanager
+def _journal(path: Path) -> Iterator[int]:
+    """The journal open for appending, held against other writers (the lock goes with the process)."""
+    import fcntl
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
     finally:
         os.close(fd)
 
 
-def repair_jsonl(path: Path) -> int:
-    """Cut an unterminated last line left by a killed writer; return the bytes removed."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end == len(data):
-        return 0
-    with open(path, "r+b") as fh:
-        fh.truncate(end)
-    return len(data) - end
+def _cut_torn_tail(fd: int, chunk: int = 1 << 16) -> int:
+    """Truncate an open journal after its last newline; return the bytes cut."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        found = os.pread(fd, end - start, start).rfind(b"\n")
+        if found >= 0:
+            end = start + found + 1
+            break
+        end = start
+    if end < size:
+        os.ftruncate(fd, end)
+    return size - end
 
 
 def iter_jsonl(path: Path, finished_only: bool = False) -> Iterator[tuple[int, dict]]:
@@ -198,7 +237,8 @@ def folder_fingerprint(
 def exclusive(folder: Path, what: str, wait: bool = False, name: str = ".lock") -> Iterator[None]:
     """Hold `folder/<name>` (`.lock` by default) for one writer at a time. The lock file names its
     owner's pid; another process is refused with one line while the owner lives (or, with `wait`,
-    waits its turn), and the kernel frees the lock the moment the owner dies (killed included)."""
+    waits its turn), and the kernel frees the lock the moment the owner dies (killed included). The
+    refusal names the owner and what it is doing, not the process asking."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -210,10 +250,10 @@ def exclusive(folder: Path, what: str, wait: bool = False, name: str = ".lock") 
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             raise UserError(
-                f"{folder} is in use by {owner} ({what}); wait for it to finish, or stop it first"
+                f"{folder} is in use by {owner}; wait for it to finish, or stop it first"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({what})".encode(), 0)
         yield
     finally:
         os.close(fd)

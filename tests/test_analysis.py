@@ -284,11 +284,12 @@ def test_run_features_and_cluster_breakdown(tmp_path: Path) -> None:
 
 def test_the_statistics_commands_import_no_model_library(tmp_path: Path) -> None:
     run = write_run(tmp_path, "sys", ["win", "lose", "win"])
+    other = write_run(tmp_path, "other", ["lose", "lose", "win"])
     code = (
         "import sys\n"
         "from icalign_nb.cli import main\n"
         f"assert main(['winrate', {str(run)!r}]) == 0\n"
-        f"assert main(['compare', {str(run)!r}, {str(run)!r}]) == 0\n"
+        f"assert main(['compare', {str(run)!r}, {str(other)!r}]) == 0\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'matplotlib', 'sklearn') if m in sys.modules)\n"
         "print('heavy:', heavy)\n"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -45,6 +46,7 @@ COPIES = {
     "guanaco-7B": ZERO,
     "guanaco-13B": CHAT,
 }
+MINE = "my-model"  # a system the paper does not know (its files have no pin)
 # The systems the release judged against ChatGPT too.
 VS_CHATGPT = {ICL, RANDOM, CHAT, "llama2-70B_icl-oasstgpt", "guanaco-13B"}
 BOOT = Bootstrap(n=50)
@@ -86,6 +88,18 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.fixture()
+def stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copies stand in for released files the reference data lacks: their names are unpinned here (a
+    file under a pinned name must be the pinned file, and a copy is not), so they are read as they are."""
+    from icalign_nb.data import pins
+
+    for name in COPIES:
+        for file in (outputs(name), judged(name, "davinci003"), judged(name, "chatgpt")):
+            if file in pins.BY_NAME:
+                monkeypatch.setitem(pins.BY_NAME, file, replace(pins.BY_NAME[file], sha256=None))
+
+
 def explore(folder: Path, study: Study | None = None, prompts: int = 0, demos=None):
     return explore_release(study or Study(), folder, prompts, demos)
 
@@ -101,7 +115,9 @@ def whole_release(release: Path, folder: Path) -> Path:
     return folder
 
 
-def test_the_whole_release_is_read_whichever_systems_a_folder_holds(release: Path, tmp_path: Path) -> None:
+def test_the_whole_release_is_read_whichever_systems_a_folder_holds(
+    release: Path, tmp_path: Path, stand_ins: None
+) -> None:
     folder = whole_release(release, tmp_path / "nine")
     table = paper_table(folder, boot=BOOT)
     rows = {(r["system"], r["baseline"]): r for r in table.iter_rows(named=True)}
@@ -137,7 +153,7 @@ def test_the_whole_release_is_read_whichever_systems_a_folder_holds(release: Pat
 
 
 @pytest.mark.slow
-def test_the_figures_show_every_system_of_the_folder(release: Path, tmp_path: Path) -> None:
+def test_the_figures_show_every_system_of_the_folder(release: Path, tmp_path: Path, stand_ins: None) -> None:
     from PIL import Image
 
     from icalign_nb.views.result_plots import plot_paper_table, plot_score_distributions
@@ -204,12 +220,18 @@ def test_one_baseline_only_and_judgments_without_answers(release: Path, tmp_path
 
 
 def test_a_file_whose_prompts_are_out_of_order_is_refused(release: Path, tmp_path: Path) -> None:
-    folder = release_copy(release, tmp_path / "bad", {CHAT: CHAT})
-    lines = (folder / outputs(CHAT)).read_text().splitlines()
-    lines[4], lines[5] = lines[5], lines[4]
-    (folder / outputs(CHAT)).write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserError, match=rf"{outputs(CHAT)}:5: field 'prompt' is not the release's prompt"):
-        explore(folder)
+    folder = release_copy(release, tmp_path / "bad", {CHAT: CHAT, MINE: CHAT})
+    for name in (CHAT, MINE):
+        lines = (folder / outputs(name)).read_text().splitlines()
+        lines[4], lines[5] = lines[5], lines[4]
+        (folder / outputs(name)).write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=rf"{outputs(CHAT)}: sha256 .* is not the pinned"):
+        explore(folder)  # a released file: its pin refuses it
+    (folder / outputs(CHAT)).unlink()
+    for baseline in ("davinci003", "chatgpt"):
+        (folder / judged(CHAT, baseline)).unlink()
+    with pytest.raises(UserError, match=rf"{outputs(MINE)}:5: field 'prompt' is not the release's prompt"):
+        explore(folder)  # a file without a pin: the prompts' order
 
 
 def test_a_prompt_shows_gpt4s_scores_and_explanation_and_every_sample(release: Path) -> None:
@@ -274,10 +296,17 @@ def test_the_overview_selects_and_sorts_as_the_files_say(release: Path) -> None:
 def test_the_offline_judge_is_the_studys_and_its_disagreements_are_counted(
     release: Path, private_cache: Path
 ) -> None:
-    """The study's judge makes the offline verdicts: here the chat model's recorded GPT-4 replies, so it
-    agrees with GPT-4 on the chat model and disagrees with it elsewhere exactly where the files do."""
+    """The study's judge makes the offline verdicts: here the chat model's recorded GPT-4 replies, which
+    judge only the chat model's answers (on any other system's it refuses). A system holding the chat
+    model's answers with the in-context system's GPT-4 judgments: the recorded judge agrees with GPT-4
+    on the chat model and disagrees on the other exactly where the two files do."""
     study = Study(judge=f"recorded:{release / judged(CHAT, 'davinci003')}")
-    data = explore(release, study, prompts=10)
+    with pytest.raises(UserError, match="were never judged by it"):
+        explore(release, study, prompts=10)
+    mixed = release_copy(release, private_cache.parent / "mixed", {CHAT: CHAT}, baselines=("davinci003",))
+    shutil.copy(mixed / outputs(CHAT), mixed / outputs(MINE))
+    shutil.copy(release / judged(ICL, "davinci003"), mixed / judged(MINE, "davinci003"))
+    data = explore(mixed, study, prompts=10)
     assert data.offline_judge is not None and "recorded" in data.offline_judge
     overview = data.overview.filter(pl.col("query_id").is_in([f"lima-{i:03d}" for i in range(10)]))
     assert overview.filter(pl.col("system") == CHAT)["disagree"].sum() == 0
@@ -298,7 +327,7 @@ def test_the_offline_judge_is_the_studys_and_its_disagreements_are_counted(
         for cs, ics in zip(chat, icl, strict=True)
         for c, i in zip(cs, ics, strict=True)
     )
-    assert overview.filter(pl.col("system") == ICL)["disagree"].sum() == expected > 0
+    assert overview.filter(pl.col("system") == MINE)["disagree"].sum() == expected > 0
     assert data.overview.filter(pl.col("query_id") == "lima-299")["disagree"].sum() == 0  # not judged
     page = ReleaseExplorer(data).prompt_html("lima-000", 0)
     assert "offline judge: win (+)" in page or "offline judge: lose (-)" in page

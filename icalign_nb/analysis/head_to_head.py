@@ -50,7 +50,7 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
     win, lose = w.sum() / n.sum(), lo.sum() / n.sum()
     return {
         "system_a": combined["system"][0],
-        "system_b": combined["baseline"][0].removeprefix(RUN_PREFIX),
+        "system_b": Path(combined["baseline"][0].removeprefix(RUN_PREFIX)).name,  # the run recorded by path
         "judge": combined["judge"][0],
         "prompts": len(n),
         "n": int(n.sum()),

@@ -21,32 +21,45 @@ import numpy as np
 import polars as pl
 
 from ..data.loaders import load_baseline
-from ..data.release import load_release_outputs, outputs_name, release_names
+from ..data.release import beside, load_release_outputs, outputs_name, release_names
 from ..errors import UserError
-from ..generation.rundir import read_generations
+from ..files import frame_digest
+from ..generation.rundir import GENERATIONS, read_generations
 from ..judging.comparisons import answers_by_query
 from .winrates import KEYS, Bootstrap, combine_orders
 
 LC_COLUMNS = ["lc_win", "lc_ci_low", "lc_ci_high", "length_slope", "mean_length_diff"]
 
 
-def answer_lengths(source: str | Path, baseline: str, data_dir: str | None = None) -> pl.DataFrame:
-    """`query_id, sample, length_diff` (system minus baseline answer, characters) of a run directory or
-    a release `*_autoeval.jsonl` (whose outputs and baseline answers sit beside it)."""
+def answer_lengths(
+    source: str | Path, baseline: str, data_dir: str | None = None, baseline_sha256: str | None = None
+) -> pl.DataFrame:
+    """`query_id, sample, length_diff` (system minus baseline answer, characters) of a run directory (or
+    its judgments file) or a release `*_autoeval.jsonl` (whose outputs and baseline answers sit beside it
+    or are fetched, pinned); a baseline whose content hash was recorded with the verdicts must still have
+    it."""
     path = Path(source)
-    if path.is_dir():
-        rows = read_generations(path)
-        answers = load_baseline(baseline, data_dir)
-    else:
+    if path.name.endswith("_autoeval.jsonl"):
         system, name = release_names(path)
-        outputs = load_release_outputs(path.parent / outputs_name(system))
+        outputs = load_release_outputs(beside(path, outputs_name(system), data_dir))
         rows = [
             dict(zip(("query_id", "sample", "query", "response"), r, strict=True))
             for r in outputs.iter_rows()
         ]
         for r in rows:
             r["_loc"] = str(path)
-        answers = load_baseline(path.parent / f"{name}_results.jsonl")
+        answers = load_baseline(beside(path, f"{name}_results.jsonl", data_dir))
+    else:
+        run_dir = path if path.is_dir() else path.parent
+        if not (run_dir / GENERATIONS).is_file():
+            raise UserError(f"{path}: no answers beside it ({GENERATIONS}) to measure their lengths")
+        rows = read_generations(run_dir)
+        answers = load_baseline(baseline, data_dir)
+        if baseline_sha256 and frame_digest(answers, ("prompt", "response")) != baseline_sha256:
+            raise UserError(
+                f"baseline {baseline}: its answers changed since {path} was judged against them "
+                "(content hash differs); judge again, or restore them"
+            )
     by_prompt, by_id = answers_by_query(answers)
     out = []
     for r in rows:

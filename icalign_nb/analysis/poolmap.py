@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..cache import cache_path, cache_root
+from ..cache import cache_path, cache_root, load_arrays
+from ..checks import in_range
 from ..files import atomic_write_bytes
 from ..retrieval.embeddings import normalize_rows
 
@@ -33,6 +34,15 @@ class MapConfig:
     min_dist: float = 0.15  # UMAP minimum spacing of points
     n_terms: int = 2  # typical terms in a cluster's name
     seed: int = 0  # UMAP and k-means seed
+
+    def __post_init__(self) -> None:
+        in_range("n_clusters", self.n_clusters, at_least=1, whole=True)
+        in_range("min_clusters", self.min_clusters, at_least=2, whole=True)
+        in_range("max_clusters", self.max_clusters, at_least=self.min_clusters, whole=True)
+        in_range("n_neighbors", self.n_neighbors, at_least=2, whole=True)
+        in_range("min_dist", self.min_dist, at_least=0)
+        in_range("n_terms", self.n_terms, at_least=0, whole=True)
+        in_range("seed", self.seed, at_least=0, below=2**32, whole=True)  # what UMAP and k-means take
 
 
 @dataclass
@@ -183,8 +193,8 @@ def build_demo_map(
     config = config or MapConfig()
     unit = normalize_rows(embeddings).astype(np.float64)
     path = _cache_path(pool, embeddings, config)
-    if use_cache and path.exists():
-        saved = np.load(path, allow_pickle=False)
+    saved = load_arrays(path, ("xy", "cluster", "names", "centres")) if use_cache and path.exists() else None
+    if saved is not None:
         return DemoMap(
             pool["id"].to_list(),
             saved["xy"],

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..checks import in_range
 from ..errors import UserError
 
 KEYS = ["system", "baseline", "judge"]
@@ -42,17 +43,24 @@ class Bootstrap:
     seed: int = 0
     level: float = 0.95
 
+    def __post_init__(self) -> None:
+        in_range("bootstrap", self.n, at_least=1, whole=True)
+        in_range("bootstrap_seed", self.seed, at_least=0, whole=True)
+        in_range("level", self.level, above=0, below=1)
+
 
 def combine_orders(df: pl.DataFrame) -> pl.DataFrame:
     """One verdict per (query, sample) from both position orders, by the rule in `icalign_nb.judging.run`."""
     if df.is_empty() or df["order"].n_unique() == 1:
         return df
     valid = pl.col("verdict") != "invalid"
+    combined_columns = {*KEYS, *ITEM, "verdict", "score_system", "score_baseline", "order"}
     grouped = df.group_by([*KEYS, *ITEM], maintain_order=True).agg(
         pl.col("verdict").filter(valid).alias("_valid"),
         pl.col("score_system").filter(valid).mean().alias("score_system"),
         pl.col("score_baseline").filter(valid).mean().alias("score_baseline"),
         pl.len().alias("_orders"),
+        *(pl.col(c).first() for c in df.columns if c not in combined_columns),  # the same in both orders
     )
     n_valid = pl.col("_valid").list.len()
     combined = (
@@ -147,6 +155,13 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     """
     boot = boot or Bootstrap()
     a, b = combine_orders(a), combine_orders(b)
+    judging = [sorted(set(zip(t["baseline"], t["judge"], strict=True))) for t in (a, b)]
+    if len(judging[0]) != 1 or judging[0] != judging[1]:
+        said = [" and ".join(f"against {base} by {judge}" for base, judge in j) for j in judging]
+        raise UserError(
+            f"paired comparison: {a['system'][0]} was judged {said[0]}, {b['system'][0]} {said[1]}: "
+            "a paired difference needs one baseline and one judge"
+        )
     both = _per_prompt_table(a).join(_per_prompt_table(b), on="query_id", suffix="_b").sort("query_id")
     if both.is_empty():
         raise UserError("paired comparison: the two systems share no judged prompt")
@@ -165,8 +180,8 @@ def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, boot: Bootstrap | None =
     return {
         "system_a": a["system"][0],
         "system_b": b["system"][0],
-        "judge_a": a["judge"][0],
-        "judge_b": b["judge"][0],
+        "baseline": a["baseline"][0],
+        "judge": a["judge"][0],
         "prompts": both.height,
         "win_a": win_a,
         "win_b": win_b,

@@ -120,10 +120,10 @@ def cmd_winrate(args: argparse.Namespace) -> int:
     from ..analysis.tables import WINRATE_JSON_KEYS, label_proxies
     from ..analysis.winrates import win_rates
     from ..errors import UserError
-    from ..judging.verdicts import load_verdicts
+    from ..judging.verdicts import load_systems
 
-    per_input = [load_verdicts(source) for source in args.inputs]
-    verdicts = pl.concat(per_input, how="vertical")
+    systems = load_systems(args.inputs)
+    verdicts = pl.concat([s.verdicts for s in systems], how="vertical")
     table = win_rates(verdicts, bootstrap(args))
     empty = table.filter(pl.col("n") == 0)
     if empty.height:
@@ -135,8 +135,7 @@ def cmd_winrate(args: argparse.Namespace) -> int:
     keys = WINRATE_JSON_KEYS
     if args.length_controlled:
         lengths = {
-            v["system"][0]: answer_lengths(source, v["baseline"][0], args.data_dir)
-            for source, v in zip(args.inputs, per_input, strict=True)
+            s.name: answer_lengths(s.file, s.baseline[0], args.data_dir, s.baseline[1]) for s in systems
         }
         table, keys = with_length_control(table, verdicts, lengths, bootstrap(args)), [*keys, *LC_COLUMNS]
     if args.format == "json":
@@ -151,9 +150,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import polars as pl
 
     from ..analysis.winrates import paired_comparison
-    from ..judging.verdicts import load_verdicts
+    from ..judging.verdicts import check_same_baseline, load_systems
 
-    result = paired_comparison(load_verdicts(args.a), load_verdicts(args.b), bootstrap(args))
+    a, b = load_systems([args.a, args.b])
+    check_same_baseline(a, b)
+    result = paired_comparison(a.verdicts, b.verdicts, bootstrap(args))
     _print(pl.DataFrame([result]), args.format)
     return 0
 
@@ -183,10 +184,16 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
         judge_agreement,
     )
     from ..analysis.judge_validation import RELEASE_REFERENCE, in_fit_note, out_of_fit_agreement
-    from ..data.release import release_judgment_files, release_names
+    from ..data.release import (
+        beside,
+        load_release_outputs,
+        outputs_name,
+        release_judgment_files,
+        release_names,
+    )
     from ..errors import UserError
     from ..judging.labelled import annotations_labelled, release_labelled
-    from ..judging.verdicts import load_release_verdicts, load_verdicts
+    from ..judging.verdicts import check_for_answers, load_release_verdicts, load_verdicts
 
     wanted = set(args.systems.split(",")) if args.systems else None
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -204,9 +211,10 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
         if args.judgments:
             if len(files) != 1 or args.annotations:
                 raise UserError("--judgments: name the one release system they judged with --systems")
-            row = judge_agreement(
-                load_verdicts(args.judgments), load_release_verdicts(files[0]), bootstrap(args)
-            )
+            judged, (system, _) = load_verdicts(args.judgments), release_names(files[0])
+            outputs = load_release_outputs(beside(files[0], outputs_name(system), args.data_dir))
+            check_for_answers(judged, outputs, f"the release's {system} answers")
+            row = judge_agreement(judged, load_release_verdicts(files[0]), bootstrap(args))
             _print_agreement(agreement_table([row]), args.format, AGREEMENT_JSON_KEYS)
             return 0
         # --reference names the annotations' reference when there are annotations, else the release's
@@ -259,15 +267,20 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     import polars as pl
 
     from ..analysis.leakage import leaked_demos, pool_leaks
-    from ..data.loaders import load_eval, load_pool
+    from ..data.loaders import load_eval, load_pool, source_path
     from ..errors import UserError
-    from ..files import check_writable, write_jsonl
+    from ..files import write_jsonl
+    from ..generation.rundir import check_output
 
     if bool(args.pool) != bool(args.eval) or bool(args.runs) == bool(args.pool):
         raise UserError("leakage: name run directories, or --pool and --eval (not both)")
     if args.pool:
         if args.out:
-            check_writable(args.out)
+            inputs = [
+                source_path(args.pool, "pool", args.data_dir),
+                source_path(args.eval, "eval set", args.data_dir),
+            ]
+            check_output(args.out, inputs)
         pool = load_pool(args.pool, args.data_dir)
         found = {args.pool: pool_leaks(pool, load_eval(args.eval, args.data_dir))}
         if args.out:

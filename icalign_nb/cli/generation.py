@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..generation.types import BACKENDS
 from .common import (
@@ -61,10 +62,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """A finished run in another tool's format."""
-    from ..files import check_writable
     from ..generation.export import export_run
+    from ..generation.rundir import CONFIG, GENERATIONS, check_output
 
-    check_writable(args.out)
+    check_output(args.out, [Path(args.run) / CONFIG, Path(args.run) / GENERATIONS])
     n = export_run(args.run, args.format, args.out, generator=args.generator, sample=args.sample)
     print(f"wrote {n} queries to {args.out} ({args.format})")
     return 0

@@ -125,13 +125,12 @@ def cmd_judge(args: argparse.Namespace) -> int:
     """Judge a run, write its judgments, print the counts (and the position-swap agreement)."""
     from ..analysis.winrates import swap_agreement
     from ..judging.run import RUN_PREFIX, print_summary, run_judge
-    from ..judging.verdicts import load_verdicts
 
     args.swap = args.swap or args.baseline.startswith(RUN_PREFIX)  # head to head: both orders
     summary = run_judge(judge_run(args, Path(args.run), args.baseline))
     print_summary(summary)
     if args.swap:
-        for row in swap_agreement(load_verdicts(summary.out)).iter_rows(named=True):
+        for row in swap_agreement(summary.frame(Path(args.run).name)).iter_rows(named=True):
             print(
                 f"position swap: the two orders agree on {row['agree']}/{row['pairs']} "
                 f"({row['agreement']:.1%}); disagreements count as draws"
@@ -142,10 +141,12 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_judge_fit(args: argparse.Namespace) -> int:
     """Fit, validate (nested, out of fit) and write a coefficients file; print what carries the weight."""
     from ..analysis.judge_validation import labelled_sources, validated_fit
-    from ..files import check_writable
+    from ..data.loaders import source_path
+    from ..generation.rundir import check_output
     from ..judging.fit import describe, write_coefficients
 
-    check_writable(args.out)
+    reference = source_path(args.reference, "baseline", args.data_dir) if args.reference else None
+    check_output(args.out, [args.release, *(args.annotations or []), reference])
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
     items, sources = labelled_sources(args.release, args.annotations, args.reference, args.data_dir)
     coefficients = validated_fit(items, sources, bootstrap(args), validate=not args.no_validate, say=say)

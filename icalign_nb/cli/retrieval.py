@@ -20,12 +20,18 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     """Retrieve for every query and write the records."""
-    from ..files import check_writable, write_jsonl
+    from ..data.loaders import source_path
+    from ..files import write_jsonl
+    from ..generation.rundir import check_output
     from ..retrieval.settings import build_retriever, load_queries
 
     settings = retrieval_settings(args)
     settings.config()  # bad settings fail before anything loads
-    check_writable(args.out)
+    inputs = [
+        source_path(settings.pool, "pool", args.data_dir),
+        source_path(settings.eval, "eval set", args.data_dir),
+    ]
+    check_output(args.out, [*inputs, settings.urial_prompt])
     results = build_retriever(settings, args.data_dir).retrieve(load_queries(settings, args.data_dir))
     write_jsonl(args.out, [r.to_json() for r in results])
     mean = sum(len(r.demo_ids) for r in results) / len(results) if results else 0.0

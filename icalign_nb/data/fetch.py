@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -269,20 +270,26 @@ def data_root(data_dir: str | Path | None = None) -> Path | None:
 
 def fetch(relpath: str, data_dir: str | Path | None = None) -> Path:
     """Return a local path for a public file: from the data directory, else the verified cache."""
+    from .pins import check_pin
+
     root = data_root(data_dir)
     if root is not None:
         path = root / relpath
         if not path.exists():
             raise UserError(f"{path}: not found in the data directory {root} (data_dir, or {DATA_DIR_ENV})")
-        return path
+        return check_pin(path, relpath)
     remote = REMOTE_FILES.get(relpath)
     if remote is None:
         raise UserError(f"{relpath}: not a known public file; known: {', '.join(sorted(REMOTE_FILES))}")
     path = cache_data_dir() / relpath
-    if not path.exists():
-        _retrieve(remote, cache_data_dir())
-        if remote.sha256 is None:
-            print(f"note: {relpath} fetched with sha256 {sha256_file(path)} (not pinned)")
+    if path.exists():
+        try:
+            return check_pin(path, relpath)
+        except UserError as exc:  # a damaged cached copy: fetched again
+            print(f"note: {exc}; fetching it again", file=sys.stderr)
+    _retrieve(remote, cache_data_dir())
+    if remote.sha256 is None:
+        print(f"note: {relpath} fetched with sha256 {sha256_file(path)} (not pinned)")
     return path
 
 

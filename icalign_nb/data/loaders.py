@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import UserError
-from .fetch import fetch, package_resource
+from .fetch import cache_data_dir, data_root, fetch, package_resource
 from .records import prompt_response, read_records, record_ids, text_field
 
 POOL_SCHEMA = {
@@ -62,6 +62,29 @@ BUILTIN_BASELINES = {
 }
 
 
+BUILTINS = {"pool": BUILTIN_POOLS, "eval set": BUILTIN_EVALS, "baseline": BUILTIN_BASELINES}
+
+
+def check_source(spec: str | Path, kind: str) -> None:
+    """Refuse, before anything is read or fetched, a name that is neither a built-in `kind` ("pool",
+    "eval set" or "baseline") nor an existing file or folder."""
+    builtins = BUILTINS[kind]
+    if str(spec) not in builtins and not Path(str(spec)).expanduser().exists():
+        raise UserError(f"{spec}: no such file and not a built-in {kind} (built-ins: {', '.join(builtins)})")
+
+
+def source_path(spec: str | Path, kind: str, data_dir: str | Path | None = None) -> Path:
+    """Where a pool, eval set or baseline (`kind` as in `check_source`) is read from, without reading or
+    fetching it."""
+    target = BUILTINS[kind].get(str(spec))
+    if target is None:
+        return Path(str(spec)).expanduser()
+    if target.startswith("package:"):
+        return package_resource(target.removeprefix("package:"))
+    root = data_root(data_dir)
+    return (root if root is not None else cache_data_dir()) / target
+
+
 def _resolve(spec: str | Path, builtins: dict[str, str], kind: str, data_dir: str | Path | None) -> Path:
     """A built-in name or a path -> a local file path."""
     name = str(spec)
@@ -70,10 +93,8 @@ def _resolve(spec: str | Path, builtins: dict[str, str], kind: str, data_dir: st
         if target.startswith("package:"):
             return package_resource(target.removeprefix("package:"))
         return fetch(target, data_dir)
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    raise UserError(f"{name}: no such file and not a built-in {kind} (built-ins: {', '.join(builtins)})")
+    check_source(spec, kind)
+    return Path(name).expanduser()
 
 
 def load_pool(

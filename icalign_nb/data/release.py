@@ -16,6 +16,7 @@ import polars as pl
 from ..cache import cache_root
 from ..errors import UserError
 from .fetch import REMOTE_FILES, data_root, fetch
+from .pins import check_pin
 from .records import read_records, text_field
 
 RELEASE_PREFIX = "paper_release/"
@@ -124,8 +125,14 @@ def release_file(name: str, release: str | Path | None = None, data_dir: str | P
         path = Path(release) / name
         if not path.exists():
             raise UserError(f"{path}: not found in the release folder")
-        return path
+        return check_pin(path)
     return fetch(RELEASE_PREFIX + name, data_dir)
+
+
+def beside(path: str | Path, name: str, data_dir: str | Path | None = None) -> Path:
+    """A release file kept beside another one (a folder holding the release), else the pinned one."""
+    folder = Path(path).expanduser().parent
+    return release_file(name, folder if (folder / name).exists() else None, data_dir)
 
 
 def outputs_name(system: str) -> str:
@@ -134,9 +141,10 @@ def outputs_name(system: str) -> str:
 
 
 def load_release_outputs(path: str | Path) -> pl.DataFrame:
-    """Released system outputs (`prompt`, `response_list`) as one row per (query, sample)."""
+    """Released system outputs (`prompt`, `response_list`) as one row per (query, sample); a file named
+    like a pinned one must match its pin."""
     rows = []
-    for i, (loc, obj) in enumerate(read_records(Path(path))):
+    for i, (loc, obj) in enumerate(read_records(check_pin(path))):
         prompt = text_field(loc, obj, "prompt")
         answers = obj.get("response_list")
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
@@ -154,9 +162,10 @@ def load_release_outputs(path: str | Path) -> pl.DataFrame:
 
 
 def load_release_judgments(path: str | Path) -> pl.DataFrame:
-    """Released judge replies (`autoeval_text_list`) as one row per (query, sample)."""
+    """Released judge replies (`autoeval_text_list`) as one row per (query, sample); a file named like a
+    pinned one must match its pin."""
     rows = []
-    for i, (loc, obj) in enumerate(read_records(Path(path))):
+    for i, (loc, obj) in enumerate(read_records(check_pin(path))):
         replies = obj.get("autoeval_text_list")
         if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
             raise UserError(

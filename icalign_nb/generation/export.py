@@ -11,7 +11,7 @@ import polars as pl
 
 from ..errors import UserError
 from ..files import atomic_write_text, write_jsonl
-from .rundir import generations_frame, read_config
+from .rundir import check_complete, generations_frame, read_config
 
 
 def _ordered(frame: pl.DataFrame, query_ids: Iterable[str]) -> list[tuple[str, pl.DataFrame]]:
@@ -34,12 +34,7 @@ def export_run(
     config = read_config(path)
     frame = generations_frame(path)
     identity = config["identity"]
-    expected = len(config.get("query_ids", [])) * int(identity["generation"]["samples"])
-    if frame.height < expected:
-        raise UserError(
-            f"run {path} is incomplete ({frame.height} of {expected} items); "
-            "re-run `icalign generate` to finish it"
-        )
+    check_complete(path, frame.height, "export")
     groups = _ordered(frame, config.get("query_ids", []))
     if fmt == "paper":
         write_jsonl(

@@ -6,17 +6,23 @@
   sample) for a preset that draws per sample), written before any answer; every later stage and
   notebook reads the demos from here, never from a new retrieval;
 - ``generations.jsonl``: one line per finished (query, sample), appended batch by batch.
+
+The one rule for outputs: a command never writes over one of its own inputs, nor into the cache, nor
+into a run directory other than the files that command owns there (`generate` its run's, `judge` its
+run's judgments).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
+from ..cache import cache_root
 from ..errors import UserError, where
-from ..files import iter_jsonl, read_text, write_jsonl
+from ..files import check_writable, iter_jsonl, output_target, read_text, write_jsonl
 from ..retrieval.retriever import Retrieval
 
 CONFIG = "config.json"
@@ -47,6 +53,35 @@ GENERATION_SCHEMA = {
     "seconds": pl.Float64,
 }
 _REQUIRED = {"query_id": str, "sample": int, "query": str, "response": str}  # what later stages read
+
+
+def is_run_dir(folder: Path) -> bool:
+    """Whether a folder holds a run (its config, or answers to judge)."""
+    return (folder / CONFIG).is_file() or (folder / GENERATIONS).is_file()
+
+
+def check_output(
+    out: str | Path, inputs: Iterable[str | Path | None] = (), owns: Iterable[str | Path] = ()
+) -> Path:
+    """Refuse, before any work, an output that is one of the command's `inputs` (or lies in an input
+    folder), that lies in the cache, or that lies in a run directory without being one of the files the
+    command `owns`; then the checks of `check_writable`. Returns the path the write lands on."""
+    target = output_target(out)
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        source = output_target(given)
+        if target == source or (source.is_dir() and target.parent == source):
+            raise UserError(f"{out}: is an input of this command ({given}); name another file to write")
+    cache = output_target(cache_root())
+    if target == cache or cache in target.parents:
+        raise UserError(f"{out}: is inside the cache {cache}, which only the package writes; write elsewhere")
+    if is_run_dir(target.parent) and target not in {output_target(o) for o in owns}:
+        raise UserError(
+            f"{out}: is inside the run directory {target.parent}, whose files only its own commands write; "
+            "name a file outside it"
+        )
+    return check_writable(out)
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -87,6 +122,26 @@ def generations_frame(run_dir: str | Path) -> pl.DataFrame:
     """The run's answers as a table, one row per (query, sample)."""
     rows = read_generations(run_dir)
     return pl.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in rows], schema=GENERATION_SCHEMA)
+
+
+def check_complete(run_dir: str | Path, done: int, what: str) -> None:
+    """Refuse to `what` (judge, export, report on) a run that has not answered every (query, sample) its
+    config asks for: a number from part of a run is not the run's."""
+    try:
+        config = read_config(run_dir)
+    except UserError:
+        config = None
+    if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
+        return  # answers from elsewhere: nothing says how many the run asks for
+    samples = config["identity"].get("generation", {}).get("samples")
+    if not isinstance(config.get("query_ids"), list) or not isinstance(samples, int):
+        return  # a config that does not say what the run asks for (not written by `generate`)
+    expected = len(config["query_ids"]) * samples
+    if done < expected:
+        raise UserError(
+            f"run {run_dir} is incomplete ({done} of {expected} items); re-run `icalign generate` to finish "
+            f"it before you {what} it"
+        )
 
 
 def done_keys(run_dir: Path) -> set[tuple[str, int]]:

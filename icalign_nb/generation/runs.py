@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .. import __version__
-from ..data.loaders import load_pool
+from ..checks import device_name, endpoint_url, in_range
+from ..data.loaders import load_pool, source_path
 from ..data.records import parse_field_map
 from ..errors import UserError
-from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, repair_jsonl
+from ..files import append_jsonl, atomic_write_json, exclusive, frame_digest, output_target, repair_jsonl
 from ..models.loading import (
     accelerator_dtype,
     check_dtype,
@@ -109,6 +110,15 @@ class RunOptions:
     data_dir: str | None = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        in_range("batch_size", self.batch_size, at_least=1, whole=True)
+        in_range("batch_budget", self.batch_budget, at_least=1, whole=True)
+        in_range("concurrency", self.concurrency, at_least=1, whole=True)
+        in_range("max_retries", self.max_retries, at_least=0, whole=True)
+        in_range("tensor_parallel_size", self.tensor_parallel_size, at_least=1, whole=True)
+        device_name("device", self.device)
+        endpoint_url("base_url", self.base_url)
+
     def backend_options(self) -> dict:
         """Keyword options for `make_backend`."""
         return {k: getattr(self, k) for k in (*OPERATIONAL, "api_key")}
@@ -174,6 +184,11 @@ def check_spec(spec: RunSpec) -> tuple[ModelSpec, RetrievalConfig]:
         raise UserError(f"unknown backend '{spec.backend}'; backends: {', '.join(BACKENDS)}")
     model, retrieval = model_spec(spec.model), spec.retrieval.config()
     check_dtype(spec.dtype)
+    if model.context_length and spec.generation.max_new_tokens >= model.context_length:
+        raise UserError(
+            f"max_new_tokens {spec.generation.max_new_tokens} leaves no room for a prompt in the context "
+            f"of '{spec.model}' ({model.context_length} tokens)"
+        )
     if model.chat and spec.retrieval.preset != "zero-shot":
         raise UserError(
             f"'{spec.model}' is a chat model: it answers through its chat template; use the zero-shot preset"
@@ -182,10 +197,17 @@ def check_spec(spec: RunSpec) -> tuple[ModelSpec, RetrievalConfig]:
 
 
 def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = None) -> ResolvedRun:
-    """Settle a spec once: the names checked, the tokenizer loaded, `auto` resolved for this machine (the
-    dtype the model runs in, a given backend's own; whether prompts start with BOS, the model's rule, a
-    server applying its own), the queries and pool read and hashed, the context known."""
+    """Settle a spec once: the names checked, the queries and pool read and hashed, the tokenizer loaded,
+    `auto` resolved for this machine (the dtype the model runs in, a given backend's own; whether prompts
+    start with BOS, the model's rule, a server applying its own), the context known."""
     model, retrieval = check_spec(spec)
+    # the data first: no model is built or converted for a run whose data is missing
+    queries = load_queries(spec.retrieval, options.data_dir)
+    inputs = {"eval": frame_digest(queries, ("id", "prompt"))}
+    pool = None
+    if retrieval.method in {"retrieve", "random"}:
+        pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
+        inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
     tokenizer = load_tokenizer(spec.model)
     dtype = spec.dtype
     if spec.backend == "transformers":
@@ -199,12 +221,6 @@ def resolve_run(spec: RunSpec, options: RunOptions, backend: Backend | None = No
     if spec.bos is not None and spec.bos != bos:
         bos, rule = spec.bos, f"set for this run (the model's rule: {rule})"
     settled = replace(spec, dtype=dtype, bos=bos)
-    queries = load_queries(spec.retrieval, options.data_dir)
-    inputs = {"eval": frame_digest(queries, ("id", "prompt"))}
-    pool = None
-    if retrieval.method in {"retrieve", "random"}:
-        pool = load_pool(spec.retrieval.pool, options.data_dir, parse_field_map(spec.retrieval.fields))
-        inputs["pool"] = frame_digest(pool, ("id", "prompt", "response"))
     context = context_length(spec.model)
     if spec.generation.max_new_tokens >= context:
         raise UserError(
@@ -385,10 +401,26 @@ def run_generation(
     start = time.perf_counter()
     check_spec(spec)
     path, _ = open_run(run_dir)
+    _inputs_outside(path, spec, options.data_dir)
     with exclusive(path, "icalign generate"):
         summary = _fill(path, resolve_run(spec, options, backend), backend)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _inputs_outside(path: Path, spec: RunSpec, data_dir: str | None) -> None:
+    """Refuse inputs inside the run directory the run writes (an answer file would grow under its reader)."""
+    folder = output_target(path)
+    given = {
+        "pool": source_path(spec.retrieval.pool, "pool", data_dir),
+        "eval": source_path(spec.retrieval.eval, "eval set", data_dir),
+        "urial_prompt": spec.retrieval.urial_prompt,
+    }
+    for name, source in given.items():
+        if source is not None and folder in output_target(source).parents:
+            raise UserError(
+                f"{name} {source} is inside the run directory {path}; keep a run's inputs outside it"
+            )
 
 
 def _fill(path: Path, run: ResolvedRun, backend: Backend | None) -> RunSummary:

@@ -124,6 +124,8 @@ def stop_kind(finish_reason: str | None, stop_reason: object, cut: bool, has_sto
     """
     if cut or isinstance(stop_reason, str):
         return "stop"
+    if finish_reason is None:  # the server did not say: not taken for an end of text
+        return "unknown"
     if finish_reason == "length":
         return "length"
     if stop_reason is UNKNOWN and has_stops:
@@ -334,7 +336,7 @@ def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] |
     try:
         data = json.loads(body)
         choice = data["choices"][0]
-        text = choice.get("text") or ""
+        text = choice["text"]  # a reply without it (e.g. a chat completion) is not an answer, not ""
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
     if not isinstance(text, str):

@@ -31,7 +31,11 @@ from ..errors import UserError, first_line
 from ..files import atomic_write_json, read_text
 from .relay import ProgressRelay, relay_engine, relay_writer
 
+KERNEL_LOG = "kernels.log"  # beside the records: what kernel processes wrote to stderr
 RUNNER_PARAMETERS = ("figures_dir", "work_dir", "data_dir")  # study settings the runner decides
+# Settings that may name a file or folder: given relative to where the command runs, made absolute.
+PATH_SETTINGS = ("pool", "eval", "baseline", "reference", "data_dir", "model", "chat_model", "encoder")
+PATH_SETTINGS += ("release_dir", "second_pool")
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ def plan_parameters(
     """Parameters per notebook: the runner's paths and the user's values (`-p` pairs, a parameters
     file's) typed as each notebook declares them; a setting of the study goes to every notebook (each
     builds its study from it), checked once here so that a bad value stops the run before it starts."""
+    from ..study.parameters import check_notebook_parameters
     from ..study.study import Study
 
     declared = {nb: declared_parameters(nb) for nb in notebooks}
@@ -223,12 +228,43 @@ def plan_parameters(
         chosen: dict[str, object] = dict(runner)
         for key, value in user:
             if key in params:
-                chosen[key] = convert(value, params[key]["type"], key)
+                chosen[key] = absolute(key, convert(value, params[key]["type"], key))
             elif key in study:
-                chosen[key] = convert(value, study[key], key)
-        Study.from_notebook(chosen)  # a bad model, preset or value is one line, before any notebook runs
+                chosen[key] = absolute(key, convert(value, study[key], key))
+        # a bad model, preset, name or number is one line, before any notebook runs (each checked beside
+        # the notebook's other values, its defaults included)
+        check_notebook_parameters(chosen, {**defaults(params), **chosen}, Study.from_notebook(chosen))
         plan[nb] = chosen
     return plan
+
+
+def defaults(params: dict[str, dict]) -> dict[str, object]:
+    """A notebook's declared defaults as values (a default that is not a literal stays its text)."""
+    out: dict[str, object] = {}
+    for name, info in params.items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def absolute(key: str, value: object) -> object:
+    """A setting naming a file or folder relative to where the command runs, as an absolute path (notebooks
+    run in their own folder); built-in names and other settings as they are."""
+    if key not in PATH_SETTINGS or not isinstance(value, str) or not value or os.path.isabs(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() and value not in builtin_names() else value
+
+
+def builtin_names() -> set[str]:
+    """Every name of a built-in data set, model or encoder."""
+    from ..data.loaders import BUILTINS
+    from ..models.registry import REGISTRY
+    from ..retrieval.encoders import ENCODER_ALIASES
+
+    return {*(n for names in BUILTINS.values() for n in names), *REGISTRY, *ENCODER_ALIASES}
 
 
 def runner_parameters(run: NotebookRun, figures_dir: Path, work_dir: Path) -> dict[str, str]:
@@ -259,6 +295,7 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
     runner = runner_parameters(run, figures_dir, work_dir)
     given = read_parameters_file(run.parameters_file) if run.parameters_file else []
     plan = plan_parameters(notebooks, [*given, *run.parameters], runner)
+    check_kernel(run.kernel_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
@@ -275,17 +312,20 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
             result = NotebookResult(nb.stem, record, 0.0, plan[nb])
             relay = ProgressRelay(relay_writer(), run.heartbeat) if run.relay else None
             try:
-                execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress)
+                execute(nb, record, plan[nb], run.kernel_name, Path(sockets), relay, run.progress, run_dir)
             except papermill.PapermillExecutionError as exc:
                 result.error = f"{exc.ename}: {exc.evalue}".strip()
+            except BaseException as exc:  # Ctrl-C, a dead kernel: the run's summary still says what ran
+                result.error = "interrupted" if isinstance(exc, KeyboardInterrupt) else first_line(exc)
+                raise
             finally:
                 if relay is not None:
                     relay.close()
-            result.seconds = time.perf_counter() - start
-            after = _snapshot(figures_dir)
-            result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
-            results.append(result)
-            _write_summary(run_dir, results, time.perf_counter() - start_all)
+                result.seconds = time.perf_counter() - start
+                after = _snapshot(figures_dir)
+                result.figures = sorted(n for n, t in after.items() if before.get(n) != t)
+                results.append(result)
+                _write_summary(run_dir, results, time.perf_counter() - start_all)
             if result.error:
                 raise UserError(
                     f"{nb.stem} failed ({first_line(result.error)}); "
@@ -308,13 +348,21 @@ def execute(
     socket_dir: Path,
     relay: ProgressRelay | None = None,
     progress: bool = True,
+    log_dir: Path | None = None,
 ) -> None:
     """Run one notebook with papermill into `record`; the kernel listens on ipc sockets in `socket_dir`
-    (no TCP ports, so no "running over TCP without encryption" warnings), and `relay` hears its progress."""
+    (no TCP ports, so no "running over TCP without encryption" warnings), `relay` hears its progress, and
+    what the kernel process itself writes to stderr goes to `log_dir/kernels.log` (default: beside the
+    record), not to the terminal: a kernel stopped by Ctrl-C would print its shutdown there."""
     import papermill
     from traitlets.config import Config
 
-    config = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
+    config = Config(
+        {
+            "KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")},
+            "LoggedKernelManager": {"log_file": str((log_dir or record.parent) / KERNEL_LOG)},
+        }
+    )
     quiet = _StudySettingsKnown(set(study_settings()))
     logging.getLogger("papermill").addFilter(quiet)
     try:
@@ -327,10 +375,41 @@ def execute(
             cwd=str(nb.parent),
             report_mode=False,
             config=config,
+            kernel_manager_class=logged_kernel_manager(),
             **({"engine_name": relay_engine(), "relay": relay} if relay is not None else {}),
         )
     finally:
         logging.getLogger("papermill").removeFilter(quiet)
+
+
+def check_kernel(name: str) -> None:
+    """Refuse a Jupyter kernel that is not installed, before any notebook starts."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs()))
+        raise UserError(f"no Jupyter kernel named '{name}'; kernels: {known}") from None
+
+
+def logged_kernel_manager() -> type:
+    """jupyter_client's kernel manager, launching the kernel with its stderr appended to a log file."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode
+
+    class LoggedKernelManager(AsyncKernelManager):
+        """A kernel whose own stderr goes to `log_file` (the cells' output is captured as ever)."""
+
+        log_file = Unicode("").tag(config=True)
+
+        async def start_kernel(self, **kw: object) -> None:
+            if not self.log_file or "stderr" in kw:
+                return await super().start_kernel(**kw)
+            with open(self.log_file, "ab") as log:  # the kernel keeps its own copy of the file
+                return await super().start_kernel(**kw, stderr=log)
+
+    return LoggedKernelManager
 
 
 class _StudySettingsKnown(logging.Filter):

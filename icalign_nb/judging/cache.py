@@ -1,8 +1,10 @@
 """The on-disk judgment cache: one JSON Lines journal per judge, keyed by judge + prompt hash.
 
 Each finished reply is appended (one write + fsync) the moment it arrives, so a killed run loses
-nothing finished and a re-run asks for nothing already answered. A torn last line left by a kill
-is cut off when the journal is next opened. Failed requests are never cached (a re-run retries).
+nothing finished and a re-run asks for nothing already answered. Several judges may share a journal:
+each appends under the file's lock, a torn last line left by a killed one is cut by the next append
+(never a line still being written), and readers take finished lines only. Failed requests are never
+cached (a re-run retries).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from ..cache import cache_key, cache_path
 from ..errors import UserError, where
-from ..files import append_jsonl, iter_jsonl, repair_jsonl
+from ..files import append_jsonl, iter_jsonl
 from .comparisons import Reply
 
 
@@ -24,9 +26,8 @@ class JudgmentCache:
     _replies: dict[str, Reply] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.path.exists():
-            repair_jsonl(self.path)
-            for lineno, obj in iter_jsonl(self.path):
+        if self.path.exists():  # other judges may be appending: finished lines only, nothing cut here
+            for lineno, obj in iter_jsonl(self.path, finished_only=True):
                 key, raw, scores = obj.get("key"), obj.get("raw"), obj.get("scores")
                 if not isinstance(key, str) or not isinstance(raw, str):
                     raise UserError(

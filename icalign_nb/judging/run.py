@@ -16,24 +16,33 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 import polars as pl
 
-from ..data.loaders import load_baseline, load_eval
+from ..checks import in_range
+from ..data.loaders import BUILTIN_BASELINES, load_baseline, load_eval, source_path
 from ..errors import UserError
-from ..files import atomic_write_json, check_writable, exclusive, frame_digest, write_jsonl
-from ..generation.rundir import CONFIG, read_config, read_generations
+from ..files import atomic_write_json, exclusive, frame_digest, output_target, write_jsonl
+from ..generation.rundir import (
+    CONFIG,
+    GENERATIONS,
+    check_complete,
+    check_output,
+    read_config,
+    read_generations,
+)
+from ..generation.runs import recorded_identity
+from ..retrieval.settings import RetrievalSettings, load_queries
 from .backends import make_judge
 from .cache import JudgmentCache
 from .comparisons import Comparison, Judge, Reply, build_comparisons
 from .parse import verdict
 from .spec import JudgeSpec
-from .verdicts import SCHEMA
+from .verdicts import JUDGMENTS, SCHEMA, answer_digest
 
-JUDGMENTS = "judgments.jsonl"
 JUDGE_INFO = "judgments.judge.json"
 
 
@@ -41,10 +50,12 @@ RUN_PREFIX = "run:"  # a baseline that is another run's answers: head to head
 
 
 def baseline_name(spec: str) -> str:
-    """The name verdicts carry for a baseline: a built-in name or file as given, `run:<id>` for a run."""
+    """The name verdicts carry for a baseline, its identity wherever they are read: a built-in name as it
+    is, a file by its absolute path, another run as `run:` and its absolute path (never a folder's name,
+    which two runs may share)."""
     if spec.startswith(RUN_PREFIX):
-        return RUN_PREFIX + Path(spec.removeprefix(RUN_PREFIX)).resolve().name
-    return spec
+        return RUN_PREFIX + str(Path(spec.removeprefix(RUN_PREFIX)).expanduser().resolve())
+    return spec if spec in BUILTIN_BASELINES else str(Path(spec).expanduser().resolve())
 
 
 @dataclass
@@ -63,6 +74,11 @@ class JudgeRun:
     timeout: float = 120.0  # endpoint judges: seconds per request
     progress: bool = False  # a progress bar of the comparisons asked
 
+    def __post_init__(self) -> None:
+        in_range("concurrency", self.concurrency, at_least=1, whole=True)
+        in_range("max_retries", self.max_retries, at_least=0, whole=True)
+        in_range("timeout", self.timeout, above=0)
+
     def target(self) -> Path:
         """The judgments file written: `out`, else the run's own (or its head-to-head one)."""
         if self.out is not None:
@@ -70,7 +86,7 @@ class JudgeRun:
         if self.baseline.startswith(RUN_PREFIX):
             return (
                 Path(self.run_dir)
-                / f"judgments.vs-{baseline_name(self.baseline).removeprefix(RUN_PREFIX)}.jsonl"
+                / f"judgments.vs-{Path(baseline_name(self.baseline).removeprefix(RUN_PREFIX)).name}.jsonl"
             )
         return Path(self.run_dir) / JUDGMENTS
 
@@ -89,6 +105,12 @@ class JudgeSummary:
     requested: int
     verdicts: dict[str, int]
     out: Path | None = None
+    rows: list[dict] = field(default_factory=list, repr=False)  # the verdicts written
+
+    def frame(self, system: str) -> pl.DataFrame:
+        """The verdicts written, as an analysis table for `system` (never read back: the output may be a
+        device or a pipe)."""
+        return pl.DataFrame([{**r, "system": system} for r in self.rows], schema=SCHEMA)
 
 
 def load_baseline_answers(spec: str, data_dir: str | None = None) -> pl.DataFrame:
@@ -123,14 +145,45 @@ def reference_answers(run: JudgeRun) -> pl.DataFrame | None:
         return None
     if not (Path(run.run_dir) / CONFIG).exists():  # answers from elsewhere: no eval set to take them from
         return None
-    return eval_references(read_config(run.run_dir)["identity"]["retrieval"]["eval"], run.data_dir)
+    config = read_config(run.run_dir)
+    settings = RetrievalSettings(**recorded_identity(config)["retrieval"])
+    queries = load_queries(settings, run.data_dir)
+    recorded = config.get("inputs", {}).get("eval")
+    if recorded and frame_digest(queries, ("id", "prompt")) != recorded:
+        raise UserError(
+            f"eval set '{settings.eval}' changed since run {run.run_dir} was generated from it: its "
+            "reference answers are not the run's; restore it, or name the references (reference)"
+        )
+    refs = queries.filter(pl.col("reference").is_not_null())
+    return None if refs.is_empty() else refs.select("id", "prompt", pl.col("reference").alias("response"))
+
+
+def judge_inputs(run: JudgeRun) -> list[Path]:
+    """The files a judging run reads: the answers, the baseline's and the references' (never written)."""
+    if run.baseline.startswith(RUN_PREFIX):
+        base = Path(run.baseline.removeprefix(RUN_PREFIX)).expanduser() / GENERATIONS
+    else:
+        base = source_path(run.baseline, "baseline", run.data_dir)
+    found = [Path(run.run_dir) / GENERATIONS, base]
+    if run.reference and run.reference.startswith("eval:"):
+        found.append(source_path(run.reference.removeprefix("eval:"), "eval set", run.data_dir))
+    elif run.reference:
+        found.append(source_path(run.reference, "baseline", run.data_dir))
+    elif run.judge.kind in {"embedding", "fitted"} and (Path(run.run_dir) / CONFIG).is_file():
+        eval_name = read_config(run.run_dir)["identity"]["retrieval"]["eval"]
+        found.append(source_path(eval_name, "eval set", run.data_dir))
+    return found
 
 
 # ---------------------------------------------------------------- judging
 
 
-def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) -> dict:
-    """The `judgments.jsonl` record of one comparison (scores mapped back to system/baseline)."""
+def judgment_row(
+    c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str, baseline_sha256: str | None = None
+) -> dict:
+    """The `judgments.jsonl` record of one comparison (scores mapped back to system/baseline), with the
+    content hashes of the answer judged and of the baseline's answers, so that a reader can tell which
+    answers a verdict is for."""
     s1, s2 = reply.scores if reply.scores else (None, None)
     system_score, baseline_score = (s1, s2) if c.order == "system_first" else (s2, s1)
     return {
@@ -143,6 +196,8 @@ def judgment_row(c: Comparison, reply: Reply, spec: JudgeSpec, baseline: str) ->
         "raw": reply.raw,
         "judge": spec.label,
         "baseline": baseline,
+        "baseline_sha256": baseline_sha256,
+        "answer_sha256": answer_digest(c.system),
     }
 
 
@@ -187,11 +242,14 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
     The run directory is held while judging (one writer at a time); the output's place is checked
     before any request; a judge that fails stops before anything is rewritten, its replies so far
     kept in the cache."""
+    owned = replace(run, out=None).target()
     out = run.target()
-    check_writable(out)
+    check_output(out, judge_inputs(run), owns=[owned])
     with exclusive(Path(run.run_dir), "icalign judge"):
         rows = read_generations(run.run_dir)
+        check_complete(run.run_dir, len(rows), "judge")
         baseline = load_baseline_answers(run.baseline, run.data_dir)
+        named, digest = baseline_name(run.baseline), frame_digest(baseline, ("prompt", "response"))
         reference = reference_answers(run)
         if run.judge.kind == "embedding" and reference is None:
             raise UserError(
@@ -201,17 +259,18 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
         comparisons = build_comparisons(rows, baseline, reference, run.swap, run.judge.kind == "fitted")
         cache = JudgmentCache(run.judge.key)
         replies, requested = judge_comparisons(comparisons, run.backend(), cache, run.progress)
-        name = baseline_name(run.baseline)
-        out_rows = [judgment_row(c, r, run.judge, name) for c, r in zip(comparisons, replies, strict=True)]
+        out_rows = [
+            judgment_row(c, r, run.judge, named, digest) for c, r in zip(comparisons, replies, strict=True)
+        ]
         write_jsonl(out, out_rows)
-        if out == Path(run.run_dir) / JUDGMENTS:  # what made the run's verdicts, beside them
+        if output_target(out) == output_target(Path(run.run_dir) / JUDGMENTS):  # the run's verdicts' maker
             atomic_write_json(
                 Path(run.run_dir) / JUDGE_INFO,
                 {
                     "judge": run.judge.name,
                     "proxy": run.judge.proxy,
-                    "baseline": name,
-                    "baseline_sha256": frame_digest(baseline, ("prompt", "response")),
+                    "baseline": named,
+                    "baseline_sha256": digest,
                     "reference_sha256": frame_digest(reference, ("prompt", "response"))
                     if reference is not None
                     else None,
@@ -220,7 +279,7 @@ def run_judge(run: JudgeRun) -> JudgeSummary:
             )
     counts = {v: sum(1 for r in out_rows if r["verdict"] == v) for v in ("win", "draw", "lose", "invalid")}
     return JudgeSummary(
-        run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out
+        run.judge.label, len(comparisons), len(comparisons) - requested, requested, counts, out, out_rows
     )
 
 

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..checks import device_name, endpoint_url, in_range
 from ..errors import UserError
 from ..files import sha256_text
 
@@ -53,6 +54,14 @@ class JudgeSpec:
     margin: float = 0.0  # |score_system - score_baseline| <= margin is a draw
     max_length: int = EMBEDDING_MAX_TOKENS  # embedding judge: tokens of each answer embedded
     device: str | None = None  # local judge: cpu | cuda (default: CUDA when present)
+
+    def __post_init__(self) -> None:
+        in_range("temperature", self.temperature, at_least=0)
+        in_range("max_tokens", self.max_tokens, at_least=1, whole=True)
+        in_range("margin", self.margin, at_least=0)
+        in_range("max_length", self.max_length, at_least=1, whole=True)
+        endpoint_url("base_url", self.base_url)
+        device_name("device", self.device)
 
     @property
     def name(self) -> str:

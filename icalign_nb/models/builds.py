@@ -3,17 +3,22 @@ the cache (atomically, one builder at a time); everything else loads from its hu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import importlib.util
+import json
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..cache import cache_path
 from ..errors import UserError, first_line
 from ..files import exclusive
 from .registry import REGISTRY, model_spec
+from .weights import weights_problem
 
 
 def packaged_model_dir(spec: str) -> Path:
@@ -49,11 +54,11 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
     """Build a model folder into the cache once, atomically: one builder at a time, and what a killed
     build left behind (a hidden partial folder) is removed by the next one."""
     target = cache_path("models", name, model_spec(name).source, *_saved_by())
-    if (target / "config.json").exists():
+    if (target / "config.json").exists() and not damaged_build(target):
         return target
     quiet_transformers()
     with exclusive(target.parent, f"building {name}", wait=True, name=f".{target.name}.lock"):
-        if (target / "config.json").exists():  # built by another process while this one waited
+        if (target / "config.json").exists() and not damaged_build(target):  # built while this one waited
             return target
         for stale in target.parent.glob(f".{target.name}.build-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -66,6 +71,18 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def damaged_build(target: Path) -> bool:
+    """Whether a cached build's weights are damaged (said in one line: it is built again)."""
+    problem = weights_problem(target)
+    try:
+        json.loads((target / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        problem = problem or f"{target / 'config.json'}: not readable JSON"
+    if problem is not None:
+        print(f"note: damaged cache entry {problem}; building {target.name} again", file=sys.stderr)
+    return problem is not None
 
 
 def _saved_by() -> tuple[str, ...]:
@@ -101,13 +118,31 @@ def _save_dequantised(gguf: Path, out: Path) -> None:
     """Load a GGUF file with transformers (de-quantised to fp32) and save model and tokenizer to `out`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    print(f"converting {gguf.name} once into the cache", file=sys.stderr)
+    with _no_gguf_bar():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.config.quantization_config = None
     del model.config.quantization_config
     model.hf_quantizer = None
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+@contextlib.contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """Hide the bar transformers draws over a GGUF file's tensors (its own tqdm, not one of the logging bars
+    `quiet_transformers` turns off): commands and notebooks show their own progress, or none."""
+    module = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(module, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    module.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 def _build_tiny_random(out: Path) -> None:

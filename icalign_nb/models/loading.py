@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..errors import UserError, first_line
 from .builds import local_dir, quiet_transformers
 from .registry import model_spec
+from .weights import weights_problem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -125,9 +126,12 @@ def load_model(
     kwargs: dict = {"dtype": getattr(torch, resolve_dtype(dtype, device)), "attn_implementation": attention}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto" if device == "cuda" else device
+    problem = weights_problem(Path(where)) if Path(where).is_dir() else None
+    if problem is not None:
+        raise UserError(f"model '{name}' could not be loaded: {problem}")
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:
         raise UserError(f"model '{name}' could not be loaded from {where}: {first_line(exc)}") from None
     if not device.startswith("cuda"):
         model.to(device)

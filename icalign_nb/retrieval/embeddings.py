@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..cache import cache_key, cache_path
+from ..cache import cache_key, cache_path, damaged, load_arrays
 from ..files import atomic_write_bytes
 from .encoders import Encoder
 
@@ -30,9 +30,21 @@ class TextEmbeddingCache:
 
     def __post_init__(self) -> None:
         self.folder = cache_path("embeddings", self.encoder.key)
+        width = None
         for shard in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
-            with np.load(shard) as data:
-                self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+            data = load_arrays(shard, ("keys", "vectors"))
+            if data is None:
+                continue
+            keys, vectors = data["keys"], data["vectors"]
+            if (
+                vectors.ndim != 2
+                or len(keys) != len(vectors)
+                or vectors.shape[1] != (width or vectors.shape[1])
+            ):
+                damaged(shard, f"{len(keys)} keys, vectors of shape {vectors.shape}")
+                continue
+            width = vectors.shape[1]
+            self._vectors.update(zip(keys.tolist(), vectors, strict=True))
 
     def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Rows of embeddings for `texts`, encoding (and caching) only the ones not seen before."""

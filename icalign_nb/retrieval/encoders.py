@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import UserError, first_line
 from ..files import folder_fingerprint
 from ..models.builds import packaged_model_dir, quiet_transformers
+from ..models.weights import weights_problem
 
 if TYPE_CHECKING:
     import torch
@@ -58,10 +59,13 @@ class Encoder:
 
             quiet_transformers()
             where = resolve_encoder(self.name)
+            problem = weights_problem(Path(where)) if Path(where).is_dir() else None
+            if problem is not None:
+                raise UserError(f"encoder '{self.name}' could not be loaded: {problem}")
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(where)
                 self._model = AutoModel.from_pretrained(where).to(self.device).eval()
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RuntimeError, EOFError) as exc:
                 raise UserError(
                     f"encoder '{self.name}' could not be loaded from {where} ({first_line(exc)}); "
                     f"built-in names: {', '.join(ENCODER_ALIASES)}"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from ..cache import cache_path
+from ..cache import cache_path, damaged
 from ..errors import UserError
 from ..files import atomic_write_text, sha256_text
 from . import prompts
@@ -143,10 +143,15 @@ def demo_token_lengths(
     if use_cache and path.is_file():
         try:
             lengths = json.loads(path.read_bytes())
-        except ValueError:  # a damaged cache entry is computed again
+        except ValueError:
             lengths = None
-        if isinstance(lengths, list) and len(lengths) == pool.height:
+        if (
+            isinstance(lengths, list)
+            and len(lengths) == pool.height
+            and all(isinstance(n, int) for n in lengths)
+        ):
             return lengths
+        damaged(path, "not a list of the pool's demo lengths")  # computed again below
     texts = [prompts.demo_budget_text(p, r) for p, r in zip(pool["prompt"], pool["response"], strict=True)]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     if use_cache:

@@ -13,6 +13,7 @@ from ..analysis.agreement import agreement_on_release
 from ..analysis.length import answer_lengths, with_length_control
 from ..analysis.paper_table import paper_table, reported_table
 from ..analysis.winrates import Bootstrap, headline_numbers, paired_comparison, win_rates
+from ..checks import in_range
 from ..data.release import release_judgment_files, release_label, release_names, release_order
 from ..judging.run import JudgeRun
 from ..judging.spec import DEFAULT_JUDGE, parse_judge_spec
@@ -34,6 +35,10 @@ class ProxySetup:
     reference: str = "chatgpt"  # release answers a reference-guided judge measures closeness to
     judge: str = DEFAULT_JUDGE  # judge spec
     prompts: int = 300  # first N prompts of the 300 (fewer: faster, wider intervals)
+
+    def __post_init__(self) -> None:
+        in_range("proxy_prompts", self.prompts, at_least=1, whole=True)
+        parse_judge_spec(self.judge)
 
 
 def labelled(table: pl.DataFrame) -> pl.DataFrame:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import in_range
+from ..data.loaders import check_source
 from ..errors import UserError
 from ..files import sha256_text
-from ..generation.runs import RunSpec
+from ..generation.runs import RunSpec, check_spec
 from ..generation.types import BACKENDS, GenerationConfig
-from ..judging.spec import DEFAULT_JUDGE
-from ..models.registry import DEFAULT_MODEL, model_spec
-from ..retrieval.encoders import DEFAULT_ENCODER
+from ..judging.spec import DEFAULT_JUDGE, parse_judge_spec
+from ..models.registry import DEFAULT_MODEL, REGISTRY, model_spec
+from ..retrieval.encoders import DEFAULT_ENCODER, resolve_encoder
 from ..retrieval.presets import check_preset
 from ..retrieval.settings import RetrievalSettings
 
@@ -69,16 +70,35 @@ class Study:
     figures_dir: str = "../figures"  # where figures are written
 
     def __post_init__(self) -> None:
+        """Every setting checked now, before any work: names (presets, models, backend, judge, data,
+        encoder) and numbers, and each system as its run would check it."""
         for name in self.presets:
             check_preset(name)
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend '{self.backend}'; backends: {', '.join(BACKENDS)}")
-        model_spec(self.model)
-        if self.chat_model:
-            model_spec(self.chat_model)
+        if self.chat_model and not model_spec(self.chat_model).chat:
+            chats = ", ".join(name for name, spec in REGISTRY.items() if spec.chat)
+            raise UserError(
+                f"chat_model '{self.chat_model}' is not a registered chat model ({chats}): it would be "
+                "prompted without a chat template and shown as one"
+            )
         in_range("batch_size", self.batch_size, at_least=1, whole=True)
+        in_range("seed", self.seed, at_least=0, below=2**32, whole=True)  # also the maps' and bootstraps'
         self.generation()  # refuses a bad decoding setting now, before any work
         self.retrieval()
+        for system in self.systems():
+            check_spec(system.spec)
+        parse_judge_spec(self.judge)
+        check_source(self.pool, "pool")
+        check_source(self.eval, "eval set")
+        check_source(self.baseline, "baseline")
+        if self.reference and self.reference.startswith("eval:"):
+            check_source(self.reference.removeprefix("eval:"), "eval set")
+        elif self.reference:
+            check_source(self.reference, "baseline")
+        resolve_encoder(self.encoder)
+        if self.data_dir and not Path(self.data_dir).expanduser().is_dir():
+            raise UserError(f"data_dir {self.data_dir}: not a folder")
 
     @classmethod
     def from_notebook(cls, namespace: Mapping[str, Any]) -> Study:

@@ -173,7 +173,10 @@ def length_controlled_table(
     study: Study, systems: Sequence[System], verdicts: pl.DataFrame, boot: Bootstrap
 ) -> pl.DataFrame:
     """Each system's raw and length-controlled win rate (see `analysis.length`), side by side."""
-    lengths = {s.id: answer_lengths(s.run_dir, study.baseline, study.data_dir) for s in systems}
+    recorded = dict(verdicts.select("system", "baseline_sha256").unique("system").iter_rows())
+    lengths = {
+        s.id: answer_lengths(s.run_dir, study.baseline, study.data_dir, recorded.get(s.id)) for s in systems
+    }
     table = with_length_control(win_rates(verdicts, boot), verdicts, lengths, boot)
     return with_labels(table, systems).select(
         "system",

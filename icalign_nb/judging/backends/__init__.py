@@ -19,7 +19,7 @@ def make_judge(
     if spec.kind == "recorded":
         from .recorded import RecordedJudge
 
-        return RecordedJudge(spec)
+        return RecordedJudge(spec, data_dir)
     if spec.kind == "embedding":
         from .embedding import EmbeddingJudge
 
