@@ -48,6 +48,7 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
     win_s, net_s = w[idx].sum(1) / totals, (w[idx].sum(1) - lo[idx].sum(1)) / totals
     (win_low, win_high), (net_low, net_high) = (np.percentile(x, [tail, 100 - tail]) for x in (win_s, net_s))
     win, lose = w.sum() / n.sum(), lo.sum() / n.sum()
+    draw = (n.sum() - w.sum() - lo.sum()) / n.sum()  # from the counts: no rounding left where none drew
     return {
         "system_a": combined["system"][0],
         "system_b": Path(combined["baseline"][0].removeprefix(RUN_PREFIX)).name,  # the run recorded by path
@@ -55,7 +56,7 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
         "prompts": len(n),
         "n": int(n.sum()),
         "win": float(win),
-        "draw": float(1 - win - lose),
+        "draw": float(draw),
         "lose": float(lose),
         "win_ci_low": float(win_low),
         "win_ci_high": float(win_high),
