@@ -50,6 +50,7 @@ EXPECTED = {
     "03_generate": ["03_generation_summary"],
     "04_judge_and_winrate": [
         "04_winrate",
+        "04_head_to_head",
         "04_breakdown_demos_kept",
         "04_breakdown_similarity",
         "04_breakdown_length",
