@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from icalign_nb.cli import main
 
 
+def number(line: str, after: str) -> float:
+    """The number that follows `after` in a line (thousands separators allowed)."""
+    return float(re.search(re.escape(after) + r"\s*([\d,.]+)", line).group(1).replace(",", ""))
+
+
 @pytest.mark.slow
 def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFixture) -> None:
     args = ["bench", "generation", "--model", "tiny-random", "--limit", "2", "--max-new-tokens", "8"]
-    assert main([*args, "--batch-size", "2"]) == 0
+    assert main([*args, "--batch-size", "2", "--peer", "llama-cpp"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "2 queries x 5 samples" in out[0]  # --queries is --limit
+    assert "2 queries x 5 samples" in out[0]
     prefill = next(line for line in out if line.startswith("prefill: "))
     assert float(prefill.split()[1]) > 0 and "10 prompts" not in prefill  # 2 prompts, shared by 5 samples
     assert "(2 prompts" in prefill
@@ -21,6 +28,18 @@ def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFi
     assert 0 < per_row <= total and "at most 2)" in decode  # --batch-size caps the rows
     share = next(line for line in out if line.startswith("prefill share of the matmul peak: "))
     assert share.split(": ")[1].split("%")[0].isdigit() and "GFLOP/s" in share
+    assert number(next(line for line in out if "bandwidth" in line), "bandwidth:") > 0
+    matvec = next(line for line in out if line.startswith("matrix-vector: "))
+    assert "9 products" in matvec  # 2 layers x (q/k/v, o, gate/up, down) + the LM head
+    bound = next(line for line in out if line.startswith("bound: "))
+    ms = number(matvec, "take")
+    assert number(bound, "bound:") == pytest.approx(1e3 / ms, rel=0.02)
+    assert number(bound, "decode per row at") == pytest.approx(100 * per_row * ms / 1e3, abs=1)
+    memory = [line for line in out if line.startswith(("memory (", "memory: "))]
+    assert len(memory) == 2 and "peak" in memory[0] and "predicted" in memory[0]
+    assert 0.5 < number(memory[1], "peak / predicted") < 1.5
+    peer = next(line for line in out if line.startswith("peer llama.cpp"))
+    assert "not installed" in peer or "does not come from a GGUF file" in peer  # tiny-random has none
     assert any(line.startswith("reference-style") for line in out)
     assert any(line.startswith("package") for line in out)
     assert sum("decoded tokens per kept answer" in line for line in out) == 2

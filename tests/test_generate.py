@@ -166,9 +166,10 @@ def test_token_budget_limits_rows(tiny_tokenizer) -> None:
     from icalign_nb.models.loading import load_model
 
     model = load_model("tiny-random", device="cpu", dtype="float32")
-    longest = max(len(tiny_tokenizer(zero_shot_prompt(q))["input_ids"]) for q in QUERIES)
+    assert max(len(tiny_tokenizer(zero_shot_prompt(q))["input_ids"]) for q in QUERIES) <= 64
     config = GenerationConfig(max_new_tokens=10, samples=1)
-    tight = TransformersBackend("tiny-random", model=model, token_budget=2 * (longest + 10))
+    # each row: its prompt's block and a block for its 10 tokens (the budget counts 64-token blocks)
+    tight = TransformersBackend("tiny-random", model=model, token_budget=2 * 2 * 64 + 63)
     results = [r for b in tight.generate(requests(), config) for r in b]
     assert len(results) == len(QUERIES) and tight.stats.max_rows == 2
     alone = TransformersBackend("tiny-random", model=model, token_budget=1)  # one row at a time

@@ -1,5 +1,6 @@
 """`icalign bench retrieval` and `icalign bench generation`: the package's paths against
-reference-style ones, side by side in one process; the last line is `speedup: X.XXx`."""
+reference-style ones, side by side in one process; the last line is `speedup: X.XXx`. `icalign bench
+precision`: what bf16 and int8 weights change in logits and greedy answers, against float32."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .common import (
 
 
 def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    """Register `bench retrieval` and `bench generation`."""
+    """Register `bench retrieval`, `bench generation` and `bench precision`."""
     group = sub.add_parser("bench", help="benchmarks against a reference-style baseline")
     kinds = group.add_subparsers(dest="what", required=True)
 
@@ -30,7 +31,27 @@ def add_commands(sub: argparse._SubParsersAction, parent: argparse.ArgumentParse
     add_retrieval_options(p)
     add_generation_options(p)
     add_decoding_options(p, "package path: most rows decoded together")
+    p.add_argument(
+        "--peer",
+        choices=["llama-cpp"],
+        help="also time llama.cpp on the same GGUF at batch 1 (needs llama-cpp-python, built from source)",
+    )
     p.set_defaults(limit=4, max_new_tokens=512, func=cmd_generation)
+
+    p = kinds.add_parser(
+        "precision", parents=[parent], help="bf16, int8 and int4 logits and greedy answers against float32"
+    )
+    add_model_option(p)
+    add_retrieval_options(p)
+    add_generation_options(p)
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["bfloat16", "int8", "int4"],
+        choices=["bfloat16", "int8", "int4"],
+        help="dtypes to compare",
+    )
+    p.set_defaults(limit=8, samples=1, max_new_tokens=64, func=cmd_precision)
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
@@ -42,9 +63,19 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precision(args: argparse.Namespace) -> int:
+    """Compare dtypes' logits and greedy answers."""
+    from ..jobs.bench import bench_precision
+
+    bench_precision(run_spec(args), args.dtypes, args.data_dir)
+    return 0
+
+
 def cmd_generation(args: argparse.Namespace) -> int:
     """Time generation both ways."""
     from ..jobs.bench import bench_generation
 
-    bench_generation(run_spec(args), args.batch_size, args.data_dir, token_budget=args.batch_budget)
+    bench_generation(
+        run_spec(args), args.batch_size, args.data_dir, token_budget=args.batch_budget, peer=args.peer
+    )
     return 0

@@ -178,14 +178,16 @@ def add_decoding_options(p: argparse.ArgumentParser, batch_help: str) -> None:
         p,
         "--batch-budget",
         type=positive_int,
-        help="tokens a decoding batch may hold: prompt tokens + max_new_tokens per row (131072)",
+        help="tokens a decoding batch may hold: prompt tokens + max_new_tokens per row, in 64-token blocks; "
+        "the key/value cache is allocated from it (131072)",
     )
     add_option(
         p,
         "--dtype",
         choices=DTYPES,
         help="model dtype (auto: bf16 on CUDA cards of compute capability >= 8 and on CPUs with bf16 "
-        "instructions, else fp16 on CUDA, fp32 on CPU); recorded",
+        "instructions, else fp16 on CUDA, fp32 on CPU; int8, int4: quantised weights with auto activations, "
+        "CPU only, opt-in); recorded",
     )
 
 

@@ -2,15 +2,18 @@
 
 Rows run together in one batch. Each distinct prompt is prefilled once (batch 1, no padding) and
 its keys and values are shared by all its samples; a row that hits a stop string, eos or the cap
-leaves at once and its slot is refilled from the queue in the same step. How many rows run is set
-by a token budget (prompt tokens held plus `max_new_tokens` reserved per row), capped by
-`max_rows`. Every (seed, query, sample) draws from its own generator, one uniform per token, so a
-row's answer does not depend on what else is in the batch (exactly in float32; bfloat16 matmuls
-may round differently in another batch).
+leaves at once, its key/value blocks go back to the pool, and a queued row joins at the next step.
+How many rows run is set by a token budget, counted in the cache's 64-token blocks (each held
+prompt's blocks plus `max_new_tokens`' worth of blocks reserved per row), capped by `max_rows`;
+the key/value pool is allocated from the same budget (`kvcache.py`). Every (seed, query, sample)
+draws from its own generator, one uniform per token, so a row's answer does not depend on what else
+is in the batch (exactly in float32; bfloat16 matmuls may round differently in another batch). An
+optional callback sees each row's new token and text after every step and can stop the call.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -18,10 +21,19 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..retrieval.prompts import clean_answer
+from .streaming import CANCELLED, OnTokens, TextStream, TokenEvent
 from .types import GenerationConfig, Request, Result
 
 MAX_ROWS = 32  # default cap on rows decoded together
-TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256)
+TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256),
+# counted in whole 64-token blocks
+
+
+def blocks(tokens: int) -> int:
+    """Key/value blocks that hold `tokens` (the budget's unit)."""
+    from .kvcache import BLOCK
+
+    return -(-tokens // BLOCK)
 
 
 def finish_row(
@@ -79,7 +91,7 @@ class _Group:
 
     ids: list[int]
     waiting: deque[Request]
-    slot: int | None = None  # group slot while its keys and values are held
+    held: int | None = None  # its id in the key/value state while its keys and values are held
     logits: object = None  # the prompt's next-token logits, kept while samples wait
     live: int = 0  # rows running
 
@@ -92,21 +104,27 @@ class _Row:
     group: _Group
     generator: object
     started: float
+    held: int  # its id in the key/value state
     tokens: list[int] = field(default_factory=list)
     how: str = ""
+    stream: TextStream | None = None
 
 
 @dataclass
 class LoopStats:
-    """Where a `generate` call spent its time (read by the benchmark)."""
+    """Where a `generate` call spent its time and memory (read by the benchmark)."""
 
     prefills: int = 0
     prefill_tokens: int = 0
     prefill_seconds: float = 0.0
+    longest_prefill: int = 0
     steps: int = 0
     row_steps: int = 0  # tokens decoded by live rows
     decode_seconds: float = 0.0
     max_rows: int = 0
+    kv_pool_bytes: int = 0  # the key/value pool's size (allocated from the budget)
+    kv_peak_bytes: int = 0  # the most of it held at once
+    kv_peak_tokens: dict = field(default_factory=dict)  # per kind of layer (window or None)
 
 
 class TransformersBackend:
@@ -126,7 +144,9 @@ class TransformersBackend:
     ) -> None:
         from ..models.loading import load_model, load_tokenizer
         from ..models.tokens import prompt_bos
-        from .attention import NAME, register
+        from .attention import NAME, probe_layers, register
+        from .decoder import LeanDecoder
+        from .quantize import QUANTISED, quantise, quantised_kind
 
         if batch_size is not None and batch_size < 1:
             raise UserError(f"batch size must be >= 1 (got {batch_size})")
@@ -138,15 +158,24 @@ class TransformersBackend:
         self.token_budget = token_budget
         self.tokenizer = tokenizer or load_tokenizer(model_name)
         self.model = model or load_model(model_name, device=device, dtype=dtype, attention=NAME)
+        if dtype in QUANTISED and quantised_kind(self.model) is None:
+            if self.model.device.type != "cpu":
+                raise UserError(f"--dtype {dtype} runs on the CPU only (torch's weight-only {dtype} kernels)")
+            quantise(self.model, dtype)
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
+        self.layers = probe_layers(self.model)  # refuses what the loop does not implement
+        self.decoder = LeanDecoder.build(self.model)  # decode steps without per-module overhead, if it can
         self.bos = prompt_bos(model_name, self.tokenizer)
         self.stats = LoopStats()
 
     @property
     def dtype(self) -> str:
-        """The model's dtype name (`bfloat16`, `float32`)."""
-        return str(self.model.dtype).removeprefix("torch.")
+        """The dtype the model runs in, as recorded: `bfloat16`, `float32`, ..., or `int8`/`int4` (quantised
+        weights)."""
+        from .quantize import quantised_kind
+
+        return quantised_kind(self.model) or str(self.model.dtype).removeprefix("torch.")
 
     def encode(self, prompt: str) -> list[int]:
         """A prompt's token ids as this model sees them (BOS by the model's rule)."""
@@ -154,10 +183,20 @@ class TransformersBackend:
 
         return encode_prompts(self.tokenizer, [prompt], self.bos)[0]
 
-    def generate(self, requests: Sequence[Request], config: GenerationConfig) -> Iterator[list[Result]]:
-        """Yield the rows that finished at each step (every request exactly once)."""
+    def generate(
+        self,
+        requests: Sequence[Request],
+        config: GenerationConfig,
+        on_tokens: OnTokens | None = None,
+        ignore_eos: bool = False,
+    ) -> Iterator[list[Result]]:
+        """Yield the rows that finished at each step (every request exactly once). `on_tokens`, if
+        given, receives after each step one `TokenEvent` per row that drew a token (new text: whole
+        characters, never a stop string); returning False from it ends every row at once, running
+        and queued, as `cancelled`. `ignore_eos`: an end-of-sequence token ends nothing (benchmarks
+        that need a length)."""
         self.stats = LoopStats()
-        yield from _Loop(self, config).run(requests)
+        yield from _Loop(self, config, on_tokens, ignore_eos).run(requests)
 
     def generate_batch(self, batch: Sequence[Request], config: GenerationConfig) -> list[Result]:
         """All results of `batch` at once, in request order."""
@@ -176,33 +215,68 @@ class TransformersBackend:
 class _Loop:
     """One `generate` call: admission by budget, prefills, decode steps, finishing rows."""
 
-    def __init__(self, backend: TransformersBackend, config: GenerationConfig) -> None:
-        self.backend, self.config = backend, config
+    def __init__(
+        self,
+        backend: TransformersBackend,
+        config: GenerationConfig,
+        on_tokens: OnTokens | None,
+        ignore_eos: bool,
+    ) -> None:
+        self.backend, self.config, self.on_tokens = backend, config, on_tokens
         self.model, self.tokenizer = backend.model, backend.tokenizer
         self.sampler = Sampler(config)
-        self.eos = backend.eos_ids()
+        self.eos = set() if ignore_eos else backend.eos_ids()
         self.stats = backend.stats
         self.windows: dict[tuple[str, ...], int] = {}
-        self.rows: list[_Row | None] = []
-        self.groups: list[_Group | None] = []
+        self.rows: list[_Row] = []  # running, in the order they joined
+        self.events: list[TokenEvent] = []
         self.state = None
+        self.budget_blocks = 0  # the token budget in blocks, as the pool allows
 
     def run(self, requests: Sequence[Request]) -> Iterator[list[Result]]:
         """The decode loop."""
         import torch
 
-        from .attention import KVState
+        from .kvcache import BLOCK, KVState, capacities, fit_devices, layer_dims
+        from .memory import prefill_activation_bytes
 
         queue = self._groups(requests)
         if not queue:
             return
-        width = max(len(g.ids) for g in queue)
-        self.state = KVState(self.model, 0, 0, width, device=self.model.device)
-        while queue or any(self.rows):
-            with torch.inference_mode():
-                finished = self._advance(queue)
-            if finished:
-                yield finished
+        backend = self.backend
+        layers = backend.layers
+        capacity = capacities(
+            layers,
+            backend.token_budget,
+            backend.max_rows,
+            self.config.max_new_tokens,
+            [len(g.ids) for g in queue],
+            len(requests),
+        )
+        text_config = self.model.config.get_text_config()
+        heads, kv_heads, head_dim = layer_dims(text_config)
+        longest = max(len(g.ids) for g in queue)
+        reserve = 2 * prefill_activation_bytes(text_config, longest, self.model.dtype) + 2**30
+        fitted = fit_devices(capacity, layers, kv_heads, head_dim, self.model.dtype, reserve)
+        if fitted != capacity:
+            print(
+                f"note: the key/value pool holds {BLOCK * min(fitted.values()):,} tokens, cut from "
+                f"{BLOCK * min(capacity.values()):,} to fit the GPU's free memory; fewer rows run together",
+                file=sys.stderr,
+            )
+        self.budget_blocks = min(backend.token_budget // BLOCK, fitted.get(None, min(fitted.values())))
+        self.state = KVState(layers, heads, kv_heads, head_dim, self.model.dtype, fitted)
+        self.stats.kv_pool_bytes = sum(k.numel() * k.element_size() * 2 for k in self.state.keys)
+        try:
+            while queue or self.rows:
+                with torch.inference_mode():
+                    finished = self._advance(queue)
+                if finished:
+                    yield finished
+        finally:
+            self.stats.kv_peak_bytes = self.state.peak_bytes()
+            self.stats.kv_peak_tokens = {w: k.peak * self.state.block for w, k in self.state.kinds.items()}
+            self.state = None  # the pool goes with the call
 
     def _advance(self, queue: deque[_Group]) -> list[Result]:
         """Admit what fits, then one decode step of every running row; the rows that finished."""
@@ -210,32 +284,33 @@ class _Loop:
 
         finished: list[Result] = []
         self._admit(queue, finished)
-        live = [i for i, r in enumerate(self.rows) if r is not None]
-        if live and len(live) <= 0.75 * len(self.rows):
-            self._compact(live)
-            live = list(range(len(live)))
-        if not live:
-            return finished
-        start = time.perf_counter()
-        self.state.begin_step(live)
-        device = self.model.device
-        tokens = torch.tensor([r.tokens[-1] if r else 0 for r in self.rows], device=device)
-        out = self.model(
-            input_ids=tokens[:, None],
-            position_ids=self.state.positions().to(device),
-            kv_state=self.state,
-            use_cache=False,
-        )
-        self.state.end_step(live)
-        picked = self.sampler.pick(out.logits[live, -1].float(), [self.rows[i].generator for i in live])
-        for slot, token in zip(live, picked, strict=True):
-            if self._record(self.rows[slot], token):
-                finished.append(self._finish(slot))
-        stats = self.stats
-        stats.steps += 1
-        stats.row_steps += len(live)
-        stats.max_rows = max(stats.max_rows, len(live))
-        stats.decode_seconds += time.perf_counter() - start
+        live = list(self.rows)
+        if live:
+            start = time.perf_counter()
+            state = self.state
+            held = [r.held for r in live]
+            state.begin_step(held)
+            device = self.model.device
+            tokens = torch.tensor([[r.tokens[-1]] for r in live], device=device)
+            positions = state.positions(held).to(device)
+            if self.backend.decoder is not None:
+                logits = self.backend.decoder(tokens, positions, state).float()
+            else:
+                out = self.model(input_ids=tokens, position_ids=positions, kv_state=state, use_cache=False)
+                logits = out.logits[:, -1].float()
+            state.end_step()
+            picked = self.sampler.pick(logits, [r.generator for r in live])
+            for i, (row, token) in enumerate(zip(live, picked, strict=True)):
+                self._take(row, token, logits[i], finished)
+            stats = self.stats
+            stats.steps += 1
+            stats.row_steps += len(live)
+            stats.max_rows = max(stats.max_rows, len(live))
+            stats.decode_seconds += time.perf_counter() - start
+        if self.events:
+            events, self.events = self.events, []
+            if self.on_tokens(events) is False:
+                finished += self._cancel(queue)
         return finished
 
     def _groups(self, requests: Sequence[Request]) -> deque[_Group]:
@@ -250,35 +325,41 @@ class _Loop:
         return deque(by_ids.values())
 
     def _used(self) -> int:
-        """Tokens the running batch holds against the budget."""
-        held = sum(len(g.ids) for g in self.groups if g is not None)
-        rows = sum(r is not None for r in self.rows)
-        return held + rows * self.config.max_new_tokens
+        """Blocks the running batch holds against the budget: its prompts', and each row's reserve."""
+        held = sum(blocks(len(g.ids)) for g in {id(r.group): r.group for r in self.rows}.values())
+        return held + len(self.rows) * blocks(self.config.max_new_tokens)
 
     def _admit(self, queue: deque[_Group], finished: list[Result]) -> None:
         """Start queued rows while the budget and the row cap allow (at least one if nothing runs)."""
-        reserve = self.config.max_new_tokens
+        reserve = blocks(self.config.max_new_tokens)
         while queue:
             group = queue[0]
-            running = sum(r is not None for r in self.rows)
-            room = self.backend.token_budget - self._used() - (len(group.ids) if group.slot is None else 0)
+            running = len(self.rows)
+            room = self.budget_blocks - self._used() - (blocks(len(group.ids)) if group.live == 0 else 0)
             k = min(len(group.waiting), self.backend.max_rows - running, room // reserve)
             if k <= 0:
-                if running or group.live:
+                if running:
                     return
-                k = 1  # nothing runs: one row, whatever the budget
-            if group.slot is None:
+                k = 1  # nothing runs: one row, whatever the budget (if its keys and values fit at all)
+                pool = self.state.smallest_pool()
+                if group.live == 0 and blocks(len(group.ids)) + reserve > pool:
+                    raise UserError(
+                        f"a prompt of {len(group.ids):,} tokens and {self.config.max_new_tokens:,} new ones "
+                        f"do not fit the key/value pool ({self.state.block * pool:,} tokens)"
+                    )
+            if group.held is None:
                 self._prefill(group)
-            free = self._free_rows(k)
-            for slot in free:
+            for _ in range(k):
                 req = group.waiting.popleft()
-                row = _Row(req, group, self._generator(req.seed), time.perf_counter())
-                self.rows[slot] = row
-                self.state.place_row(slot, group.slot)
+                row = _Row(
+                    req, group, self._generator(req.seed), time.perf_counter(), self.state.add_row(group.held)
+                )
+                if self.on_tokens is not None:
+                    row.stream = TextStream(req.stop)
+                self.rows.append(row)
                 group.live += 1
                 token = self.sampler.pick(group.logits[None], [row.generator])[0]
-                if self._record(row, token):
-                    finished.append(self._finish(slot))
+                self._take(row, token, group.logits, finished)
             if not group.waiting:
                 group.logits = None
                 queue.popleft()
@@ -291,37 +372,38 @@ class _Loop:
         return torch.Generator().manual_seed(seed)
 
     def _prefill(self, group: _Group) -> None:
-        """Encode a prompt once into a group slot; keep its next-token logits for its samples."""
+        """Encode a prompt once into its key/value blocks; keep its next-token logits for its samples."""
         import torch
 
         start = time.perf_counter()
-        free = [i for i, g in enumerate(self.groups) if g is None]
-        if not free:
-            self.state.add_slots(groups=1)
-            self.groups.append(None)
-            free = [len(self.groups) - 1]
-        group.slot = free[0]
-        self.groups[group.slot] = group
-        self.state.begin_prefill(group.slot, len(group.ids))
+        group.held = self.state.add_prompt(len(group.ids))
+        self.state.begin_prefill(group.held)
         try:
             ids = torch.tensor([group.ids], device=self.model.device)
             out = self.model(input_ids=ids, kv_state=self.state, use_cache=False, logits_to_keep=1)
         finally:
             self.state.end_prefill()
         group.logits = out.logits[0, -1].float()
-        self.stats.prefills += 1
-        self.stats.prefill_tokens += len(group.ids)
-        self.stats.prefill_seconds += time.perf_counter() - start
+        stats = self.stats
+        stats.prefills += 1
+        stats.prefill_tokens += len(group.ids)
+        stats.longest_prefill = max(stats.longest_prefill, len(group.ids))
+        stats.prefill_seconds += time.perf_counter() - start
 
-    def _free_rows(self, k: int) -> list[int]:
-        """`k` empty row slots (the batch grows by the shortfall)."""
-        free = [i for i, r in enumerate(self.rows) if r is None][:k]
-        if len(free) < k:
-            grow = k - len(free)
-            self.state.add_slots(rows=grow)
-            free += range(len(self.rows), len(self.rows) + grow)
-            self.rows.extend([None] * grow)
-        return free
+    def _take(self, row: _Row, token: int, logits: object, finished: list[Result]) -> None:
+        """Record a drawn token; a row that ended leaves at once; the callback hears of both."""
+        done = self._record(row, token)
+        result = self._finish(row) if done else None
+        if result is not None:
+            finished.append(result)
+        if row.stream is not None:
+            text = row.stream.piece(self._text(row), final=done)
+            self.events.append(TokenEvent(row.request, token, text, logits, result))
+
+    def _text(self, row: _Row) -> str:
+        """A row's decoded text so far (up to its eos)."""
+        ids = row.tokens[:-1] if row.tokens and row.tokens[-1] in self.eos else row.tokens
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _record(self, row: _Row, token: int) -> bool:
         """Append a token; True when the row is done (eos, a stop string, or the cap)."""
@@ -345,30 +427,39 @@ class _Loop:
         tail = self.tokenizer.decode(row.tokens[-self.windows[stops] :])
         return any(s in tail for s in stops)
 
-    def _finish(self, slot: int) -> Result:
-        """The finished row's result; its slot is free at once."""
-        row = self.rows[slot]
-        self.rows[slot] = None
-        self.state.free_row(slot)
+    def _finish(self, row: _Row, how: str | None = None) -> Result:
+        """The finished row's result; its key/value blocks are free at once."""
+        self.rows.remove(row)
+        self.state.drop_row(row.held)
         group = row.group
         group.live -= 1
         if group.live == 0 and not group.waiting:
             self._release(group)
-        answer, n_new, how = finish_row(row.tokens, self.tokenizer, row.request.stop, self.eos, None)
+        answer, n_new, ended = finish_row(row.tokens, self.tokenizer, row.request.stop, self.eos, None)
         seconds = time.perf_counter() - row.started
-        return Result(row.request, answer, len(group.ids), n_new, how, seconds)
+        return Result(row.request, answer, len(group.ids), n_new, how or ended, seconds)
+
+    def _cancel(self, queue: deque[_Group]) -> list[Result]:
+        """The callback said stop: every running row ends as it is, every queued one with no answer."""
+        results = []
+        for row in list(self.rows):
+            results.append(self._finish(row, CANCELLED))
+            if row.stream is not None:
+                self.events.append(
+                    TokenEvent(row.request, None, row.stream.piece(self._text(row), True), None, results[-1])
+                )
+        if self.events:
+            events, self.events = self.events, []
+            self.on_tokens(events)  # the rows' ends (what it returns no longer matters)
+        for group in queue:
+            results += [Result(req, "", len(group.ids), 0, CANCELLED, 0.0) for req in group.waiting]
+            group.waiting.clear()
+            self._release(group)
+        queue.clear()
+        return results
 
     def _release(self, group: _Group) -> None:
-        """A group with no rows left frees its slot."""
-        if group.slot is not None:
-            self.groups[group.slot] = None
-            group.slot = None
-
-    def _compact(self, live: list[int]) -> None:
-        """Drop empty row and group slots from the batch (rows and prompts move to the front)."""
-        groups = [i for i, g in enumerate(self.groups) if g is not None]
-        self.state.compact(live, groups)
-        self.rows = [self.rows[i] for i in live]
-        self.groups = [self.groups[i] for i in groups]
-        for new, group in enumerate(self.groups):
-            group.slot = new
+        """A group with no rows left frees its blocks."""
+        if group.held is not None:
+            self.state.drop_prompt(group.held)
+            group.held = None

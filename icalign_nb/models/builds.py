@@ -103,6 +103,14 @@ def _convert_gguf(source: str, out: Path) -> None:
         _save_dequantised(packaged_model_dir(source), out)
 
 
+def gguf_file(name: str, into: Path) -> Path | None:
+    """The GGUF file a registered model comes from (assembled into `into` if need be), or None."""
+    source = model_spec(name).source
+    if source.startswith("assemble:"):
+        return _assembled_gguf(source.removeprefix("assemble:"), into)
+    return packaged_model_dir(source) if source.startswith("package:") else None
+
+
 def _assembled_gguf(module: str, into: Path) -> Path:
     """The GGUF file a chunked model package assembles (checked against its sha256) into a folder."""
     if importlib.util.find_spec(module) is None:

@@ -13,7 +13,14 @@ from .weights import weights_problem
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+DTYPES = (
+    "auto",
+    "bfloat16",
+    "float16",
+    "float32",
+    "int8",
+    "int4",
+)  # int8/int4: weight-only, CPU, transformers
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -123,7 +130,8 @@ def load_model(
     quiet_transformers()
     where = local_dir(name)
     device = pick_device(device)
-    kwargs: dict = {"dtype": getattr(torch, resolve_dtype(dtype, device)), "attn_implementation": attention}
+    compute = resolve_dtype("auto" if dtype in ("int8", "int4") else dtype, device)  # quantised later
+    kwargs: dict = {"dtype": getattr(torch, compute), "attn_implementation": attention}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto" if device == "cuda" else device
     problem = weights_problem(Path(where)) if Path(where).is_dir() else None

@@ -1,0 +1,193 @@
+"""The engine's attention against torch's reference (`scaled_dot_product_attention`), in float32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from icalign_nb.generation import attention as att
+from icalign_nb.generation.kvcache import KVState, LayerInfo
+
+TOL = 1e-5
+
+
+def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos, k_pos, window=None) -> torch.Tensor:
+    """SDPA over explicit positions: [B, H, q, D] queries against [B, Hkv, k, D] keys -> [B, q, H, D]."""
+    q_pos, k_pos = torch.as_tensor(q_pos), torch.as_tensor(k_pos)
+    allowed = k_pos[None, :] <= q_pos[:, None]
+    if window is not None:
+        allowed &= k_pos[None, :] > q_pos[:, None] - window
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+    return out.transpose(1, 2)
+
+
+def qkv(batch: int, heads: int, kv_heads: int, length: int, dim: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, length, dim, generator=gen)
+    k = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    v = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    return q, k, v
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim", "length", "window"),
+    [
+        (4, 1, 16, 300, None),
+        (4, 2, 8, 300, 16),
+        (6, 3, 64, 129, 128),
+        (2, 2, 32, 257, 1),
+        (8, 2, 256, 600, 512),
+    ],
+)
+def test_causal_prefill_equals_sdpa(heads, kv_heads, dim, length, window) -> None:
+    """Blocked causal prefill (several query blocks), grouped heads, windows shorter than the prompt."""
+    q, k, v = qkv(2, heads, kv_heads, length, dim)
+    scale = dim**-0.5
+    got = att.causal_attention(q, k, v, scale, window)
+    pos = torch.arange(length)
+    torch.testing.assert_close(got, reference(q, k, v, pos, pos, window), atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_one_step_with_a_padding_mask_equals_sdpa(window) -> None:
+    """A one-token step of a left-padded batch (what `model.generate` sends): padding never seen."""
+    heads, kv_heads, dim, length = 4, 2, 16, 20
+    q, k, v = qkv(3, heads, kv_heads, length, dim, seed=1)
+    q = q[:, :, -1:]
+    pads = [0, 3, 11]
+    allowed = torch.ones(3, 1, 1, length, dtype=torch.bool)
+    for b, p in enumerate(pads):
+        allowed[b, ..., :p] = False
+        if window:
+            allowed[b, ..., : length - window] = False
+    got = att.one_step_attention(q, k, v, allowed, dim**-0.5)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True).transpose(1, 2)
+    torch.testing.assert_close(got, want, atol=TOL, rtol=TOL)
+    additive = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+    torch.testing.assert_close(att.one_step_attention(q, k, v, additive, dim**-0.5), want, atol=TOL, rtol=TOL)
+
+
+def test_one_step_softcap_equals_the_eager_formula() -> None:
+    heads, kv_heads, dim, length, cap = 4, 2, 16, 12, 5.0
+    q, k, v = qkv(1, heads, kv_heads, length, dim, seed=2)
+    q = q[:, :, -1:] * 10
+    scores = torch.matmul(q, k.repeat_interleave(2, 1).transpose(-1, -2)) * dim**-0.5
+    probs = torch.softmax(torch.tanh(scores / cap) * cap, dim=-1)
+    want = torch.matmul(probs, v.repeat_interleave(2, 1)).transpose(1, 2)
+    torch.testing.assert_close(
+        att.one_step_attention(q, k, v, None, dim**-0.5, cap), want, atol=TOL, rtol=TOL
+    )
+
+
+class Driver:
+    """Runs a KVState the way the backend does, keeping every key and value for the reference."""
+
+    def __init__(
+        self, layers: list[int | None], heads: int = 4, kv_heads: int = 2, dim: int = 16, blocks: int = 64
+    ) -> None:
+        self.layers, self.heads, self.kv_heads, self.dim = layers, heads, kv_heads, dim
+        info = [LayerInfo(w, torch.device("cpu")) for w in layers]
+        self.state = KVState(
+            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8
+        )
+        self.prompt_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # group -> per layer
+        self.row_kv: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}  # row -> per layer
+        self.gen = torch.Generator().manual_seed(7)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.gen)
+
+    def prefill(self, length: int) -> int:
+        """Encode a prompt (checking each layer's output against SDPA); its group."""
+        state = self.state
+        group = state.add_prompt(length)
+        state.begin_prefill(group)
+        self.prompt_kv[group] = []
+        pos = torch.arange(length)
+        for layer, window in enumerate(self.layers):
+            q = self.rand(1, self.heads, length, self.dim)
+            k, v = (
+                self.rand(1, self.kv_heads, length, self.dim),
+                self.rand(1, self.kv_heads, length, self.dim),
+            )
+            got = state.attend(layer, q, k, v, self.dim**-0.5)
+            torch.testing.assert_close(got, reference(q, k, v, pos, pos, window), atol=TOL, rtol=TOL)
+            self.prompt_kv[group].append((k[0], v[0]))
+        state.end_prefill()
+        return group
+
+    def place(self, group: int) -> int:
+        row = self.state.add_row(group)
+        self.row_kv[row] = [[] for _ in self.layers]
+        return row
+
+    def free(self, row: int) -> None:
+        self.state.drop_row(row)
+        del self.row_kv[row]
+
+    def step(self, order: list[int] | None = None) -> float:
+        """One decode step of every live row; the largest difference from SDPA over all layers."""
+        state = self.state
+        live = order or sorted(self.row_kv)
+        state.begin_step(live)
+        positions = state.positions(live)[:, 0]
+        worst = 0.0
+        n = len(live)
+        for layer, window in enumerate(self.layers):
+            q = self.rand(n, self.heads, 1, self.dim)
+            k, v = self.rand(n, self.kv_heads, 1, self.dim), self.rand(n, self.kv_heads, 1, self.dim)
+            got = state.attend(layer, q, k, v, self.dim**-0.5)
+            for i, r in enumerate(live):
+                pk, pv = self.prompt_kv[state.row_group[r]][layer]
+                self.row_kv[r][layer].append((k[i, :, 0], v[i, :, 0]))
+                gk = torch.stack([x for x, _ in self.row_kv[r][layer]], 1)
+                gv = torch.stack([x for _, x in self.row_kv[r][layer]], 1)
+                keys, values = torch.cat([pk, gk], 1)[None], torch.cat([pv, gv], 1)[None]
+                length = keys.shape[2]
+                assert int(positions[i]) == length - 1
+                want = reference(q[i : i + 1], keys, values, [length - 1], torch.arange(length), window)
+                worst = max(worst, float((got[i : i + 1] - want).abs().max()))
+        state.end_step()
+        return worst
+
+
+@pytest.mark.parametrize("dense", [0, 1000], ids=["per block", "whole range"])
+@pytest.mark.parametrize("layers", [[None, None], [4, None, 4], [None, 20]])
+def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
+    layers, dense, monkeypatch
+) -> None:
+    """Prompts of different lengths (longer and shorter than the windows, several blocks of 8), several
+    samples per prompt, rows leaving and joining at different steps (their blocks reused), rows in any
+    order: every row's output equals SDPA over its own prompt + generated keys, at every step and layer,
+    whether a step reads each block against the queries it serves or the whole range per row."""
+    import icalign_nb.generation.kvcache as kvcache
+
+    monkeypatch.setattr(kvcache, "DENSE_QUERIES", dense)
+    d = Driver(layers)
+    groups = [d.prefill(n) for n in (37, 3, 12)]
+    rows = [d.place(groups[g]) for g in (0, 0, 0, 1, 2, 2)]  # 3 samples of prompt 0, 1 of 1, 2 of 2
+    worst = 0.0
+    for step in range(40):
+        if step == 5:
+            d.free(rows[1])
+            d.free(rows[3])
+        if step == 9:
+            rows.append(d.place(groups[1]))  # a new sample of prompt 1 takes freed blocks
+        if step == 14:
+            d.free(rows[0])
+            d.free(rows[2])
+        if step == 20:
+            groups.append(d.prefill(50))
+            rows.append(d.place(groups[-1]))
+        order = sorted(d.row_kv, reverse=step % 2 == 1)
+        worst = max(worst, d.step(order))
+    assert worst < TOL
+    held = d.state.held_tokens()
+    d.free(rows[4])
+    d.free(rows[5])
+    for r in list(d.row_kv):
+        d.free(r)
+    for g in list(d.state.group_length):
+        d.state.drop_prompt(g)
+    assert all(k.held == 0 for k in d.state.kinds.values()) and all(v > 0 for v in held.values())
