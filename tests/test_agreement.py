@@ -79,3 +79,6 @@ def test_head_to_head_counts_both_orders_once_per_item() -> None:
     # items: (win, win) -> win; (lose, win) -> draw (the orders disagree); (win, win) -> win; draws -> draw
     assert (result["system_b"], result["n"], result["win"], result["lose"]) == ("b", 4, 0.5, 0.0)
     assert result["net"] == 0.5 and result["net_ci_low"] <= 0.5 <= result["net_ci_high"]
+    # shares from the counts: with no draw, the draw share is exactly 0 (30/44 + 14/44 is not 1 in floats)
+    no_draw = head_to_head(frame(["win"] * 30 + ["lose"] * 14, "j", baseline="run:b"), Bootstrap(n=20))
+    assert no_draw["draw"] == 0.0 and no_draw["win"] + no_draw["lose"] == pytest.approx(1.0)

@@ -88,7 +88,9 @@ class Driver:
     ) -> None:
         self.layers, self.heads, self.kv_heads, self.dim = layers, heads, kv_heads, dim
         info = [LayerInfo(w, torch.device("cpu")) for w in layers]
-        self.state = KVState(info, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8)
+        self.state = KVState(
+            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8
+        )
         self.prompt_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # group -> per layer
         self.row_kv: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}  # row -> per layer
         self.gen = torch.Generator().manual_seed(7)
@@ -150,11 +152,18 @@ class Driver:
         return worst
 
 
+@pytest.mark.parametrize("dense", [0, 1000], ids=["per block", "whole range"])
 @pytest.mark.parametrize("layers", [[None, None], [4, None, 4], [None, 20]])
-def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(layers) -> None:
+def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
+    layers, dense, monkeypatch
+) -> None:
     """Prompts of different lengths (longer and shorter than the windows, several blocks of 8), several
     samples per prompt, rows leaving and joining at different steps (their blocks reused), rows in any
-    order: every row's output equals SDPA over its own prompt + generated keys, at every step and layer."""
+    order: every row's output equals SDPA over its own prompt + generated keys, at every step and layer,
+    whether a step reads each block against the queries it serves or the whole range per row."""
+    import icalign_nb.generation.kvcache as kvcache
+
+    monkeypatch.setattr(kvcache, "DENSE_QUERIES", dense)
     d = Driver(layers)
     groups = [d.prefill(n) for n in (37, 3, 12)]
     rows = [d.place(groups[g]) for g in (0, 0, 0, 1, 2, 2)]  # 3 samples of prompt 0, 1 of 1, 2 of 2

@@ -10,15 +10,17 @@ answer cut mid-sentence at a quarter of its length (against the same answer whol
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from icalign_nb.judging.backends.fitted import FittedJudge, moved_by
+from icalign_nb.judging.backends.fitted import FittedJudge, moved_by, moved_in_words
 from icalign_nb.judging.comparisons import Comparison, Reply
 from icalign_nb.judging.degenerate import KINDS
+from icalign_nb.judging.features import IN_WORDS
 from icalign_nb.judging.fit import read_coefficients
-from icalign_nb.judging.spec import coefficients_path, parse_judge_spec
+from icalign_nb.judging.spec import coefficients_path, fitted_models, parse_judge_spec
 
 ISSUE_KINDS = ("looped", "echo", "empty", "off_topic", "run_on", "cut")  # `neighbour` is a fit-only kind
 
@@ -84,3 +86,31 @@ def test_swapping_the_answers_gives_exactly_one_minus_p() -> None:
         named = moved_by(replies[0].raw)
         assert len(named) == 3 and [n for n, _ in named] == [n for n, _ in moved_by(replies[1].raw)]
         assert moved_by("8 7\nAssistant 1 was better") == []
+
+
+def test_what_moved_a_verdict_is_said_of_the_first_answer_in_words() -> None:
+    """The three features a reply names read as what the first answer is next to the other ("longer",
+    "more repeated phrases"), each with its log-odds share toward the first answer: the same features
+    with opposite words and shares when the answers swap places."""
+    judge = FittedJudge(parse_judge_spec("fitted"))
+    models = fitted_models("shipped")
+    q = "How do I make my bread rise better?"
+    a = "Use fresh yeast, knead for ten minutes and let the dough rise somewhere warm for an hour."
+    b = "Bread is a food. Bread is a food. Bread is a food."
+    items = [Comparison("q", 0, o, q, a, b) for o in ("system_first", "baseline_first")]
+    replies: dict[int, Reply] = {}
+    judge.judge(items, replies.__setitem__)
+    first, second = (moved_in_words(replies[i].raw, models) for i in (0, 1))
+    assert len(first) == 3 and [s for _, s in first] == [-s for _, s in second]
+    for (words, _), (swapped, _) in zip(first, second, strict=True):
+        pair = next(pair for pair in IN_WORDS.values() if words in pair)
+        assert {words, swapped} == set(pair)  # the other answer's side of the same feature
+    assert "fewer repeated phrases" in dict(first) and dict(first)["fewer repeated phrases"] > 0
+    assert moved_in_words("8 7\nAssistant 1 was better", models) == []
+    # a refit whose two models weigh length in opposite directions cannot say "longer": it names the topic
+    flipped = replace(models.without_reference, coef=tuple(-c for c in models.without_reference.coef))
+    raw = "0.6 0.4\nP(Assistant 1 wins) ...; log-odds moved by log_words +0.50, reference_recall -0.20"
+    assert moved_in_words(raw, replace(models, without_reference=flipped)) == [
+        ("length", 0.5),
+        ("covers less of the reference", -0.2),
+    ]

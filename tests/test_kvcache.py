@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 
 def state(layers: list[int | None], blocks: int = 32, block: int = 8) -> KVState:
     info = [LayerInfo(w, CPU) for w in layers]
-    return KVState(info, 1, 4, torch.float32, dict.fromkeys(layers, blocks), block=block)
+    return KVState(info, 2, 1, 4, torch.float32, dict.fromkeys(layers, blocks), block=block)
 
 
 def test_a_finished_rows_blocks_are_reused_at_once() -> None:
@@ -127,6 +127,7 @@ def test_each_layer_keeps_its_cache_on_its_own_device() -> None:
     layers = [None, 8, None]
     kv = KVState(
         [LayerInfo(w, d) for w, d in zip(layers, devices, strict=True)],
+        4,
         2,
         16,
         torch.float32,

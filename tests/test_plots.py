@@ -163,3 +163,31 @@ def test_bars_draw_the_tables_own_numbers_under_their_labels(tmp_path) -> None:
     )
     assert [t.get_text() for t in ids_only.axes[0].get_yticklabels()] == ["paper", "random"]
     plt.close(ids_only)
+
+
+def test_head_to_head_draws_each_pairs_shares_and_net_preference(tmp_path) -> None:
+    table = pl.DataFrame(
+        {
+            "label_a": ["in-context (retrieved demos)", "instruction-tuned chat model (zero-shot)"],
+            "label_b": ["zero-shot (direct prompt)", "in-context (retrieved demos)"],
+            "n": [44, 44],
+            "win": [0.5, 0.25],
+            "draw": [0.2, 0.05],
+            "lose": [0.3, 0.7],
+            "win_ci_low": [0.35, 0.1],
+            "win_ci_high": [0.65, 0.4],
+            "net": [0.2, -0.45],
+            "net_ci_low": [-0.1, -0.7],
+            "net_ci_high": [0.45, -0.2],
+        }
+    )
+    fig = result_plots.plot_head_to_head(table, "Head to head", "a subtitle")
+    shares, net = fig.axes[:2]
+    widths = sorted(round(p.get_width(), 6) for p in shares.patches)
+    assert widths == [5, 20, 25, 30, 50, 70]  # win, draw and lose of both pairs, as given (%)
+    assert sorted(round(p.get_width(), 6) for p in net.patches) == [-45, 20]
+    labels = [t.get_text() for t in shares.get_yticklabels()]
+    assert labels[0] == "in-context (retrieved demos)\nagainst zero-shot (direct prompt)"
+    texts = [t.get_text() for t in net.texts]
+    assert texts == ["+20 [-10, +45]", "-45 [-70, -20]"]
+    _check_saved(fig, tmp_path, "head_to_head")

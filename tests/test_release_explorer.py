@@ -372,3 +372,18 @@ def test_the_widget_follows_the_search_the_prompt_and_the_sample(release: Path) 
     assert shown.value != before and "each system&#x27;s sample 3 of 5" in shown.value
     search.value = ""
     assert len(picker.options) == 300 and picker.value == "lima-003"
+
+
+@pytest.mark.slow  # the fitted judge loads its sentence encoder on a cache miss
+def test_the_fitted_judges_offline_verdicts_say_what_moved_them(release: Path) -> None:
+    """With the fitted judge (the default), each offline verdict names the three features that moved it,
+    said of the system's answer (Assistant 1, as GPT-4 saw it), each with its log-odds share."""
+    data = explore(release, Study(), prompts=2)
+    assert data.offline_judge is not None and "fitted" in data.offline_judge
+    moved = data.offline_reasons[(ZERO, "lima-000")]
+    assert sorted(moved) == sorted(data.offline[(ZERO, "lima-000")]) and all(
+        len(r) == 3 for r in moved.values()
+    )
+    words, share = moved[0][0]
+    page = ReleaseExplorer(data).prompt_html("lima-000", 0)
+    assert html.escape(f"{words} ({share:+.1f})") in page and "the three features that moved it most" in page

@@ -104,8 +104,8 @@ def agreement_on_labelled(
     boot: Bootstrap | None = None,
     say: Callable[[str], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A judge on labelled comparisons: (its verdicts, its agreement with the labels per system and
-    baseline). The judge's replies are cached like any other."""
+    """A judge on labelled comparisons: (its verdicts with its raw replies, its agreement with the labels
+    per system and baseline). The judge's replies are cached like any other."""
     backend = judge.backend()
     cache = JudgmentCache(judge.judge.key)
     verdicts, rows = [], []

@@ -48,6 +48,7 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
     win_s, net_s = w[idx].sum(1) / totals, (w[idx].sum(1) - lo[idx].sum(1)) / totals
     (win_low, win_high), (net_low, net_high) = (np.percentile(x, [tail, 100 - tail]) for x in (win_s, net_s))
     win, lose = w.sum() / n.sum(), lo.sum() / n.sum()
+    draw = (n.sum() - w.sum() - lo.sum()) / n.sum()  # from the counts: no rounding left where none drew
     return {
         "system_a": combined["system"][0],
         "system_b": Path(combined["baseline"][0].removeprefix(RUN_PREFIX)).name,  # the run recorded by path
@@ -55,7 +56,7 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
         "prompts": len(n),
         "n": int(n.sum()),
         "win": float(win),
-        "draw": float(1 - win - lose),
+        "draw": float(draw),
         "lose": float(lose),
         "win_ci_low": float(win_low),
         "win_ci_high": float(win_high),
@@ -66,10 +67,13 @@ def head_to_head(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict:
 
 
 def judge_head_to_head(
-    run_a: Path, run_b: Path, judge: JudgeSpec, data_dir: str | None = None
+    run_a: Path, run_b: Path, judge: JudgeSpec, data_dir: str | None = None, reference: str | None = None
 ) -> pl.DataFrame:
-    """Judge run A's answers against run B's (both orders) into A's `judgments.vs-<B>.jsonl`; its verdicts."""
-    run = JudgeRun(Path(run_a), RUN_PREFIX + str(run_b), judge, swap=True, data_dir=data_dir)
+    """Judge run A's answers against run B's (both orders) into A's `judgments.vs-<B>.jsonl`; its verdicts.
+    `reference`: the reference answers of a judge that reads them (default: A's eval set's own)."""
+    run = JudgeRun(
+        Path(run_a), RUN_PREFIX + str(run_b), judge, swap=True, reference=reference, data_dir=data_dir
+    )
     summary = run_judge(run)
     return load_judgments_file(summary.out, Path(run_a).name)
 

@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (which cost nothing measurable on a quiet machine). A default only, set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    before = os.environ.get(CACHE_ENV)
     if getattr(args, "cache_dir", None):
         os.environ[CACHE_ENV] = str(os.path.abspath(os.path.expanduser(args.cache_dir)))
     try:
@@ -52,3 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "icalign: interrupted (finished work is kept; re-run the same command to resume)", file=sys.stderr
         )
         return 130
+    finally:  # --cache-dir is this call's setting, not the calling process's (a notebook, a test)
+        if before is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = before

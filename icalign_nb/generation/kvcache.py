@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 import torch
 
 BLOCK = 64  # tokens per block
+# queries per kv head (rows x heads sharing it) up to which a step reads the pool as one product per
+# head: a bf16 matrix product stays bound by memory, not arithmetic, up to about this many rows here
+DENSE_QUERIES = 32
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class KVState:
     def __init__(
         self,
         layers: Sequence[LayerInfo],
+        heads: int,
         kv_heads: int,
         head_dim: int,
         dtype: torch.dtype,
@@ -129,12 +133,14 @@ class KVState:
         block: int = BLOCK,
     ) -> None:
         self.layers, self.kv_heads, self.head_dim, self.block = list(layers), kv_heads, head_dim, block
+        self.group_size = heads // kv_heads  # query heads per kv head
         self.windows = [layer.window for layer in self.layers]
         self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
-        shape = (kv_heads, block, head_dim)
-        # empty, not zeros: pages are touched only as blocks are used (each block is zeroed when taken)
+        # [kv_heads, blocks, block, head_dim]: a head's blocks are one matrix. Empty, not zeros: pages
+        # are touched only as blocks are used (each block is zeroed or written whole when taken)
         self.keys = [
-            torch.empty((capacity[x.window], *shape), dtype=dtype, device=x.device) for x in self.layers
+            torch.empty((kv_heads, capacity[x.window], block, head_dim), dtype=dtype, device=x.device)
+            for x in self.layers
         ]
         self.values = [torch.empty_like(k) for k in self.keys]
         self.group_length: dict[int, int] = {}
@@ -242,8 +248,8 @@ class KVState:
                 for layer, info in enumerate(self.layers):
                     if info.window == w:
                         where = index.to(info.device)
-                        self.keys[layer].index_fill_(0, where, 0)
-                        self.values[layer].index_fill_(0, where, 0)
+                        self.keys[layer].index_fill_(1, where, 0)
+                        self.values[layer].index_fill_(1, where, 0)
         self.step = _Step(self, list(rows))
 
     def end_step(self) -> None:
@@ -272,9 +278,7 @@ class KVState:
         for pool, src in ((self.keys[layer], key), (self.values[layer], value)):
             padded = src.new_zeros((self.kv_heads, len(blocks) * self.block, self.head_dim))
             padded[:, :stored] = src[0, :, length - stored :]
-            pool.index_copy_(
-                0, index, padded.view(self.kv_heads, len(blocks), self.block, -1).transpose(0, 1)
-            )
+            pool.index_copy_(1, index, padded.view(self.kv_heads, len(blocks), self.block, -1))
 
 
 class _Step:
@@ -293,6 +297,9 @@ class _Step:
             counts[g] += 1
         n_groups, n_rows = len(groups), len(rows)
         self.per = per = max(counts)
+        # few queries: every row against the whole used range at once (one product per head, its own
+        # mask); many: each block against the queries it serves only (see `attend`)
+        self.dense = n_rows * state.group_size <= DENSE_QUERIES
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])
@@ -337,7 +344,12 @@ class _Step:
                 is_p[:, None], slot_row[gi0], torch.where(is_r[:, None] & own, ri0[:, None], n_rows)
             )
             bias = torch.zeros(seen.shape, dtype=torch.float32).masked_fill_(~seen, float("-inf"))
-            self.kinds[w] = {"hi": hi, "bias": bias, "target": target}
+            kind_step = {"hi": hi, "bias": bias, "target": target}
+            if self.dense:  # each row's mask over the whole used range: [rows, hi * block]
+                dense = torch.full((n_rows + 1, hi, block), float("-inf"))
+                dense[target.t(), torch.arange(hi)[None, :].expand(per, hi)] = bias.transpose(0, 1)
+                kind_step["dense_bias"] = dense[:n_rows].view(n_rows, hi * block)
+            self.kinds[w] = kind_step
         self.row_slot = row_slot
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
         for w, kind in state.kinds.items():
@@ -353,7 +365,7 @@ class _Step:
             kind = self.kinds[window]
             block, column = self.row_block[window]
             moved = {
-                "bias": kind["bias"],
+                "bias": kind["dense_bias"] if self.dense else kind["bias"],
                 "target": kind["target"],
                 "row_slot": self.row_slot,
                 "rows": torch.arange(len(self.rows)),
@@ -366,45 +378,70 @@ class _Step:
     def attend(
         self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
     ) -> torch.Tensor:
-        """One decode step of one layer for the step's rows: [rows, 1, heads, dim].
-
-        Each block's scores meet the queries of its slots; a row's softmax spans every (block, slot)
-        that serves it, joined by scatters over the row each pair serves (float32 throughout)."""
+        """One decode step of one layer for the step's rows: [rows, 1, heads, dim]; the scores and
+        softmax in float32."""
         state = self.state
-        n_rows, heads, _, dim = query.shape
-        kv_heads, per = state.kv_heads, self.per
-        group = heads // kv_heads
         x = self._tensors(state.windows[layer], query.device)
-        hi, target = x["hi"], x["target"]
         keys, values = state.keys[layer], state.values[layer]
-        keys[x["block"], :, x["column"]] = key[:, :, 0]
-        values[x["block"], :, x["column"]] = value[:, :, 0]
-        q = (query * scale).view(n_rows, kv_heads, group, dim)
+        keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
+        values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
+        attend = self._dense if self.dense else self._blocked
+        return attend(x, query * scale, keys[:, : x["hi"]], values[:, : x["hi"]]).to(value.dtype)
+
+    def _dense(self, x: dict, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Every row's queries against every used block of a head in one product, masked per row."""
+        n_rows, heads, _, dim = query.shape
+        kv_heads, hi, block = keys.shape[0], keys.shape[1], keys.shape[2]
+        group = heads // kv_heads
+        q = query.view(n_rows, kv_heads, group, dim).transpose(0, 1).reshape(kv_heads, n_rows * group, dim)
+        scores = _per_head(q, keys.view(kv_heads, hi * block, dim).transpose(-1, -2)).float()
+        scores = scores.view(kv_heads, n_rows, group, -1).add_(x["bias"][None, :, None, :])
+        probs = torch.softmax(scores, dim=-1).to(values.dtype).view(kv_heads, n_rows * group, -1)
+        out = _per_head(probs, values.view(kv_heads, hi * block, dim))  # [kv_heads, rows * group, dim]
+        return out.view(kv_heads, n_rows, group, dim).transpose(0, 1).reshape(n_rows, 1, heads, dim)
+
+    def _blocked(
+        self, x: dict, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        """Each block's scores meet the queries of its slots only; a row's softmax spans every (block,
+        slot) that serves it, joined by scatters over the row each pair serves."""
+        n_rows, heads, _, dim = query.shape
+        kv_heads, hi, per = keys.shape[0], keys.shape[1], self.per
+        group = heads // kv_heads
+        target = x["target"]
+        q = query.view(n_rows, kv_heads, group, dim)
         q = torch.cat([q, q.new_zeros((1, kv_heads, group, dim))])[target]  # [hi, per, kv_heads, group, dim]
-        q = q.transpose(1, 2).reshape(hi, kv_heads, per * group, dim)
-        scores = torch.matmul(q, keys[:hi].transpose(-1, -2)).float().view(hi, kv_heads, per, group, -1)
-        scores.add_(x["bias"][:, None, :, None, :])
-        index = target[:, None, :, None].expand(hi, kv_heads, per, group)
-        top = scores.new_full((n_rows + 1, kv_heads, per, group), float("-inf"))
-        top.scatter_reduce_(0, index, scores.amax(-1), "amax")  # each row's largest score, at its slot
-        probs = scores.sub_(top.gather(0, index)[..., None]).exp_()
-        total = probs.new_zeros(top.shape).scatter_add_(0, index, probs.sum(-1))
-        weighted = torch.matmul(probs.view(hi, kv_heads, per * group, -1).to(values.dtype), values[:hi])
-        out = weighted.new_zeros((n_rows + 1, kv_heads, per, group, dim), dtype=torch.float32)
+        q = q.permute(2, 0, 1, 3, 4).reshape(kv_heads, hi, per * group, dim)
+        scores = torch.matmul(q, keys.transpose(-1, -2)).float().view(kv_heads, hi, per, group, -1)
+        scores.add_(x["bias"][None, :, :, None, :])
+        index = target[None, :, :, None].expand(kv_heads, hi, per, group)
+        top = scores.new_full((kv_heads, n_rows + 1, per, group), float("-inf"))
+        top.scatter_reduce_(1, index, scores.amax(-1), "amax")  # each row's largest score, at its slot
+        probs = scores.sub_(top.gather(1, index)[..., None]).exp_()
+        total = probs.new_zeros(top.shape).scatter_add_(1, index, probs.sum(-1))
+        weighted = torch.matmul(probs.view(kv_heads, hi, per * group, -1).to(values.dtype), values)
+        out = weighted.new_zeros((kv_heads, n_rows + 1, per, group, dim), dtype=torch.float32)
         out.scatter_add_(
-            0,
-            index[..., None].expand(hi, kv_heads, per, group, dim),
-            weighted.float().view(hi, kv_heads, per, group, dim),
+            1,
+            index[..., None].expand(kv_heads, hi, per, group, dim),
+            weighted.float().view(kv_heads, hi, per, group, dim),
         )
         rows, slots = x["rows"], x["row_slot"]
-        out = out[rows, :, slots] / total[rows, :, slots][..., None]  # [rows, kv_heads, group, dim]
-        return out.to(value.dtype).reshape(n_rows, 1, heads, dim)
+        out = out[:, rows, slots] / total[:, rows, slots][..., None]  # [kv_heads, rows, group, dim]
+        return out.transpose(0, 1).reshape(n_rows, 1, heads, dim)
 
 
-def layer_dims(config: object) -> tuple[int, int]:
-    """(kv heads, head dim) of a text config."""
+def _per_head(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A batched product over kv heads; one head as a plain matrix product (a batch of one copies a
+    transposed operand here, 8x slower)."""
+    return torch.mm(a[0], b[0])[None] if a.shape[0] == 1 else torch.bmm(a, b)
+
+
+def layer_dims(config: object) -> tuple[int, int, int]:
+    """(heads, kv heads, head dim) of a text config."""
     heads = config.num_attention_heads
-    return config.num_key_value_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return heads, kv_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
 
 
 def capacities(

@@ -57,8 +57,7 @@ def prefill_activation_bytes(config: object, length: int, dtype: torch.dtype) ->
     """The largest prefill's working set, estimated: a layer's hidden states, queries/keys/values and
     MLP intermediates for `length` tokens, plus a block of attention scores and the last logits."""
     size = torch.empty((), dtype=dtype).element_size()
-    heads = config.num_attention_heads
-    kv_heads, head_dim = layer_dims(config)
+    heads, kv_heads, head_dim = layer_dims(config)
     per_token = 4 * config.hidden_size + (heads + 2 * kv_heads) * head_dim + 3 * config.intermediate_size
     scores = 2 * heads * min(PREFILL_BLOCK_ROWS, length) * length * 4  # float32 scores and probabilities
     return length * per_token * size + scores + config.vocab_size * 4
@@ -85,7 +84,7 @@ def memory_plan(
     """The prediction for one call: key/value blocks as the pool is sized (2 x layers x kv heads x head
     dim x dtype bytes x tokens held, sliding layers at most their window), weights, activations."""
     config = model.config.get_text_config()
-    kv_heads, head_dim = layer_dims(config)
+    _, kv_heads, head_dim = layer_dims(config)
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     size = torch.empty((), dtype=dtype).element_size()
     blocks = capacities(layers, budget, max_rows, max_new_tokens, prompt_lengths, rows_total)

@@ -254,7 +254,7 @@ class _Loop:
             len(requests),
         )
         text_config = self.model.config.get_text_config()
-        kv_heads, head_dim = layer_dims(text_config)
+        heads, kv_heads, head_dim = layer_dims(text_config)
         longest = max(len(g.ids) for g in queue)
         reserve = 2 * prefill_activation_bytes(text_config, longest, self.model.dtype) + 2**30
         fitted = fit_devices(capacity, layers, kv_heads, head_dim, self.model.dtype, reserve)
@@ -265,7 +265,7 @@ class _Loop:
                 file=sys.stderr,
             )
         self.budget_blocks = min(backend.token_budget // BLOCK, fitted.get(None, min(fitted.values())))
-        self.state = KVState(layers, kv_heads, head_dim, self.model.dtype, fitted)
+        self.state = KVState(layers, heads, kv_heads, head_dim, self.model.dtype, fitted)
         self.stats.kv_pool_bytes = sum(k.numel() * k.element_size() * 2 for k in self.state.keys)
         try:
             while queue or self.rows:

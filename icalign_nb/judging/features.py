@@ -66,6 +66,27 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
+# What a feature's difference says of the first answer, in words people read: (its value the higher of
+# the two, its value the lower). Words only: changing them changes no verdict.
+IN_WORDS: dict[str, tuple[str, str]] = {
+    "log_words": ("longer", "shorter"),
+    "repeated_trigrams": ("more repeated phrases", "fewer repeated phrases"),
+    "repeated_lines": ("more repeated lines", "fewer repeated lines"),
+    "new_turn": ("runs on into a new question", "stays on its question (the other runs on)"),
+    "unfinished": ("cut off mid-sentence", "finished (the other is cut off)"),
+    "markup": ("more web markup", "less web markup"),
+    "question_copy": ("echoes the question more", "echoes the question less"),
+    "question_words": ("uses more of the question's words", "uses fewer of the question's words"),
+    "question_cosine": ("closer in meaning to the question", "further in meaning from the question"),
+    "irrelevance": ("more off topic", "less off topic"),
+    "list_lines": ("more list items", "fewer list items"),
+    "lines": ("more lines", "fewer lines"),
+    "refusal": ("refuses or lectures", "answers (the other refuses)"),
+    "reference_cosine": ("closer to the reference", "further from the reference"),
+    "reference_recall": ("covers more of the reference", "covers less of the reference"),
+    "reference_precision": ("more of its words in the reference", "fewer of its words in the reference"),
+    "reference_length_gap": ("length further from the reference's", "length closer to the reference's"),
+}
 REFERENCE_FREE = tuple(f.name for f in FEATURES if not f.reference)
 
 _WORD = re.compile(r"\w+")

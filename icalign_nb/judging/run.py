@@ -301,10 +301,14 @@ def judgment_rows_frame(
     system: str,
     baseline: str,
 ) -> pl.DataFrame:
-    """Judge comparisons (cached) and return their verdicts as an analysis table for `system`."""
+    """Judge comparisons (cached) and return their verdicts as an analysis table for `system`, each with
+    the judge's raw reply (`raw`)."""
     replies, _ = judge_comparisons(comparisons, backend, cache)
     rows = [judgment_row(c, r, spec, baseline) for c, r in zip(comparisons, replies, strict=True)]
     return pl.DataFrame(
-        [{**{k: r[k] for k in SCHEMA if k in r}, "system": system, "judge": spec.label} for r in rows],
-        schema=SCHEMA,
+        [
+            {**{k: r[k] for k in SCHEMA if k in r}, "system": system, "judge": spec.label, "raw": r["raw"]}
+            for r in rows
+        ],
+        schema={**SCHEMA, "raw": pl.String},
     )

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..files import sha256_text
 
 if TYPE_CHECKING:
-    from .fit import Coefficients
+    from .fit import Coefficients, Models
 
 PAPER_MODEL = "gpt-4-0613"
 DEFAULT_JUDGE = "fitted"  # the judge every command and notebook uses unless told otherwise (offline)
@@ -131,6 +131,11 @@ def fitted_margin(model: str) -> float:
     """The fitted judge's draw margin as a margin on the score difference P(win) - P(lose): twice the
     margin around 0.5 its coefficients file records."""
     return 2 * _coefficients(model).models.margin
+
+
+def fitted_models(model: str) -> Models:
+    """A fitted judge's two models and draw margin (the shipped ones, or a refit's)."""
+    return _coefficients(model).models
 
 
 def _coefficients(model: str) -> Coefficients:

@@ -36,6 +36,13 @@ SCHEMA = {
     "baseline_sha256": pl.String,  # content hash of the baseline's answers (None: not recorded)
     "answer_sha256": pl.String,  # short content hash of the answer judged (None: not recorded)
 }
+REPLY_SCHEMA = {
+    "query_id": pl.String,
+    "sample": pl.Int64,
+    "order": pl.String,
+    "judge": pl.String,
+    "raw": pl.String,
+}
 JUDGMENTS = "judgments.jsonl"
 _REQUIRED = ("query_id", "sample", "order", "score_system", "score_baseline", "verdict")
 
@@ -120,6 +127,19 @@ def load_judgments_file(path: str | Path, system: str | None = None) -> pl.DataF
     ):
         check_judged_answers(path, rows)
     return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def load_replies(path: str | Path) -> pl.DataFrame:
+    """The judge's raw replies of a `judgments.jsonl` (``query_id, sample, order, judge, raw``; the first
+    line of a repeated item, as verdicts are read)."""
+    rows, seen = [], set()
+    for _, obj in iter_jsonl(Path(path)):
+        item = (obj.get("query_id"), obj.get("sample"), obj.get("order"))
+        if item in seen:
+            continue
+        seen.add(item)
+        rows.append({k: obj.get(k) for k in REPLY_SCHEMA})
+    return pl.DataFrame(rows, schema=REPLY_SCHEMA)
 
 
 def check_judged_answers(path: Path, rows: list[dict]) -> None:

@@ -16,7 +16,7 @@ from ..analysis.winrates import Bootstrap, headline_numbers, paired_comparison, 
 from ..checks import in_range
 from ..data.release import release_judgment_files, release_label, release_names, release_order
 from ..judging.run import JudgeRun
-from ..judging.spec import parse_judge_spec
+from ..judging.spec import DEFAULT_JUDGE, parse_judge_spec
 from ..judging.verdicts import load_release_verdicts
 
 RELEASE_HINT = (
@@ -33,7 +33,7 @@ class ProxySetup:
 
     baseline: str = "davinci003"  # release baseline the systems are compared with
     reference: str = "chatgpt"  # release answers a reference-guided judge measures closeness to
-    judge: str = "embedding"  # judge spec
+    judge: str = DEFAULT_JUDGE  # judge spec
     prompts: int = 300  # first N prompts of the 300 (fewer: faster, wider intervals)
 
     def __post_init__(self) -> None:

@@ -29,7 +29,8 @@ from ..data.release import (
     release_order,
 )
 from ..errors import UserError, first_line
-from ..judging.spec import parse_judge_spec
+from ..judging.backends.fitted import moved_in_words
+from ..judging.spec import fitted_models, parse_judge_spec
 from ..judging.verdicts import load_release_verdicts
 from .release import IN_CONTEXT, ZERO_SHOT, ProxySetup, proxy_on_release
 from .study import Study
@@ -103,6 +104,9 @@ class ReleaseExploration:
     answers: dict[tuple[str, str], list[str]]  # (system, query id) -> its samples
     gpt4: dict[tuple[str, str, str], dict[int, Judgment]]  # (system, baseline, query id) -> sample -> reply
     offline: dict[tuple[str, str], dict[int, str]]  # (system, query id) -> sample -> offline verdict
+    # the same -> what moved the offline verdict: features said of the system's answer, with their log-odds
+    # shares toward it (the fitted judge's three strongest; empty for another judge)
+    offline_reasons: dict[tuple[str, str], dict[int, list[tuple[str, float]]]]
     offline_judge: str | None  # the offline judge's label (None: not run)
     offline_prompts: int  # the offline judge judged the first this many prompts
     agreement: pl.DataFrame  # the offline judge's agreement with GPT-4 per system
@@ -198,23 +202,39 @@ def release_baselines(release: Path, query_ids: Sequence[str]) -> tuple[dict[str
     return out, notes
 
 
-def offline_verdicts(
-    release: Path, study: Study, prompts: int
-) -> tuple[dict[tuple[str, str], dict[int, str]], pl.DataFrame, str | None, list[str]]:
+@dataclass(frozen=True)
+class Offline:
+    """An offline judge's view of the release's answers vs davinci-003."""
+
+    verdicts: dict[tuple[str, str], dict[int, str]]  # (system, query id) -> sample -> verdict
+    reasons: dict[tuple[str, str], dict[int, list[tuple[str, float]]]]  # the same -> what moved it (fitted)
+    agreement: pl.DataFrame  # its agreement with GPT-4 per system
+    judge: str | None  # its label (None: not run)
+    notes: list[str]  # what it left out, one line each
+
+
+def offline_verdicts(release: Path, study: Study, prompts: int) -> Offline:
     """The study's judge on the release's answers vs davinci-003 (judged once, cached like any judgment):
-    verdicts by (system, query id), its agreement with GPT-4, its label, and lines on what it left out."""
+    its verdicts, for the fitted judge what moved each (its three strongest features, said of the system's
+    answer, in words), its agreement with GPT-4, its label, and lines on what it left out."""
     if prompts <= 0:
-        return {}, pl.DataFrame(), None, ["the offline judge was not run (proxy_prompts = 0)"]
+        return Offline({}, {}, pl.DataFrame(), None, ["the offline judge was not run (proxy_prompts = 0)"])
     if not any(release.glob(f"*_vs_{MAIN_BASELINE}_autoeval.jsonl")):
-        return {}, pl.DataFrame(), None, [f"no judgments vs {MAIN_BASELINE} in {release}: no offline judge"]
+        line = f"no judgments vs {MAIN_BASELINE} in {release}: no offline judge"
+        return Offline({}, {}, pl.DataFrame(), None, [line])
+    spec = parse_judge_spec(study.judge)
     setup = ProxySetup(baseline=MAIN_BASELINE, judge=study.judge, prompts=prompts)
     verdicts, agreement = proxy_on_release(release, setup)
+    models = fitted_models(spec.model) if spec.kind == "fitted" else None
     out: dict[tuple[str, str], dict[int, str]] = {}
-    for system, qid, sample, verdict in verdicts.select(
-        "system", "query_id", "sample", "verdict"
-    ).iter_rows():
+    reasons: dict[tuple[str, str], dict[int, list[tuple[str, float]]]] = {}
+    for system, qid, sample, verdict, raw in verdicts.select(
+        "system", "query_id", "sample", "verdict", "raw"
+    ).iter_rows():  # the system is Assistant 1, as GPT-4 saw it
         out.setdefault((system, qid), {})[sample] = verdict
-    return out, agreement, parse_judge_spec(study.judge).label, []
+        if models is not None:
+            reasons.setdefault((system, qid), {})[sample] = moved_in_words(raw or "", models)
+    return Offline(out, reasons, agreement, spec.label, [])
 
 
 def paper_demos(prompts: dict[str, str], source: PaperDemoSource, data_dir: str | None) -> PaperDemos:
@@ -401,7 +421,7 @@ def explore_release(
     systems, notes = release_systems(release)
     query_ids, prompts = release_prompts(release, systems)
     baselines, missing = release_baselines(release, query_ids)
-    offline, agreement, judge, left = offline_verdicts(release, study, min(proxy_prompts, len(query_ids)))
+    offline = offline_verdicts(release, study, min(proxy_prompts, len(query_ids)))
     source = (
         paper_demos(prompts, demos, study.data_dir)
         if demos is not None
@@ -416,13 +436,14 @@ def explore_release(
         labels={name: release_label(name) for name in [*systems, *RELEASE_BASELINES]},
         answers=release_answers(release, systems, prompts),
         gpt4=release_judgments(release, systems),
-        offline=offline,
-        offline_judge=judge,
-        offline_prompts=min(proxy_prompts, len(query_ids)) if judge is not None else 0,
-        agreement=agreement,
+        offline=offline.verdicts,
+        offline_reasons=offline.reasons,
+        offline_judge=offline.judge,
+        offline_prompts=min(proxy_prompts, len(query_ids)) if offline.judge is not None else 0,
+        agreement=offline.agreement,
         overview=pl.DataFrame(schema=OVERVIEW_SCHEMA),
         demos=source,
-        notes=[*notes, *missing, *left],
+        notes=[*notes, *missing, *offline.notes],
     )
     return replace(data, overview=overview_table(data))
 

@@ -1,6 +1,6 @@
 """What a study's verdicts come to: each system's win rate with its interval and share of answers cut
-at the cap, the headline (in-context against zero-shot, as a ratio and a paired difference), and
-length-controlled win rates."""
+at the cap, the headline (in-context against zero-shot, as a ratio and a paired difference), the
+head-to-head pairs beside them, and length-controlled win rates."""
 
 from __future__ import annotations
 
@@ -91,10 +91,16 @@ def headline(verdicts: pl.DataFrame, boot: Bootstrap | None = None) -> dict | No
 
 
 def job_summary(
-    study: Study, systems: Sequence[System], verdicts: pl.DataFrame, judge: JudgeSpec, boot: Bootstrap
+    study: Study,
+    systems: Sequence[System],
+    verdicts: pl.DataFrame,
+    judge: JudgeSpec,
+    boot: Bootstrap,
+    head_to_head: pl.DataFrame | None = None,
 ) -> dict:
     """The numbers behind the main figures (`figures/summary.json`): each system's win rate with its CI
-    and share of answers cut at the length cap, keyed by id, and the headline."""
+    and share of answers cut at the length cap, keyed by id, the headline, and the head-to-head pairs
+    (`study.head_to_head.head_to_heads`: A against B directly, with paired intervals) beside them."""
     table = with_labels(win_rates(verdicts, boot), systems)
     stats = {row["system"]: row for row in generation_stats(systems).iter_rows(named=True)}
     rows = [
@@ -119,22 +125,35 @@ def job_summary(
         "max_new_tokens": study.max_new_tokens,
         "systems": rows,
         "headline": headline(verdicts, boot),
+        "head_to_head": head_to_head.to_dicts() if head_to_head is not None else [],
     }
 
 
 def headline_text(summary: dict) -> str:
-    """The headline as one sentence (what the main job prints at its end)."""
+    """The headline as one sentence, then one per head-to-head pair (what the main job prints at its end)."""
+    pairs = [head_to_head_text(row) for row in summary.get("head_to_head", [])]
     top = summary.get("headline")
     if not top:
-        return "no headline: the in-context and zero-shot systems were not both run"
+        return "\n".join(["no headline: the in-context and zero-shot systems were not both run", *pairs])
     ratio = "undefined (zero-shot won nothing)" if top["ratio"] is None else f"{top['ratio']:.1f}x"
     if top["ratio_ci_low"] is not None:
         ratio += f" [{top['ratio_ci_low']:.1f}, {top['ratio_ci_high']:.1f}]"
-    return (
+    line = (
         f"{summary['model']}, {summary['n_queries']} queries, {summary['judge']}: win rate zero-shot "
         f"{100 * top['win_zero_shot']:.1f}% -> in-context {100 * top['win_in_context']:.1f}%; ratio {ratio}; "
         f"paired difference {100 * top['diff']:+.1f} points "
         f"[{100 * top['diff_ci_low']:+.1f}, {100 * top['diff_ci_high']:+.1f}]"
+    )
+    return "\n".join([line, *pairs])
+
+
+def head_to_head_text(row: dict) -> str:
+    """One head-to-head pair in words, with its paired intervals."""
+    return (
+        f"head to head, {row['label_a']} against {row['label_b']}: wins {100 * row['win']:.1f}% "
+        f"[{100 * row['win_ci_low']:.1f}, {100 * row['win_ci_high']:.1f}], draws {100 * row['draw']:.1f}%, "
+        f"loses {100 * row['lose']:.1f}% of {row['n']}; net {100 * row['net']:+.1f} points "
+        f"[{100 * row['net_ci_low']:+.1f}, {100 * row['net_ci_high']:+.1f}]"
     )
 
 

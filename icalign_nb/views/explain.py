@@ -282,6 +282,13 @@ def results_side_by_side(results: Mapping[str, Answer], title: str | None = None
     return Html(side_by_side(columns, title, capped, markdown=True), text)
 
 
+def verdict_line(verdict: str, reasons: Sequence[tuple[str, float]] = ()) -> str:
+    """A verdict and what moved it, in words: "judge: win (+) — longer (+0.8), fewer repeated lines
+    (+0.5)" (each reason with its share of the judge's log-odds toward this answer)."""
+    moved = ", ".join(f"{words} ({share:+.1f})" for words, share in reasons)
+    return f"{verdict} — {moved}" if moved else verdict
+
+
 def ended(stopped_by: str | None, n_tokens: int | None = None) -> str:
     """How an answer ended, in words ("80 tokens, cut at the length cap")."""
     how = ENDED.get(stopped_by or "", f"ended: {stopped_by}" if stopped_by else "")

@@ -21,6 +21,10 @@ VERDICT_MARK = {
     "lose": "judge: lose (-)",
     "invalid": "judge: invalid (?)",
 }
+REASONS = (
+    ", and the three features of the answers that moved it most, each with its share of the judge's "
+    "log-odds toward this answer (+ toward a win)"
+)
 MIN_COLUMN_PX = 280  # answer columns wrap onto a new row below this width
 
 
@@ -49,13 +53,16 @@ class Explorer:
         columns, capped = {}, []
         for row in mine.iter_rows(named=True):
             mark = VERDICT_MARK.get(verdict.get(row["system"], ""), "not judged")
+            line = explain.verdict_line(mark, data.reasons.get((row["system"], query_id, sample), ()))
             how = explain.ended(row.get("stopped_by"), row.get("n_generated_tokens"))
-            name = f"{data.labels.get(row['system'], row['system'])} · {mark}" + (f" · {how}" if how else "")
+            name = "\n".join(p for p in (data.labels.get(row["system"], row["system"]), line, how) if p)
             columns[name] = row["response"]
             if row.get("stopped_by") == "length":
                 capped.append(name)
         columns["baseline answer"] = data.baseline.get(query_id, "")
-        title = f"answers, sample {sample} (verdict of the judge against the baseline)"
+        title = f"answers, sample {sample}: the judge's verdict against the baseline" + (
+            REASONS if data.reasons else ""
+        )
         parts.append(explain.side_by_side(columns, title=title, capped=capped, min_width=MIN_COLUMN_PX))
         if r is not None and r.candidates:
             summary = f"the retrieved demos: {len(r.demo_ids)} of {len(r.candidates)} candidates kept"

@@ -35,6 +35,10 @@ LEGEND = (
     "- davinci-003's preferred, ? an unreadable reply. Under the marks: the answers' mean length in "
     "characters, and how many samples the offline judge called the other way (win against lose)."
 )
+REASONS = (
+    " with the three features that moved it most, each with its share of the judge's log-odds toward "
+    "the system's answer, + toward a win"
+)
 MIN_PANEL_PX = 320  # system panels wrap onto a new row below this width
 SCROLL = "max-height:{px}px;overflow-y:auto;border:1px solid #ccc;padding:0 4px"
 SMALL = "font-size:90%;color:#444"
@@ -178,6 +182,8 @@ class ReleaseExplorer:
         parts.append(explain.side_by_side(columns, "the baselines' answers", min_width=MIN_PANEL_PX))
         panels = [self._panel(system, query_id, sample) for system in data.systems]
         title = f"each system's sample {sample + 1} of {data.samples}"
+        if data.offline_reasons:
+            title += f" (the offline judge's verdict{REASONS})"
         parts.append(
             f"<div style='{explain.WRAP};font-weight:bold;margin:8px 0 4px 0'>{html.escape(title)}</div>"
             f"<div style='{explain.GRID.format(min=MIN_PANEL_PX)}'>{''.join(panels)}</div>"
@@ -227,7 +233,8 @@ class ReleaseExplorer:
         data = self.data
         found = data.offline.get((system, query_id), {}).get(sample)
         if found is not None:
-            return VERDICT_WORDS.get(found, found)
+            moved = data.offline_reasons.get((system, query_id), {}).get(sample, ())
+            return explain.verdict_line(VERDICT_WORDS.get(found, found), moved)
         if data.offline_judge is None:
             return "not run"
         if data.query_ids.index(query_id) >= data.offline_prompts:

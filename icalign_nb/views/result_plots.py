@@ -210,7 +210,7 @@ def plot_breakdown(
 def plot_paper_table(
     table: pl.DataFrame,
     note: str | None = None,
-    proxy: str = "offline proxy judge (embedding, reference-guided)",
+    proxy: str = "offline proxy judge",
 ) -> Figure:
     """The paper's reported win rates beside recomputed ones (and an offline judge's, named `proxy`), per
     baseline.
@@ -479,4 +479,50 @@ def plot_paired_differences(
         ax.set_ylabel("")
         ax.grid(axis="y", visible=False)
         finish(fig, title, subtitle)
+    return fig
+
+
+# head to head: the first system's answer preferred, a draw, the second's preferred
+HEAD_TO_HEAD_PARTS = (
+    ("win", "first system's answer preferred", BLUE, ""),
+    ("draw", "draw (or the two orders disagree)", GREY, ".."),
+    ("lose", "second system's answer preferred", DARK_ORANGE, "//"),
+)
+
+
+def plot_head_to_head(table: pl.DataFrame, title: str, subtitle: str | None = None) -> Figure:
+    """Head to head, one row per pair (columns label_a, label_b, win, draw, lose, win_ci_low, win_ci_high,
+    net, net_ci_low, net_ci_high, n): the shares of items each answer was preferred on, stacked, and the
+    net preference (win - lose) with its paired 95% interval."""
+    rows = table.to_dicts()
+    names = [f"{textwrap.fill(r['label_a'], 34)}\nagainst {textwrap.fill(r['label_b'], 34)}" for r in rows]
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(12, 2.2 + 1.2 * len(rows)), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+        )
+        handles = _stacked_shares(left, rows, HEAD_TO_HEAD_PARTS, np.ones(len(rows)))
+        for y, r in enumerate(rows):
+            win, low, high = (100 * r[k] for k in ("win", "win_ci_low", "win_ci_high"))
+            left.errorbar(win, y, xerr=[[win - low], [high - win]], color="black", capsize=5, lw=1.6)
+        left.set_yticks(range(len(rows)), names)
+        left.set_xlabel(f"share of the (query, sample) items (%), n = {rows[0]['n'] if rows else 0} per pair")
+        nets = [100 * r["net"] for r in rows]
+        lows = [100 * (r["net"] - r["net_ci_low"]) for r in rows]
+        highs = [100 * (r["net_ci_high"] - r["net"]) for r in rows]
+        colours = [BLUE if n >= 0 else DARK_ORANGE for n in nets]
+        right.barh(range(len(rows)), nets, color=colours, height=0.5)
+        right.errorbar(
+            nets, range(len(rows)), xerr=[lows, highs], fmt="none", color="black", capsize=5, lw=1.6
+        )
+        right.axvline(0, color="black", lw=1)
+        span = 1.15 * max([1.0, *(100 * abs(r[k]) for r in rows for k in ("net_ci_low", "net_ci_high"))])
+        right.set_xlim(-span, span)  # symmetric about no preference
+        for y, r in enumerate(rows):
+            text = f"{100 * r['net']:+.0f} [{100 * r['net_ci_low']:+.0f}, {100 * r['net_ci_high']:+.0f}]"
+            right.text(0.02, y - 0.36, text, fontsize=10, transform=right.get_yaxis_transform())
+        right.set_xlabel("net preference for the first (win − lose, points)")
+        right.grid(axis="y", visible=False)
+        handles.append(_ci_handle("95% CI, paired (bootstrap over prompts)"))
+        fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        finish(fig, title, subtitle, legend_rows=2)
     return fig

@@ -35,7 +35,7 @@ STYLE = {
     "text.parse_math": False,  # user text ($1,500 … $2,400) is shown as written, never as a formula
     "svg.hashsalt": "icalign-nb",
 }
-PROXY_NOTE = "judge: reference-guided embedding similarity (MiniLM), a proxy for GPT-4"
+PROXY_NOTE = "judge: an offline proxy for GPT-4 (notebook 05 measures how often it agrees)"
 
 
 def short(text: str, width: int = 70) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 
 from ...files import sha256_text
 from ..comparisons import Comparison, Reply
-from ..features import Embed, Pair, embedder, pair_matrix
-from ..fit import Coefficients, read_coefficients
+from ..features import FEATURES, IN_WORDS, Embed, Pair, embedder, pair_matrix
+from ..fit import Coefficients, Models, read_coefficients
 from ..spec import JudgeSpec, coefficients_path
 
 TOP_FEATURES = 3  # features named in each reply
@@ -80,3 +80,32 @@ def moved_by(raw: str) -> list[tuple[str, float]]:
         return []
     pairs = [item.rsplit(" ", 1) for item in listed.strip().split(", ")]
     return [(name, float(value)) for name, value in pairs]
+
+
+def moved_in_words(raw: str, models: Models) -> list[tuple[str, float]]:
+    """The features a fitted judge's reply names as moving its verdict, each said of Assistant 1's answer
+    ("longer", "fewer repeated lines") with its log-odds share toward it: the difference's direction is
+    the share's sign over the feature's weight's (the feature's topic, e.g. "length", when the two models
+    weigh it in opposite directions or it moved nothing). None for another judge's reply."""
+    found = []
+    for name, share in moved_by(raw):
+        direction = _weight_sign(models, name) * np.sign(share)
+        more, less = IN_WORDS.get(name, (name, name))
+        found.append((more if direction > 0 else less if direction < 0 else _topic(name), share))
+    return found
+
+
+def _weight_sign(models: Models, name: str) -> int:
+    """The sign of a feature's weight in the models that read it (0 when they disagree or it has none)."""
+    signs = {
+        int(np.sign(m.coef[m.features.index(name)]))
+        for m in (models.with_reference, models.without_reference)
+        if name in m.features
+    }
+    return signs.pop() if len(signs) == 1 else 0
+
+
+def _topic(name: str) -> str:
+    """A feature's topic, the start of its description ("length", "loops")."""
+    what = next((f.what for f in FEATURES if f.name == name), name)
+    return what.partition(":")[0]
