@@ -247,12 +247,15 @@ def run_all(page: object, shots: Path, name: str) -> str:
     return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").inner_text()
 
 
-def assert_readable(boxes: list[dict], multiline: bool = True, longest_word: int | None = None) -> None:
+def assert_readable(
+    boxes: list[dict], multiline: bool = True, longest_word: int | None = None, markdown: bool = False
+) -> None:
     """Left-aligned, wrapped at whole words (and, for long texts, really wrapped); a text with a word
-    longer than `longest_word` characters (a run of digits in a degenerate answer) may break inside it."""
+    longer than `longest_word` characters (a run of digits in a degenerate answer) may break inside it.
+    Text as written keeps its spaces (pre-wrap); rendered markdown is HTML's own flow (its breaks kept)."""
     assert boxes
     for box in boxes:
-        assert box["textAlign"] == "left" and box["whiteSpace"] == "pre-wrap", box
+        assert box["textAlign"] == "left" and box["whiteSpace"] == ("normal" if markdown else "pre-wrap"), box
         whole = longest_word is None or box["longest"] <= longest_word
         assert box["wordBreak"] == "normal" and (box["splits"] == [] or not whole), box
     if multiline:
@@ -280,9 +283,50 @@ def test_quickstart_runs_in_lab_and_reads_well(lab: dict, browser: object, tmp_p
     page.locator(".icalign-answer").first.scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "00-answers.png"))
     assert len(answers) == 2 and answers[0]["width"] > 300 and answers[1]["width"] > 300
-    assert_readable(answers)
+    assert_readable(answers, markdown=True)
     if "cut at the length cap" in text:
         assert "[cut here: the answer reached the max_new_tokens cap]" in text
+    try_the_playground(page, tmp_path)
+
+
+# Counts the DOM changes of one element from now on (each streamed piece redraws its column once).
+COUNT_CHANGES = r"""(sel) => { window.icalignChanges = window.icalignChanges || {};
+  window.icalignChanges[sel] = 0;
+  new MutationObserver(() => { window.icalignChanges[sel] += 1; })
+    .observe(document.querySelector(sel), {childList: true, subtree: true, characterData: true}); }"""
+STATUS_DONE = "() => document.querySelector('.icalign-status').innerText.startsWith('done in')"
+COLUMNS = (".icalign-stream-direct", ".icalign-stream-in-context")
+
+
+def try_the_playground(page: object, shots: Path) -> None:
+    """Ask the playground a question: both columns fill in piece by piece and say how they ended; then a
+    long answer stopped with Stop ends both as stopped."""
+    page.locator(".icalign-question textarea").fill("What should I pack for a week of hiking?")
+    for sel in COLUMNS:
+        page.evaluate(COUNT_CHANGES, sel)
+    page.locator("button.icalign-answer-button").click()
+    page.wait_for_function(STATUS_DONE, timeout=120_000, polling=200)
+    changes = page.evaluate("() => window.icalignChanges")
+    page.locator(COLUMNS[0]).scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "00-playground.png"))
+    assert all(changes[sel] >= 3 for sel in COLUMNS), changes  # streamed, not shown at the end only
+    for sel in COLUMNS:
+        head = page.locator(sel).inner_text().splitlines()[0]
+        assert "tokens, " in head and any(w in head for w in ("ended", "cut at")), head
+    assert_readable(page.evaluate(LAYOUT, ".icalign-stream-direct .icalign-answer"), False, markdown=True)
+    tokens = page.locator(".icalign-new-tokens input")
+    tokens.fill("1500")
+    tokens.press("Tab")
+    page.locator("button.icalign-answer-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('.icalign-stream-direct').innerText.includes('writing')", timeout=60_000
+    )
+    page.locator("button.icalign-stop-button").click()
+    page.wait_for_function(STATUS_DONE, timeout=60_000, polling=200)
+    page.locator(".icalign-question").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "00-playground-stopped.png"))
+    for sel in COLUMNS:
+        assert "stopped (Stop was pressed)" in page.locator(sel).inner_text()
 
 
 def test_explorer_widget_renders_and_follows_the_query(lab: dict, browser: object, tmp_path: Path) -> None:

@@ -191,10 +191,10 @@ class TransformersBackend:
         ignore_eos: bool = False,
     ) -> Iterator[list[Result]]:
         """Yield the rows that finished at each step (every request exactly once). `on_tokens`, if
-        given, receives after each step one `TokenEvent` per row that drew a token (new text: whole
-        characters, never a stop string); returning False from it ends every row at once, running
-        and queued, as `cancelled`. `ignore_eos`: an end-of-sequence token ends nothing (benchmarks
-        that need a length)."""
+        given, receives after each prefill and each step one `TokenEvent` per row that drew a token
+        (new text: whole characters, never a stop string); returning False from it ends every row at
+        once, running and queued, as `cancelled`. `ignore_eos`: an end-of-sequence token ends nothing
+        (benchmarks that need a length)."""
         self.stats = LoopStats()
         yield from _Loop(self, config, on_tokens, ignore_eos).run(requests)
 
@@ -230,6 +230,7 @@ class _Loop:
         self.windows: dict[tuple[str, ...], int] = {}
         self.rows: list[_Row] = []  # running, in the order they joined
         self.events: list[TokenEvent] = []
+        self.stopping = False  # the callback said stop
         self.state = None
         self.budget_blocks = 0  # the token budget in blocks, as the pool allows
 
@@ -285,7 +286,7 @@ class _Loop:
         finished: list[Result] = []
         self._admit(queue, finished)
         live = list(self.rows)
-        if live:
+        if live and not self.stopping:
             start = time.perf_counter()
             state = self.state
             held = [r.held for r in live]
@@ -307,11 +308,17 @@ class _Loop:
             stats.row_steps += len(live)
             stats.max_rows = max(stats.max_rows, len(live))
             stats.decode_seconds += time.perf_counter() - start
-        if self.events:
-            events, self.events = self.events, []
-            if self.on_tokens(events) is False:
-                finished += self._cancel(queue)
+        if not self._tell():
+            finished += self._cancel(queue)
         return finished
+
+    def _tell(self) -> bool:
+        """Hand the pending token events to the callback; False when it said stop."""
+        if not self.events:
+            return not self.stopping
+        events, self.events = self.events, []
+        self.stopping = self.stopping or self.on_tokens(events) is False
+        return not self.stopping
 
     def _groups(self, requests: Sequence[Request]) -> deque[_Group]:
         """The queue: one group per distinct prompt (token ids), in order of first appearance."""
@@ -365,6 +372,8 @@ class _Loop:
                 queue.popleft()
                 if group.live == 0:
                     self._release(group)
+            if not self._tell():  # a prompt's first tokens are heard at once, not after the next prefill
+                return
 
     def _generator(self, seed: int) -> object:
         import torch

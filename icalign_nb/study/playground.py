@@ -47,6 +47,7 @@ class Asked:
     question: str
     retrieval: Retrieval
     pool: pl.DataFrame  # the pool its demos came from (for the candidate table)
+    max_new_tokens: int  # each answer's cap (its prompt left room for it)
     streams: dict[str, Stream] = field(default_factory=lambda: {DIRECT: Stream(), IN_CONTEXT: Stream()})
     stop: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
@@ -89,22 +90,32 @@ class Playground:
             )
         return self._retrievers[key]
 
-    def config(self) -> GenerationConfig:
-        """How both answers are sampled: the study's decoding, one sample each."""
+    def config(self, asked: Asked) -> GenerationConfig:
+        """How both answers are sampled: the study's decoding, one sample each, the question's cap."""
         s = self.study
         return GenerationConfig(
-            max_new_tokens=s.max_new_tokens, temperature=s.temperature, samples=1, seed=s.seed
+            max_new_tokens=asked.max_new_tokens, temperature=s.temperature, samples=1, seed=s.seed
         )
 
-    def prepare(self, question: str, pool: str | None = None, demos: int = ALL_THAT_FIT) -> Asked:
-        """Retrieve and pack the demos for a question (its candidate table and prompt are then known)."""
+    def prepare(
+        self,
+        question: str,
+        pool: str | None = None,
+        demos: int = ALL_THAT_FIT,
+        max_new_tokens: int | None = None,
+    ) -> Asked:
+        """Retrieve and pack the demos for a question (its candidate table and prompt are then known);
+        each answer may have `max_new_tokens` (the study's by default)."""
         text = question.strip()
         if not text:
             raise UserError("the question is empty: type a question first")
-        room = context_length(self.study.model) - self.study.max_new_tokens - int(self.backend().bos)
+        cap = max_new_tokens or self.study.max_new_tokens
+        room = context_length(self.study.model) - cap - int(self.backend().bos)
+        if room < 64:
+            raise UserError(f"{cap:,} new tokens leave no room for a prompt in the model's context")
         query = pl.DataFrame({"id": ["your-question"], "prompt": [text]})
         retriever = self.retriever(pool or self.study.pool, demos)
-        return Asked(text, retriever.retrieve(query, context_limit=room)[0], retriever.pool)
+        return Asked(text, retriever.retrieve(query, context_limit=room)[0], retriever.pool, cap)
 
     def requests(self, asked: Asked) -> list[Request]:
         """The two rows of one continuous batch: the direct prompt and the in-context one."""
@@ -143,7 +154,7 @@ class Playground:
             return not asked.stop.is_set()
 
         results = {}
-        for batch in self.backend().generate(self.requests(asked), self.config(), on_tokens=heard):
+        for batch in self.backend().generate(self.requests(asked), self.config(asked), on_tokens=heard):
             for result in batch:
                 results[result.request.query_id] = result
                 stream = asked.streams[result.request.query_id]

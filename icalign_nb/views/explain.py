@@ -229,10 +229,11 @@ def text_view(text: str, heading: str | None = None) -> Html:
 
 
 def markdown_html(text: str) -> str:
-    """An answer's markdown as HTML (lists, bold, code, tables), its own HTML shown as text, never run."""
+    """An answer's markdown as HTML (lists, bold, code, tables), its own HTML shown as text, never run;
+    every line break kept (a base model's repeated lines stay visible as lines)."""
     import mistune
 
-    render = mistune.create_markdown(escape=True, plugins=["strikethrough", "table"])
+    render = mistune.create_markdown(escape=True, hard_wrap=True, plugins=["strikethrough", "table"])
     return f"<div class='icalign-answer' style='{PROSE}'>{render(text)}</div>"
 
 

@@ -1,6 +1,6 @@
-"""The playground's widgets: a question box, the pool and the number of demos, Answer and Stop; then the
-candidate demos and the prompt, and the direct and in-context answers filling in side by side as their
-tokens arrive (markdown rendered), each headed by how far it got and how it ended.
+"""The playground's widgets: a question box, the pool, the number of demos and new tokens, Answer and
+Stop; then the candidate demos and the prompt, and the direct and in-context answers filling in side
+by side as their tokens arrive (markdown rendered), each headed by how far it got and how it ended.
 
 The work runs on a thread of its own, so the Stop button is heard while both answers decode; the
 controller (`study/playground.py`) does it, this module only shows it.
@@ -68,12 +68,25 @@ class PlaygroundView:
             value=question, placeholder="Ask the base model anything", layout=widgets.Layout(width="98%")
         )
         self.question.add_class("icalign-question")
-        self.pool = widgets.Dropdown(options=choices, value=study.pool, description="pool")
-        self.demos = widgets.IntSlider(
-            value=ALL_THAT_FIT, min=0, max=ALL_THAT_FIT, description="demos", tooltip="20: all that fit"
+        self.pool = widgets.Dropdown(
+            options=choices, value=study.pool, description="pool", layout={"width": "220px"}
         )
-        self.ask = widgets.Button(description="Answer", button_style="primary", icon="play")
-        self.stop = widgets.Button(description="Stop", disabled=True, icon="stop")
+        self.demos = widgets.IntSlider(
+            value=ALL_THAT_FIT,
+            min=0,
+            max=ALL_THAT_FIT,
+            description="demos",
+            tooltip="20: all that fit",
+            layout={"width": "320px"},
+        )
+        self.new_tokens = widgets.BoundedIntText(
+            value=study.max_new_tokens, min=1, max=4096, description="new tokens", layout={"width": "180px"}
+        )
+        self.new_tokens.add_class("icalign-new-tokens")
+        self.ask = widgets.Button(
+            description="Answer", button_style="primary", icon="play", layout={"width": "110px"}
+        )
+        self.stop = widgets.Button(description="Stop", disabled=True, icon="stop", layout={"width": "90px"})
         self.ask.add_class("icalign-answer-button")
         self.stop.add_class("icalign-stop-button")
         self.status = widgets.HTML()
@@ -92,7 +105,10 @@ class PlaygroundView:
         """The playground, ready to display."""
         import ipywidgets as widgets
 
-        controls = widgets.HBox([self.pool, self.demos, self.ask, self.stop])
+        controls = widgets.HBox(
+            [self.pool, self.demos, self.new_tokens, self.ask, self.stop],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+        )
         answers = widgets.HBox(list(self.columns.values()), layout=widgets.Layout(flex_flow="row wrap"))
         return widgets.VBox([self.question, controls, self.status, self.demos_view, answers])
 
@@ -120,7 +136,9 @@ class PlaygroundView:
             self.say("retrieving demos…")
             for box in self.columns.values():
                 box.value = ""
-            asked = self.playground.prepare(question, self.pool.value, self.demos.value)
+            asked = self.playground.prepare(
+                question, self.pool.value, self.demos.value, self.new_tokens.value
+            )
             self.asked = asked
             self.demos_view.value = self.demos_html(asked)
             for name in self.columns:
@@ -145,7 +163,7 @@ class PlaygroundView:
         table = explain.candidates_view(r, asked.pool, width=160).markup
         prompt = html.escape(explain.prompt_excerpt(r.prompt))
         return (
-            f"<details open><summary>{len(r.demo_ids)} of {len(r.candidates)} candidate demos kept "
+            f"<details><summary>{len(r.demo_ids)} of {len(r.candidates)} candidate demos kept "
             f"(every candidate, and why)</summary>{table}</details>"
             f"<details><summary>the in-context prompt ({len(r.prompt):,} characters)</summary>"
             f"<pre style='{explain.WRAP}'>{prompt}</pre></details>"
