@@ -133,7 +133,7 @@ class PlaygroundView:
     def run(self, question: str) -> None:
         """Retrieve, show the demos and prompt, then stream both answers; a user mistake is one line."""
         try:
-            self.say("retrieving demos…")
+            self.say("retrieving demos… (a pool's first use embeds it once: minutes for a large pool)")
             for box in self.columns.values():
                 box.value = ""
             asked = self.playground.prepare(
