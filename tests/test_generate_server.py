@@ -241,14 +241,16 @@ def test_samples_of_a_prompt_go_out_together_first_one_ahead() -> None:
 
 
 def test_stop_kind_reads_the_text_and_the_servers_fields() -> None:
-    from icalign_nb.generation.server_backend import UNKNOWN, stop_kind
+    from icalign_nb.generation.server_backend import UNKNOWN, stopped_by_of
 
-    assert stop_kind("stop", UNKNOWN, cut=True, has_stops=True) == "stop"  # the stop text was in the answer
-    assert stop_kind("stop", "\nQuestion:", cut=False, has_stops=True) == "stop"  # vLLM names it
-    assert stop_kind("stop", None, cut=False, has_stops=True) == "eos"  # vLLM: None is end-of-text
-    assert stop_kind("stop", UNKNOWN, cut=False, has_stops=True) == "unknown"
-    assert stop_kind("stop", UNKNOWN, cut=False, has_stops=False) == "eos"
-    assert stop_kind("length", UNKNOWN, cut=False, has_stops=True) == "length"
+    assert (
+        stopped_by_of("stop", UNKNOWN, cut=True, has_stops=True) == "stop"
+    )  # the stop text was in the answer
+    assert stopped_by_of("stop", "\nQuestion:", cut=False, has_stops=True) == "stop"  # vLLM names it
+    assert stopped_by_of("stop", None, cut=False, has_stops=True) == "eos"  # vLLM: None is end-of-text
+    assert stopped_by_of("stop", UNKNOWN, cut=False, has_stops=True) == "unknown"
+    assert stopped_by_of("stop", UNKNOWN, cut=False, has_stops=False) == "eos"
+    assert stopped_by_of("length", UNKNOWN, cut=False, has_stops=True) == "length"
 
 
 def test_the_servers_reason_is_shown_for_fastapi_validation_errors() -> None:

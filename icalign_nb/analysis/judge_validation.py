@@ -21,7 +21,7 @@ from ..data.release import release_judgment_files
 from ..data.remote import REMOTE_FILES
 from ..files import sha256_file
 from ..judging.degenerate import CONSTRUCTED, KINDS, constructed_losses
-from ..judging.features import FEATURE_NAMES, FEATURES
+from ..judging.features import FEATURE_NAMES, FEATURES, embedder
 from ..judging.fit import (
     DAVINCI,
     Coefficients,
@@ -30,10 +30,12 @@ from ..judging.fit import (
     fit_digest,
     fit_models,
     out_of_fit,
+    read_coefficients,
 )
 from ..judging.labelled import Labelled, annotations_labelled, release_labelled, source_digests
-from ..judging.spec import EMBEDDING_DRAW_MARGIN, JudgeSpec
+from ..judging.spec import EMBEDDING_DRAW_MARGIN, SHIPPED, JudgeSpec, coefficients_path
 from .agreement import agreement_row
+from .length import length_controlled
 from .winrates import Bootstrap
 
 POOLED = "annotated models (pooled)"
@@ -77,7 +79,6 @@ def validated_fit(
     """Fit the judge on every item (plus, unless told not to, constructed degenerate losses built from
     their baseline answers), and (asked) record its nested out-of-fit validation beside the embedding
     proxy's and the length rule's."""
-    from ..judging.features import embedder
 
     if constructed:
         items = [*items, *constructed_losses(items)]
@@ -260,7 +261,6 @@ def length_controlled_table(
 ) -> pl.DataFrame:
     """Per system and baseline, the length-controlled win rate (`analysis.length`) of GPT-4's verdicts
     (judge `gpt4`) and of each of `judges`' (out of fit): how much of a win rate is more than length."""
-    from .length import length_controlled
 
     diffs = pl.DataFrame(
         {
@@ -361,7 +361,6 @@ def out_of_fit_agreement(
 ) -> pl.DataFrame:
     """The fitted judge refitted on `items`, nested (each system left out, prompts in five folds), and
     its agreement with their verdicts per system and baseline."""
-    from ..judging.features import embedder
 
     if say:
         say(f"features of {len(items)} comparisons; nested refits (each system left out, prompts in 5 folds)")
@@ -383,8 +382,6 @@ def out_of_fit_agreement(
 
 def in_fit_note(spec: JudgeSpec, files: Sequence[Path]) -> str | None:
     """A warning line when a fitted judge's coefficients were fitted to some of these verdict files."""
-    from ..judging.fit import read_coefficients
-    from ..judging.spec import coefficients_path
 
     fitted = set(read_coefficients(coefficients_path(spec.model)).fit_data.get("sources", {}).values())
     inside = [Path(f).name for f in files if sha256_file(Path(f)) in fitted]
@@ -407,8 +404,6 @@ def fitted_judge_validation(
     length-controlled win rates as `recorded_length_control`, where the numbers come from). Recorded in
     its coefficients file when it was fitted, or (`recompute`) measured again here from the pinned
     release and annotations (minutes; embeddings are cached)."""
-    from ..judging.fit import read_coefficients
-    from ..judging.spec import SHIPPED, coefficients_path
 
     if recompute:
         items, sources = labelled_sources(None, None, None, data_dir)
@@ -430,7 +425,6 @@ def fitted_judge_validation(
 
 
 def _embedder() -> Callable[[list[str]], np.ndarray]:
-    from ..judging.features import embedder
 
     return embedder().embed
 

@@ -114,7 +114,7 @@ def refused_fields(reason: str, body: dict) -> list[str]:
 UNKNOWN = object()  # the server did not say which stop matched
 
 
-def stop_kind(finish_reason: str | None, stop_reason: object, cut: bool, has_stops: bool) -> str:
+def stopped_by_of(finish_reason: str | None, stop_reason: object, cut: bool, has_stops: bool) -> str:
     """stop|eos|length|unknown from the server's finish reason and the text.
 
     The text tells a stop when it still holds a stop string (`transformers serve` leaves it in; the
@@ -342,8 +342,9 @@ def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] |
     if not isinstance(text, str):
         return None
     answer, cut = clean_answer(text, request.stop)
-    how = stop_kind(choice.get("finish_reason"), choice.get("stop_reason", UNKNOWN), cut, bool(request.stop))
+    reason = choice.get("stop_reason", UNKNOWN)
+    stopped_by = stopped_by_of(choice.get("finish_reason"), reason, cut, bool(request.stop))
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     n_prompt = usage.get("prompt_tokens") or len(request.prompt_ids)
     n_gen = usage.get("completion_tokens") or 0
-    return answer, int(n_prompt), int(n_gen), how
+    return answer, int(n_prompt), int(n_gen), stopped_by

@@ -106,7 +106,7 @@ class _Row:
     started: float
     held: int  # its id in the key/value state
     tokens: list[int] = field(default_factory=list)
-    how: str = ""
+    stopped_by: str = ""
     stream: TextStream | None = None
 
 
@@ -418,12 +418,12 @@ class _Loop:
         """Append a token; True when the row is done (eos, a stop string, or the cap)."""
         row.tokens.append(token)
         if token in self.eos:
-            row.how = "eos"
+            row.stopped_by = "eos"
         elif self._hits_stop(row):
-            row.how = "stop"
+            row.stopped_by = "stop"
         elif len(row.tokens) >= self.config.max_new_tokens:
-            row.how = "length"
-        return bool(row.how)
+            row.stopped_by = "length"
+        return bool(row.stopped_by)
 
     def _hits_stop(self, row: _Row) -> bool:
         """Whether the row's last tokens complete one of its stop strings."""
@@ -436,7 +436,7 @@ class _Loop:
         tail = self.tokenizer.decode(row.tokens[-self.windows[stops] :])
         return any(s in tail for s in stops)
 
-    def _finish(self, row: _Row, how: str | None = None) -> Result:
+    def _finish(self, row: _Row, stopped_by: str | None = None) -> Result:
         """The finished row's result; its key/value blocks are free at once."""
         self.rows.remove(row)
         self.state.drop_row(row.held)
@@ -446,7 +446,7 @@ class _Loop:
             self._release(group)
         answer, n_new, ended = finish_row(row.tokens, self.tokenizer, row.request.stop, self.eos, None)
         seconds = time.perf_counter() - row.started
-        return Result(row.request, answer, len(group.ids), n_new, how or ended, seconds)
+        return Result(row.request, answer, len(group.ids), n_new, stopped_by or ended, seconds)
 
     def _cancel(self, queue: deque[_Group]) -> list[Result]:
         """The callback said stop: every running row ends as it is, every queued one with no answer."""

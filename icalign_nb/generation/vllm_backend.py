@@ -55,12 +55,12 @@ def to_result(request: Request, output: object, seconds: float) -> Result:
     choice = output.outputs[0]
     answer, cut = clean_answer(choice.text, request.stop)
     if choice.finish_reason == "length" and not cut:
-        how = "length"
+        stopped_by = "length"
     elif cut or isinstance(getattr(choice, "stop_reason", None), str):
-        how = "stop"
+        stopped_by = "stop"
     else:
-        how = "eos"
-    return Result(request, answer, len(output.prompt_token_ids), len(choice.token_ids), how, seconds)
+        stopped_by = "eos"
+    return Result(request, answer, len(output.prompt_token_ids), len(choice.token_ids), stopped_by, seconds)
 
 
 class VLLMBackend:
