@@ -57,16 +57,17 @@ VIEWPORT = {"width": 1100, "height": 1400}
 
 
 def small_copy(src: Path, dst: Path, values: dict[str, object]) -> None:
-    """Copy a notebook, setting parameters in its `parameters` cell (comments kept)."""
+    """Copy a notebook, setting parameters in its `parameters` cell (comments kept); a study setting the
+    cell does not list is added to it, as `-p` adds it for papermill."""
     nb = nbformat.read(src, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    lines = []
+    lines, missing = [], dict(values)
     for line in cell.source.splitlines():
         name, _, rest = line.partition(" = ")
         if name in values:
-            line = f"{name} = {values[name]!r}  #{rest.partition('#')[2]}"
+            line = f"{name} = {missing.pop(name)!r}  #{rest.partition('#')[2]}"
         lines.append(line)
-    cell.source = "\n".join(lines)
+    cell.source = "\n".join(lines + [f"{name} = {value!r}" for name, value in missing.items()])
     nbformat.write(nb, dst)
 
 

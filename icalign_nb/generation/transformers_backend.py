@@ -166,7 +166,7 @@ class TransformersBackend:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
         self.decoder = LeanDecoder.build(self.model)  # decode steps without per-module overhead, if it can
-        self.bos = prompt_bos(model_name, self.tokenizer)
+        self.bos = prompt_bos(model_name, self.tokenizer, self.model.config)
         self.stats = LoopStats()
 
     @property

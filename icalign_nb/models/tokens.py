@@ -34,14 +34,15 @@ def tokenizer_adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(ids) and ids[0] == bos and tokenizer("x", add_special_tokens=False)["input_ids"][:1] != [bos]
 
 
-def model_family(name: str, tokenizer: PreTrainedTokenizerBase) -> str:
+def model_family(name: str, tokenizer: PreTrainedTokenizerBase, config: object | None = None) -> str:
     """The model's family as far as prompting goes: `llama` (Llama 1/2: a `llama` config with the `<s>`
     sentencepiece vocabulary), `gemma` (any Gemma config), else "". Registered models say it; any other
-    folder or hub id is read from its config, so the rule does not depend on what the model is called."""
+    folder or hub id is read from its config (`config`, when the model is loaded already), so the rule
+    does not depend on what the model is called."""
     spec = model_spec(name)
     if spec.family or not spec.source or spec.source.startswith(("package:", "assemble:", "tiny-random")):
         return spec.family
-    model_type = str(getattr(_config(spec.source), "model_type", "") or "")
+    model_type = str(getattr(config or _config(spec.source), "model_type", "") or "")
     if model_type.startswith("gemma"):
         return "gemma"
     if model_type == "llama" and getattr(tokenizer, "bos_token", None) == LLAMA_BOS:
@@ -62,12 +63,12 @@ def _config(source: str) -> object | None:
     return None
 
 
-def chat_format(name: str, tokenizer: PreTrainedTokenizerBase) -> str | None:
+def chat_format(name: str, tokenizer: PreTrainedTokenizerBase, config: object | None = None) -> str | None:
     """How a chat model is prompted: `llama-chat` (Llama-2-chat: the reference code's own format) or
     `template` (the tokenizer's chat template); None for a model that is not a chat model."""
     if not model_spec(name).chat:
         return None
-    return "llama-chat" if model_family(name, tokenizer) == "llama" else "template"
+    return "llama-chat" if model_family(name, tokenizer, config) == "llama" else "template"
 
 
 def template_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -81,22 +82,22 @@ def template_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True).startswith(bos)
 
 
-def bos_rule(name: str, tokenizer: PreTrainedTokenizerBase) -> tuple[bool, str]:
+def bos_rule(name: str, tokenizer: PreTrainedTokenizerBase, config: object | None = None) -> tuple[bool, str]:
     """Whether prompts for this model start with BOS, and the rule that says so (for config.json)."""
-    form = chat_format(name, tokenizer)
+    form = chat_format(name, tokenizer, config)
     if form == "llama-chat":
         return True, FAMILY_RULES["llama-chat"]
     if form == "template":
         return template_bos(tokenizer), FAMILY_RULES["chat"]
-    family = model_family(name, tokenizer)
+    family = model_family(name, tokenizer, config)
     if family in FAMILY_BOS:
         return FAMILY_BOS[family], FAMILY_RULES[family]
     return tokenizer_adds_bos(tokenizer), FAMILY_RULES[""]
 
 
-def prompt_bos(name: str, tokenizer: PreTrainedTokenizerBase) -> bool:
+def prompt_bos(name: str, tokenizer: PreTrainedTokenizerBase, config: object | None = None) -> bool:
     """Whether prompts for this model start with BOS (see `bos_rule`)."""
-    return bos_rule(name, tokenizer)[0]
+    return bos_rule(name, tokenizer, config)[0]
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], bos: bool) -> list[list[int]]:
