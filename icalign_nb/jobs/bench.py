@@ -409,16 +409,7 @@ def memory_report(spec: RunSpec, backend: object, requests: list, config: object
         "config": config.to_json(),
         "requests": [[*r.key, r.prompt, list(r.stop), r.seed, list(r.prompt_ids)] for r in requests],
     }
-    child = subprocess.run(
-        [sys.executable, "-c", "from icalign_nb.jobs.bench import memory_child; memory_child()"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if child.returncode != 0:
-        raise UserError(f"the memory measurement's process failed: {child.stderr.strip().splitlines()[-1:]}")
-    got = json.loads(child.stdout.strip().splitlines()[-1])
+    got = in_child("memory_child", job, "the memory measurement's")
     if got["peak"] is None:
         return ["memory: this system does not report a resident high-water mark; not measured"]
     base = got["loaded"] + got["activations"]
@@ -526,17 +517,24 @@ def llama_peer(path: Path, ids: list[int], new_tokens: int, threads: int) -> tup
     the prompt evaluated at once, then greedy tokens one at a time; llama.cpp's own performance
     counters, the better of two runs."""
     job = {"path": str(path), "ids": ids, "new_tokens": new_tokens, "threads": threads}
+    prefill, decode = in_child("llama_peer_child", job, "llama.cpp's timing")
+    return prefill, decode
+
+
+def in_child(function: str, job: dict, what: str) -> object:
+    """Run `function` of this module in a fresh process, `job` on its stdin as JSON; the JSON of its last
+    line of output. A failure is one line: `what` process failed, and its last line of stderr."""
     child = subprocess.run(
-        [sys.executable, "-c", "from icalign_nb.jobs.bench import llama_peer_child; llama_peer_child()"],
+        [sys.executable, "-c", f"from icalign_nb.jobs.bench import {function}; {function}()"],
         input=json.dumps(job),
         capture_output=True,
         text=True,
         check=False,
     )
     if child.returncode != 0:
-        raise UserError(f"llama.cpp's timing process failed: {child.stderr.strip().splitlines()[-1:]}")
-    prefill, decode = json.loads(child.stdout.strip().splitlines()[-1])
-    return prefill, decode
+        last = (child.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"{what} process failed: {last}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def llama_peer_child() -> None:
