@@ -995,3 +995,18 @@ def test_a_model_conversion_draws_no_bar_of_its_own(tmp_path: Path, capfd: pytes
     _save_dequantised(packaged_model_dir(SMOLLM2_GGUF), tmp_path / "model")
     err = capfd.readouterr().err
     assert "de-quantizing" not in err and "converting SmolLM2-135M-Instruct.Q4_1.gguf once" in err
+
+
+@pytest.mark.parametrize("kind", ["local", "embedding"])
+def test_a_judges_cached_replies_follow_its_models_content_not_its_path(tmp_path: Path, kind: str) -> None:
+    """Two copies of one model folder share their cached replies; a folder whose files changed does not."""
+    from icalign_nb.judging.spec import parse_judge_spec
+
+    folders = {}
+    for name, weights in (("a", b"one"), ("copy-of-a", b"one"), ("changed", b"two")):
+        folder = folders[name] = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(weights)
+    keys = {name: parse_judge_spec(f"{kind}:{folder}").key for name, folder in folders.items()}
+    assert keys["a"] == keys["copy-of-a"] != keys["changed"]

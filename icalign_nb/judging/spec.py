@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from ..checks import device_name, endpoint_url, in_range
 from ..errors import UserError
-from ..files import sha256_text
+from ..files import folder_fingerprint, sha256_text
+from ..retrieval.encoders import Encoder
 
 if TYPE_CHECKING:
     from .fit import Coefficients, Models
@@ -92,14 +93,25 @@ class JudgeSpec:
     @property
     def key(self) -> str:
         """What identifies this judge's replies in the cache (everything that changes a reply)."""
-        parts = [self.kind, self.model, self.prompt, repr(self.temperature), str(self.max_tokens)]
+        model = self.model
+        if self.kind in ("embedding", "local"):  # the model's content (a folder's files), not its path
+            model = model_content(self.kind, self.model, self.max_length)
+        parts = [self.kind, model, self.prompt, repr(self.temperature), str(self.max_tokens)]
         if self.kind == "openai":
             parts.append(self.base_url or "")
-        if self.kind == "embedding":
-            parts.append(str(self.max_length))
         if self.kind == "fitted":  # a refit changes every reply
             parts += [fitted_digest(self.model), repr(self.margin)]
         return sha256_text(*parts)[:24]
+
+
+@lru_cache(maxsize=16)
+def model_content(kind: str, model: str, max_length: int) -> str:
+    """What a judge's model is, by content: the encoder's key (its files' hash and truncation) for the
+    embedding judge, a local folder's files' hash for a local judge (a hub id stands for itself)."""
+    if kind == "embedding":
+        return Encoder(name=model, max_length=max_length).key
+    folder = Path(model).expanduser()
+    return folder_fingerprint(folder) if folder.is_dir() else model
 
 
 def coefficients_path(model: str) -> Path:
