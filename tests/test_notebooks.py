@@ -70,6 +70,8 @@ def test_every_notebook_is_expected() -> None:
 def test_one_literal_parameters_cell_and_no_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
+    ids = [c.get("id") for c in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids), "every cell has an id of its own (nbformat 4.5)"
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[0], "exactly one parameters cell, the first code cell"
