@@ -358,10 +358,13 @@ if pytest is not None:
         failed = [n for n, r in data["steps"].items() if r.get("passed") is False]
         assert not failed, failed
 
-    def test_cpu_dry_run(tmp_path: Path) -> None:
-        """The script with small shapes on the CPU: every step runs and fills the JSON a GPU run would."""
+    def test_cpu_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        """The script with small shapes on the CPU: every step runs and fills the JSON a GPU run would
+        (printed, so CI's log shows it)."""
         out = tmp_path / "dry-run.json"
         data = run(DRY_RUN, "cpu", out)
+        with capsys.disabled():
+            print(json.dumps(data, indent=2))
         assert json.loads(out.read_text()) == data
         steps = data["steps"]
         assert list(steps) == [
