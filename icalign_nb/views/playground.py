@@ -21,6 +21,7 @@ from . import explain
 if TYPE_CHECKING:
     import ipywidgets as widgets
 
+SAVED_COPY = "[the playground: run this notebook in JupyterLab to ask your own question]"
 MIN_COLUMN_PX = 280  # the two answers sit side by side down to this width each, then one above the other
 
 
@@ -96,21 +97,32 @@ class PlaygroundView:
         for name, box in self.columns.items():
             box.add_class("icalign-stream-direct" if name == DIRECT else "icalign-stream-in-context")
             box.layout = widgets.Layout(min_width=f"{MIN_COLUMN_PX}px", flex="1 1 0")
+        self.box: widgets.VBox | None = None
         self.asked: Asked | None = None
         self.thread: threading.Thread | None = None
         self.ask.on_click(lambda _: self.start())
         self.stop.on_click(lambda _: self.halt())
 
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        """The live widget; a saved copy of the notebook (no widgets in it) shows a sentence instead."""
+        bundle = self.widget()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = SAVED_COPY
+        return bundle
+
     def widget(self) -> widgets.VBox:
-        """The playground, ready to display."""
+        """The playground, ready to display (one box, however often it is asked for)."""
         import ipywidgets as widgets
+
+        if self.box is not None:
+            return self.box
 
         controls = widgets.HBox(
             [self.pool, self.demos, self.new_tokens, self.ask, self.stop],
             layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
         )
         answers = widgets.HBox(list(self.columns.values()), layout=widgets.Layout(flex_flow="row wrap"))
-        return widgets.VBox([self.question, controls, self.status, self.demos_view, answers])
+        self.box = widgets.VBox([self.question, controls, self.status, self.demos_view, answers])
+        return self.box
 
     def say(self, text: str) -> None:
         """One line of status."""
