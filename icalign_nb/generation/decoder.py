@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .quantize import QuantLinear
 
@@ -55,38 +56,65 @@ def _norm(module: torch.nn.Module, family: str) -> Callable[[torch.Tensor], torc
     """An RMSNorm module's computation, its constants taken once."""
     if family == "gemma3":  # (x * rsqrt(mean(x^2) + eps) * (1 + w)) in float32, then the input's dtype
         scale, eps = 1.0 + module.weight.detach().float(), module.eps
+        size = scale.shape
 
         def gemma(x: torch.Tensor) -> torch.Tensor:
-            y = x.float()
-            return (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps) * scale).type_as(x)
+            return F.rms_norm(x.float(), size, scale, eps).type_as(x)
 
         return gemma
     weight, eps = module.weight.detach(), module.variance_epsilon
+    size = weight.shape
 
     def llama(x: torch.Tensor) -> torch.Tensor:  # w * (x * rsqrt(mean(x^2) + eps)) in the input's dtype
-        y = x.to(torch.float32)
-        return weight * (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+        return weight * F.rms_norm(x.to(torch.float32), size, None, eps).to(x.dtype)
 
     return llama
 
 
+def _head_norm(q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int) -> Callable:
+    """Gemma 3's query and key norms as one: [rows, heads + kv_heads, dim], each head by its own
+    module's constants (the same computation per element as the two modules)."""
+    q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
+    scale = torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)])  # [heads + kv_heads, dim]
+    size, eps = q_scale.shape, q_norm.eps
+    if k_norm.eps != eps:
+        raise ValueError("the query and key norms differ in epsilon")
+
+    def both(x: torch.Tensor) -> torch.Tensor:
+        return (F.rms_norm(x.float(), size, None, eps) * scale).type_as(x)
+
+    return both
+
+
+def _product(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear layer's product on [rows, in] without the module call (the module itself where hooks
+    place its weights or inputs)."""
+    if hasattr(module, "_hf_hook"):
+        return module
+    if isinstance(module, QuantLinear):
+        return module.product
+    if isinstance(module, torch.nn.Linear):
+        weight, bias = module.weight, module.bias
+        return lambda x: F.linear(x, weight, bias)
+    return module
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of [rows, heads, 1, dim] by cos/sin [rows, 1, 1, dim]."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    """Rotary embedding of [rows, heads, dim] by cos/sin [rows, 1, dim], `sin` with its first half
+    negated: x * cos + cat(-x2, x1) * sin, as cat(x2, x1) * (-sin1, sin2) (the same products)."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
 @dataclass
 class _Layer:
-    """One decoder layer's pieces."""
+    """One decoder layer's pieces (products as callables on [rows, in])."""
 
     index: int
     kind: str  # its rotary kind (Gemma 3: the layer type)
     device: torch.device
     norm_in: Callable
     qkv: torch.nn.Module
-    q_norm: Callable | None
-    k_norm: Callable | None
+    qk_norm: Callable | None  # the query and key norms as one (Gemma 3)
     o_proj: torch.nn.Module
     norm_post_attention: Callable | None  # Gemma 3's sandwich norm
     norm_pre_mlp: Callable
@@ -98,6 +126,7 @@ class _Layer:
     kv_heads: int
     head_dim: int
     scale: float
+    products: tuple[Callable, Callable, Callable, Callable] = ()  # qkv, o_proj, gate_up, down
 
 
 class LeanDecoder:
@@ -125,8 +154,11 @@ class LeanDecoder:
                     device=layer.input_layernorm.weight.device,
                     norm_in=_norm(layer.input_layernorm, family),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
-                    q_norm=_norm(attn.q_norm, family) if hasattr(attn, "q_norm") else None,
-                    k_norm=_norm(attn.k_norm, family) if hasattr(attn, "k_norm") else None,
+                    qk_norm=_head_norm(
+                        attn.q_norm, attn.k_norm, config.num_attention_heads, config.num_key_value_heads
+                    )
+                    if hasattr(attn, "q_norm")
+                    else None,
                     o_proj=attn.o_proj,
                     norm_post_attention=_norm(layer.post_attention_layernorm, family) if sandwich else None,
                     norm_pre_mlp=_norm(
@@ -143,6 +175,12 @@ class LeanDecoder:
                     scale=attn.scaling,
                 )
             )
+            x = self.layers[-1]
+            x.products = tuple(_product(m) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+        self.head_product = _product(self.head)
+        self.head_device = next(
+            t for t in (*self.head.parameters(), *self.head.buffers()) if t is not None
+        ).device
 
     @classmethod
     def build(cls, model: torch.nn.Module) -> LeanDecoder | None:
@@ -156,37 +194,45 @@ class LeanDecoder:
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, state: object) -> torch.Tensor:
         """Logits [rows, vocab] of one decode step: tokens [rows, 1], positions [rows, 1]."""
-        hidden = self.embed(tokens)  # [rows, 1, hidden]
+        hidden = self.embed(tokens)[:, 0]  # [rows, hidden]
         rows = hidden.shape[0]
         if self.family == "gemma3":
-            rope = {k: self.rotary(hidden, positions, k) for k in self.kinds}
+            rope = {k: self.rotary(hidden[:, None], positions, k) for k in self.kinds}
         else:
-            rope = {"all": self.rotary(hidden, positions)}
-        rope = {k: (c.unsqueeze(1), s.unsqueeze(1)) for k, (c, s) in rope.items()}
+            rope = {"all": self.rotary(hidden[:, None], positions)}
+        rope = {k: (c, _signed_sin(s)) for k, (c, s) in rope.items()}  # [rows, 1, dim] each
         for layer in self.layers:
             if hidden.device != layer.device:
                 hidden = hidden.to(layer.device)
                 rope = {k: (c.to(layer.device), s.to(layer.device)) for k, (c, s) in rope.items()}
             cos, sin = rope[layer.kind]
+            qkv_product, o_product, gate_up_product, down_product = layer.products
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
-            qkv = layer.qkv(layer.norm_in(hidden).view(rows, -1))
-            q = qkv[:, : h * d].view(rows, 1, h, d).transpose(1, 2)
-            k = qkv[:, h * d : (h + kv) * d].view(rows, 1, kv, d).transpose(1, 2)
-            v = qkv[:, (h + kv) * d :].view(rows, 1, kv, d).transpose(1, 2)
-            if layer.q_norm is not None:
-                q, k = layer.q_norm(q), layer.k_norm(k)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            out = state.attend(layer.index, q, k, v, layer.scale)  # [rows, 1, heads, dim]
-            out = layer.o_proj(out.reshape(rows, 1, h * d))
+            qkv = qkv_product(layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
+            qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
+            if layer.qk_norm is not None:
+                qk = layer.qk_norm(qk)
+            qk = _rotate(qk, cos, sin)[:, :, None]  # [rows, heads + kv_heads, 1, dim]
+            out = state.attend(layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
+            out = o_product(out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
             if layer.norm_post_attention is not None:
                 out = layer.norm_post_attention(out)
             hidden = hidden + out
-            gate, up = layer.gate_up(layer.norm_pre_mlp(hidden).view(rows, -1)).chunk(2, dim=-1)
-            out = layer.down((layer.act(gate) * up).view(rows, 1, -1))
+            gate, up = gate_up_product(layer.norm_pre_mlp(hidden)).chunk(2, dim=-1)
+            out = down_product(layer.act(gate) * up)
             if layer.norm_post_mlp is not None:
                 out = layer.norm_post_mlp(out)
             hidden = hidden + out
-        logits = self.head(self.final_norm(hidden))[:, -1]
+        hidden = self.final_norm(hidden)
+        if hidden.device != self.head_device:
+            hidden = hidden.to(self.head_device)
+        logits = self.head_product(hidden)
         if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
+            logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)  # a fresh tensor: in place
         return logits
+
+
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """`sin` with its first half negated (see `_rotate`)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
