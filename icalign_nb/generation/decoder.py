@@ -16,10 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from .quantize import QuantLinear
+from .quantize import PACKED_ROWS, QuantLinear
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
+# a step of at most PACKED_ROWS rows runs on one thread, but for products that read more weight bytes
+# than this: with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE), waking one costs more than it
+# saves on a layer's product (measured here: 1.9 MB bf16 89 us on one thread, 103 on two), while the
+# LM head's takes half the time on two
+PARALLEL_BYTES = 4 * 2**20
 
 
 def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
@@ -55,38 +61,99 @@ def _norm(module: torch.nn.Module, family: str) -> Callable[[torch.Tensor], torc
     """An RMSNorm module's computation, its constants taken once."""
     if family == "gemma3":  # (x * rsqrt(mean(x^2) + eps) * (1 + w)) in float32, then the input's dtype
         scale, eps = 1.0 + module.weight.detach().float(), module.eps
+        size = scale.shape
 
         def gemma(x: torch.Tensor) -> torch.Tensor:
-            y = x.float()
-            return (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps) * scale).type_as(x)
+            return F.rms_norm(x.float(), size, scale, eps).type_as(x)
 
         return gemma
     weight, eps = module.weight.detach(), module.variance_epsilon
+    size = weight.shape
 
     def llama(x: torch.Tensor) -> torch.Tensor:  # w * (x * rsqrt(mean(x^2) + eps)) in the input's dtype
-        y = x.to(torch.float32)
-        return weight * (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+        return weight * F.rms_norm(x.to(torch.float32), size, None, eps).to(x.dtype)
 
     return llama
 
 
+def _head_norm(q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int) -> Callable:
+    """Gemma 3's query and key norms as one: [rows, heads + kv_heads, dim], each head by its own
+    module's constants (the same computation per element as the two modules)."""
+    q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
+    scale = torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)])  # [heads + kv_heads, dim]
+    size, eps = q_scale.shape, q_norm.eps
+    if k_norm.eps != eps:
+        raise ValueError("the query and key norms differ in epsilon")
+
+    def both(x: torch.Tensor) -> torch.Tensor:
+        return (F.rms_norm(x.float(), size, None, eps) * scale).type_as(x)
+
+    return both
+
+
+def _product(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear layer's product on [rows, in] without the module call (the module itself where hooks
+    place its weights or inputs)."""
+    if hasattr(module, "_hf_hook"):
+        return module
+    if isinstance(module, QuantLinear):
+        return module.product
+    if isinstance(module, torch.nn.Linear):
+        weight, bias = module.weight, module.bias
+        return lambda x: F.linear(x, weight, bias)
+    return module
+
+
+def _weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes of weights a product of `module` reads."""
+    if isinstance(module, QuantLinear):
+        return module.read_bytes()
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+class _Threads:
+    """A small step's thread count: one thread, all of them (`wide`) for the products that gain."""
+
+    def __init__(self, rows: int) -> None:
+        self.all = torch.get_num_threads()
+        self.narrow = rows <= PACKED_ROWS and self.all > 1
+
+    def __enter__(self) -> _Threads:
+        if self.narrow:
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.narrow:
+            torch.set_num_threads(self.all)
+
+    def wide(self, product: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """`product(x)` on every thread."""
+        if not self.narrow:
+            return product(x)
+        torch.set_num_threads(self.all)
+        try:
+            return product(x)
+        finally:
+            torch.set_num_threads(1)
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of [rows, heads, 1, dim] by cos/sin [rows, 1, 1, dim]."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    """Rotary embedding of [rows, heads, dim] by cos/sin [rows, 1, dim], `sin` with its first half
+    negated: x * cos + cat(-x2, x1) * sin, as cat(x2, x1) * (-sin1, sin2) (the same products)."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
 @dataclass
 class _Layer:
-    """One decoder layer's pieces."""
+    """One decoder layer's pieces (products as callables on [rows, in])."""
 
     index: int
     kind: str  # its rotary kind (Gemma 3: the layer type)
     device: torch.device
     norm_in: Callable
     qkv: torch.nn.Module
-    q_norm: Callable | None
-    k_norm: Callable | None
+    qk_norm: Callable | None  # the query and key norms as one (Gemma 3)
     o_proj: torch.nn.Module
     norm_post_attention: Callable | None  # Gemma 3's sandwich norm
     norm_pre_mlp: Callable
@@ -98,6 +165,8 @@ class _Layer:
     kv_heads: int
     head_dim: int
     scale: float
+    products: tuple[Callable, Callable, Callable, Callable] = ()  # qkv, o_proj, gate_up, down
+    wide: tuple[bool, bool, bool, bool] = ()  # which of them run on every thread in a small step
 
 
 class LeanDecoder:
@@ -125,8 +194,11 @@ class LeanDecoder:
                     device=layer.input_layernorm.weight.device,
                     norm_in=_norm(layer.input_layernorm, family),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
-                    q_norm=_norm(attn.q_norm, family) if hasattr(attn, "q_norm") else None,
-                    k_norm=_norm(attn.k_norm, family) if hasattr(attn, "k_norm") else None,
+                    qk_norm=_head_norm(
+                        attn.q_norm, attn.k_norm, config.num_attention_heads, config.num_key_value_heads
+                    )
+                    if hasattr(attn, "q_norm")
+                    else None,
                     o_proj=attn.o_proj,
                     norm_post_attention=_norm(layer.post_attention_layernorm, family) if sandwich else None,
                     norm_pre_mlp=_norm(
@@ -143,6 +215,14 @@ class LeanDecoder:
                     scale=attn.scaling,
                 )
             )
+            x = self.layers[-1]
+            x.products = tuple(_product(m) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+            x.wide = tuple(_weight_bytes(m) > PARALLEL_BYTES for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+        self.head_product = _product(self.head)
+        self.head_wide = _weight_bytes(self.head) > PARALLEL_BYTES
+        self.head_device = next(
+            t for t in (*self.head.parameters(), *self.head.buffers()) if t is not None
+        ).device
 
     @classmethod
     def build(cls, model: torch.nn.Module) -> LeanDecoder | None:
@@ -156,37 +236,57 @@ class LeanDecoder:
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, state: object) -> torch.Tensor:
         """Logits [rows, vocab] of one decode step: tokens [rows, 1], positions [rows, 1]."""
-        hidden = self.embed(tokens)  # [rows, 1, hidden]
+        with _Threads(tokens.shape[0]) as threads:
+            return self._step(tokens, positions, state, threads)
+
+    def _step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, state: object, threads: _Threads
+    ) -> torch.Tensor:
+        """The step itself (see `__call__`)."""
+        hidden = self.embed(tokens)[:, 0]  # [rows, hidden]
         rows = hidden.shape[0]
         if self.family == "gemma3":
-            rope = {k: self.rotary(hidden, positions, k) for k in self.kinds}
+            rope = {k: self.rotary(hidden[:, None], positions, k) for k in self.kinds}
         else:
-            rope = {"all": self.rotary(hidden, positions)}
-        rope = {k: (c.unsqueeze(1), s.unsqueeze(1)) for k, (c, s) in rope.items()}
+            rope = {"all": self.rotary(hidden[:, None], positions)}
+        rope = {k: (c, _signed_sin(s)) for k, (c, s) in rope.items()}  # [rows, 1, dim] each
+
+        def product(f: Callable, wide: bool, x: torch.Tensor) -> torch.Tensor:
+            return threads.wide(f, x) if wide else f(x)
+
         for layer in self.layers:
             if hidden.device != layer.device:
                 hidden = hidden.to(layer.device)
                 rope = {k: (c.to(layer.device), s.to(layer.device)) for k, (c, s) in rope.items()}
             cos, sin = rope[layer.kind]
+            qkv_product, o_product, gate_up_product, down_product = layer.products
+            qkv_wide, o_wide, gate_up_wide, down_wide = layer.wide
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
-            qkv = layer.qkv(layer.norm_in(hidden).view(rows, -1))
-            q = qkv[:, : h * d].view(rows, 1, h, d).transpose(1, 2)
-            k = qkv[:, h * d : (h + kv) * d].view(rows, 1, kv, d).transpose(1, 2)
-            v = qkv[:, (h + kv) * d :].view(rows, 1, kv, d).transpose(1, 2)
-            if layer.q_norm is not None:
-                q, k = layer.q_norm(q), layer.k_norm(k)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            out = state.attend(layer.index, q, k, v, layer.scale)  # [rows, 1, heads, dim]
-            out = layer.o_proj(out.reshape(rows, 1, h * d))
+            qkv = product(qkv_product, qkv_wide, layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
+            qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
+            if layer.qk_norm is not None:
+                qk = layer.qk_norm(qk)
+            qk = _rotate(qk, cos, sin)[:, :, None]  # [rows, heads + kv_heads, 1, dim]
+            out = state.attend(layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
+            out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
             if layer.norm_post_attention is not None:
                 out = layer.norm_post_attention(out)
             hidden = hidden + out
-            gate, up = layer.gate_up(layer.norm_pre_mlp(hidden).view(rows, -1)).chunk(2, dim=-1)
-            out = layer.down((layer.act(gate) * up).view(rows, 1, -1))
+            gate, up = product(gate_up_product, gate_up_wide, layer.norm_pre_mlp(hidden)).chunk(2, dim=-1)
+            out = product(down_product, down_wide, layer.act(gate) * up)
             if layer.norm_post_mlp is not None:
                 out = layer.norm_post_mlp(out)
             hidden = hidden + out
-        logits = self.head(self.final_norm(hidden))[:, -1]
+        hidden = self.final_norm(hidden)
+        if hidden.device != self.head_device:
+            hidden = hidden.to(self.head_device)
+        logits = product(self.head_product, self.head_wide, hidden)
         if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
+            logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)  # a fresh tensor: in place
         return logits
+
+
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """`sin` with its first half negated (see `_rotate`)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)

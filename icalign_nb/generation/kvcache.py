@@ -394,8 +394,9 @@ class _Step:
         kv_heads, hi, block = keys.shape[0], keys.shape[1], keys.shape[2]
         group = heads // kv_heads
         q = query.view(n_rows, kv_heads, group, dim).transpose(0, 1).reshape(kv_heads, n_rows * group, dim)
-        scores = _per_head(q, keys.view(kv_heads, hi * block, dim).transpose(-1, -2)).float()
-        scores = scores.view(kv_heads, n_rows, group, -1).add_(x["bias"][None, :, None, :])
+        scores = _per_head(q, keys.view(kv_heads, hi * block, dim).transpose(-1, -2))
+        # the float32 bias promotes the sum: float32 scores plus the mask in one operation
+        scores = torch.add(scores.view(kv_heads, n_rows, group, -1), x["bias"][None, :, None, :])
         probs = torch.softmax(scores, dim=-1).to(values.dtype).view(kv_heads, n_rows * group, -1)
         out = _per_head(probs, values.view(kv_heads, hi * block, dim))  # [kv_heads, rows * group, dim]
         return out.view(kv_heads, n_rows, group, dim).transpose(0, 1).reshape(n_rows, 1, heads, dim)

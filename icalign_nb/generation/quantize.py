@@ -41,12 +41,14 @@ class QuantLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., in] -> [..., out]."""
         flat = x.reshape(-1, self.in_features).to(self.dtype)
+        return self.product(flat).view(*x.shape[:-1], self.out_features)
+
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        """flat [rows, in] (in the activations' dtype) -> [rows, out]: packed for a few rows."""
         out = self.packed_product(flat) if flat.shape[0] <= PACKED_ROWS else None
         if out is None:
             out = F.linear(flat, self.dequantised())
-        if self.bias is not None:
-            out = out + self.bias
-        return out.view(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind} weights"
