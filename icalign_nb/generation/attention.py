@@ -3,21 +3,39 @@
 `attention` is registered with transformers under the name `icalign`. Called without a `kv_state`
 it is a drop-in for SDPA (what `model.generate` sees): an unpadded causal prefill runs as blocked
 matmuls (2-7x faster than CPU SDPA here, sliding windows included) and a one-token step as grouped
-matmuls. Called with a `KVState` (the backend's decode loop, `kvcache.py`) the state stores the keys
+matmuls. Called with a `KeyValues` store (the decode loop's `kvcache.KVState`) the state stores the keys
 and values and attends: a prompt's prefill, or one decode step of every running row.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from ..errors import UserError
 
-if TYPE_CHECKING:
-    from .kvcache import KVState, LayerInfo
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the cache needs to know of one attention layer."""
+
+    window: int | None  # sliding window (keys seen: position > query position - window), or None
+    device: torch.device
+
+
+class KeyValues(Protocol):
+    """What a decode loop's key/value store offers this attention (`kvcache.KVState`)."""
+
+    windows: list[int | None]  # each layer's sliding window
+
+    def attend(
+        self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """Store a layer's new keys and values, and attend over what the rows hold."""
+
 
 NAME = "icalign"
 LAYER_TYPES = ("full_attention", "sliding_attention")  # the kinds of layer the decode loop implements
@@ -43,7 +61,7 @@ def attention(
     scaling: float | None = None,
     sliding_window: int | None = None,
     softcap: float | None = None,
-    kv_state: KVState | None = None,
+    kv_state: KeyValues | None = None,
     probe: _Probe | None = None,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
@@ -159,8 +177,6 @@ _HARMLESS = {"position_ids", "output_attentions", "use_cache", "cache_position",
 def probe_layers(model: torch.nn.Module) -> list[LayerInfo]:
     """Each attention layer's window and device, read by running the model on two tokens; a model
     whose attention the decode loop does not implement is refused here, in one line, before any run."""
-    from .kvcache import LayerInfo
-
     config = model.config.get_text_config()
     name = getattr(config, "model_type", type(model).__name__)
     unknown = sorted(set(getattr(config, "layer_types", None) or LAYER_TYPES) - set(LAYER_TYPES))

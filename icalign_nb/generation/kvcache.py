@@ -21,18 +21,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .attention import LayerInfo, causal_attention
+
 BLOCK = 64  # tokens per block
 # queries per kv head (rows x heads sharing it) up to which a step reads the pool as one product per
 # head: a bf16 matrix product stays bound by memory, not arithmetic, up to about this many rows here
 DENSE_QUERIES = 32
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """What the cache needs to know of one attention layer."""
-
-    window: int | None  # sliding window (keys seen: position > query position - window), or None
-    device: torch.device
 
 
 def pool_blocks(
@@ -260,8 +254,6 @@ class KVState:
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float):
         """Store this layer's new keys/values and attend: a prompt's prefill, or one decode step."""
-        from .attention import causal_attention
-
         window = self.windows[layer]
         if self.prefill_group is not None:
             self._store_prompt(layer, key, value)
