@@ -372,7 +372,7 @@ def test_an_executed_record_keeps_its_layout_when_opened(lab: dict, browser: obj
     trusted = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.model.cells.get(1).trusted")
     assert trusted is False
     page.screenshot(path=str(tmp_path / "00-record.png"), full_page=True)
-    assert_readable(page.evaluate(LAYOUT, ".icalign-answer"))
+    assert_readable(page.evaluate(LAYOUT, ".icalign-answer"), markdown=True)  # rendered, as in a live session
     cells = page.evaluate(LAYOUT, ".icalign-candidates td")
     assert len(cells) == 20 * 6 and all(c["verticalAlign"] == "top" and not c["splits"] for c in cells)
     assert {c["textAlign"] for c in cells} == {"left", "right"}
