@@ -982,7 +982,7 @@ def test_ctrl_c_in_notebooks_run_is_one_line_and_keeps_the_record(tmp_path: Path
     assert runner.returncode == 130, err
     assert err.strip().splitlines() == [
         "icalign: interrupted (finished work is kept; re-run the same command to resume)"
-    ]
+    ], err
     (summary,) = (tmp_path / "runs").glob("*/run.json")
     assert json.loads(summary.read_text())["notebooks"][0]["error"] == "interrupted"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -301,7 +302,11 @@ def run_notebooks(run: NotebookRun, say: Callable[[str], None] = print) -> list[
     say(f"running {len(notebooks)} notebook(s); records in {run_dir}, figures in {figures_dir}")
     results: list[NotebookResult] = []
     start_all = time.perf_counter()
-    with kernel_environment(), tempfile.TemporaryDirectory(prefix="icalign-kernels-") as sockets:
+    with (
+        kernel_environment(),
+        _kernel_death_said_once(),
+        tempfile.TemporaryDirectory(prefix="icalign-kernels-") as sockets,
+    ):
         for i, nb in enumerate(notebooks, start=1):
             record = run_dir / nb.name
             shown = {k: v for k, v in plan[nb].items() if k not in RUNNER_PARAMETERS}
@@ -412,6 +417,17 @@ def logged_kernel_manager() -> type:
     return LoggedKernelManager
 
 
+class _KernelDeathSaidOnce(logging.Filter):
+    """A kernel that died (or was shut down by Ctrl-C) mid-cell is said once, in the run's own line:
+    papermill's log line of it and asyncio's report of the cell's task left with that error are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        died = type(exc).__name__ == "DeadKernelError" or "DeadKernelError" in text
+        return not (died or text.startswith("Kernel died while waiting for execute reply"))
+
+
 class _StudySettingsKnown(logging.Filter):
     """papermill warns of parameters a notebook does not declare; a study's settings reach every notebook
     on purpose (its `Study.from_notebook` reads them), so those warnings are dropped."""
@@ -425,6 +441,26 @@ class _StudySettingsKnown(logging.Filter):
         return not (
             message.startswith("Passed unknown parameter: ") and message.split(": ", 1)[1] in self.names
         )
+
+
+@contextlib.contextmanager
+def _kernel_death_said_once() -> Iterator[None]:
+    """While notebooks run, a dead kernel is reported by the run alone (see `_KernelDeathSaidOnce`). After
+    a Ctrl-C or a kernel's death the filter stays on asyncio's log: the cell's orphaned task is reported
+    only when it is destroyed, as the process ends."""
+    quiet = _KernelDeathSaidOnce()
+    papermill_log, asyncio_log = logging.getLogger("papermill"), logging.getLogger("asyncio")
+    papermill_log.addFilter(quiet)
+    asyncio_log.addFilter(quiet)
+    try:
+        yield
+    except BaseException:
+        gc.collect()
+        raise
+    else:
+        asyncio_log.removeFilter(quiet)
+    finally:
+        papermill_log.removeFilter(quiet)
 
 
 def _write_summary(run_dir: Path, results: list[NotebookResult], seconds: float) -> None:
