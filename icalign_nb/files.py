@@ -206,6 +206,14 @@ def read_text(path: str | Path) -> str:
         raise UserError(f"{where(path, line)}: not UTF-8 text") from None
 
 
+def read_json(path: str | Path) -> object:
+    """A JSON file's value; malformed JSON is one line naming the file and line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where(Path(path), exc.lineno)}: malformed JSON ({exc.msg})") from None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -146,6 +146,10 @@ QUERY = "Question: Why?\n\nHere\u2019s an example answer:"
 class _NoEncoder(Encoder):
     """Stands in where the test supplies the ranking itself (no model is loaded)."""
 
+    @property
+    def key(self) -> str:  # its own cache entries: never mixed with the real encoder's
+        return "no encoder: zero vectors of width 3"
+
     def encode(self, texts, sort=True, batch_size=None):
         return np.zeros((len(texts), 3), dtype=np.float32)
 

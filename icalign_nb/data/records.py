@@ -5,13 +5,12 @@ Every problem is one `UserError` line naming the file, the line (or item) and th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 
 from ..errors import UserError, first_line, where
-from ..files import iter_jsonl, read_text
+from ..files import iter_jsonl, read_json
 
 
 def read_records(path: Path) -> list[tuple[str, dict]]:
@@ -25,10 +24,7 @@ def read_records(path: Path) -> list[tuple[str, dict]]:
     if suffix == ".jsonl":
         return [(where(path, n), obj) for n, obj in iter_jsonl(path)]
     if suffix == ".json":
-        try:
-            items = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
+        items = read_json(path)
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise UserError(f"{path}: expected a JSON list of objects")
         return [(f"{path}: item {i + 1}", obj) for i, obj in enumerate(items)]

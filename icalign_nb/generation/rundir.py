@@ -14,7 +14,6 @@ run's judgments).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import polars as pl
 
 from ..cache import cache_root
 from ..errors import UserError, where
-from ..files import check_writable, iter_jsonl, output_target, read_text, write_jsonl
+from ..files import check_writable, iter_jsonl, output_target, read_json, write_jsonl
 from ..retrieval.retriever import Retrieval
 
 CONFIG = "config.json"
@@ -89,10 +88,7 @@ def read_config(run_dir: str | Path) -> dict:
     path = Path(run_dir).expanduser() / CONFIG
     if not path.is_file():
         raise UserError(f"{path.parent} is not a run directory ({CONFIG} missing)")
-    try:
-        config = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where(path, exc.lineno)}: malformed JSON ({exc.msg})") from None
+    config = read_json(path)
     if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
         raise UserError(f"{path}: not a generation run config (no 'identity')")
     return config

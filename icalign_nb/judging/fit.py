@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..files import atomic_write_text, read_text
+from ..files import atomic_write_text, read_json
 from .degenerate import CONSTRUCTED
 from .features import (
     ENCODER,
@@ -150,10 +150,7 @@ def read_coefficients(path: str | Path) -> Coefficients:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such coefficients file (write one with `icalign judge-fit --out FILE`)")
-    try:
-        body = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not a coefficients file (malformed JSON: {exc.msg})") from None
+    body = read_json(path)
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise UserError(f"{path}: not a fitted-judge coefficients file (field 'format' is not '{FORMAT}')")
     if body.get("features_version") != FEATURES_VERSION:
