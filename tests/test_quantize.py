@@ -40,6 +40,27 @@ def test_quantised_linear_is_the_product_with_its_dequantised_weights(layer) -> 
             torch.testing.assert_close(q(x).float(), want, atol=tolerance, rtol=0.02)
 
 
+def test_int4_keeps_weights_that_are_already_4_bit() -> None:
+    """Groups on a 16-level grid of their own (as a Q4_K file's: a step and an offset per 32 inputs,
+    extreme codes not always used) come back as they were, up to the scales' rounding, where a fit of
+    each group's spread into 15 steps would round most of them again; any other group spans 15 steps."""
+    torch.manual_seed(2)
+    out, groups = 64, 4
+    step = torch.rand(out, groups, 1) * 0.01 + 0.001
+    offset = torch.randn(out, groups, 1) * 0.01
+    codes = torch.randint(2, 13, (out, groups, 32)).float()  # codes 0, 1, 13, 14, 15 left unused
+    weight = (offset + step * codes).view(out, groups * 32)
+    # in units of the grid's own step; bf16 rounds the scales, zeros and products (a spread fit of codes
+    # 2-12 into 15 steps would be off by up to a third of a step)
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.bfloat16, 0.12)):
+        q = Int4Linear(weight, None, dtype)
+        error = (q.dequantised().float() - weight).abs() / step.repeat_interleave(32, 1).view(out, -1)
+        assert error.max() < tolerance
+    noise = torch.randn(out, groups * 32)
+    q = Int4Linear(noise, None, torch.float32)
+    assert (q.codes.view(out, groups, 32).amin(-1) == 0).all() and (q.codes.view(out, groups, 32).amax(-1) == 15).all()
+
+
 def test_fused_quantised_layers_equal_the_parts() -> None:
     from icalign_nb.generation.decoder import _fuse
 
