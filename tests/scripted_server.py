@@ -1,7 +1,7 @@
 """A local OpenAI-compatible endpoint for tests: scripted failures first, then the given replies.
 
 A reply is a JSON object, or raw bytes (sent as they are with status 200, e.g. an HTML page or broken
-JSON, as misbehaving servers do)."""
+JSON, as misbehaving servers do), or (status, JSON object) for a server that refuses the request."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ class ScriptedServer:
     wait of up to `delay` seconds, so concurrent answers finish out of order); records every request."""
 
     def __init__(
-        self, reply: Callable[[dict], dict | bytes], failures: tuple[int, ...] = (), delay: float = 0.0
+        self,
+        reply: Callable[[dict], dict | bytes | tuple[int, dict]],
+        failures: tuple[int, ...] = (),
+        delay: float = 0.0,
     ) -> None:
         self.reply, self.failures, self.delay = reply, list(failures), delay
         self.requests: list[dict] = []
@@ -47,6 +50,10 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop serving."""
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -67,8 +74,9 @@ class ScriptedServer:
                     self._send(status, {"error": {"message": f"scripted {status}", "type": "test"}})
                     return
                 time.sleep(random.uniform(0, server.delay))
+                reply = server.reply(body)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
-                    self._send(200, server.reply(body))
+                    self._send(*(reply if isinstance(reply, tuple) else (200, reply)))
 
             def _send(self, status: int, payload: dict | bytes) -> None:
                 raw = isinstance(payload, bytes)
@@ -82,3 +90,26 @@ class ScriptedServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def completion_reply(text: str, finish_reason: str = "stop", usage: bool = True) -> dict:
+    """A /v1/completions reply of one choice."""
+    choice = {"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}
+    reply = {"id": "c", "object": "text_completion", "choices": [choice]}
+    if usage:
+        reply["usage"] = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    return reply
+
+
+def picky_server(accepted: set[str], answer: Callable[[dict], str], status: int = 422) -> ScriptedServer:
+    """A started /v1/completions server that refuses fields it does not know with `status` naming them,
+    as `transformers serve` does, and answers `answer(body)` after 50 ms (close it when done)."""
+
+    def reply(body: dict) -> dict | tuple[int, dict]:
+        unexpected = set(body) - accepted
+        if unexpected:
+            return status, {"detail": f"Unexpected fields in the request: {unexpected}"}
+        time.sleep(0.05)
+        return completion_reply(answer(body))
+
+    return ScriptedServer(reply).__enter__()

@@ -4,13 +4,10 @@ fields they do not know."""
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
-from scripted_server import ScriptedServer
+from scripted_server import ScriptedServer, picky_server
 
 from icalign_nb.errors import UserError
 from icalign_nb.generation.server_backend import ServerBackend, ServerOptions, request_body
@@ -115,51 +112,6 @@ def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tm
     assert {b["model"] for b in server.requests} == {"tiny"}
 
 
-class PickyServer:
-    """A /v1/completions server that refuses fields it does not know with a 422 naming them, as
-    `transformers serve` does, and answers in a fixed way (records every request and when it came)."""
-
-    def __init__(self, accepted: set[str], answer: Callable[[dict], str], status: int = 422) -> None:
-        self.accepted, self.answer, self.status = accepted, answer, status
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append(body)
-                unexpected = set(body) - server.accepted
-                if unexpected:
-                    self._send(server.status, {"detail": f"Unexpected fields in the request: {unexpected}"})
-                    return
-                time.sleep(0.05)
-                text = server.answer(body)
-                choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
-                usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-                self._send(200, {"id": "c", "object": "text_completion", "choices": [choice], "usage": usage})
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 STANDARD = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "n", "stop", "stream"}
 SAMPLES = [
     Request(f"q{i}", s, f"Question: {i}?\n\nAnswer:", PAPER_STOP, 10 * i + s, (1,))
@@ -169,7 +121,7 @@ SAMPLES = [
 
 
 def test_a_refused_top_k_goes_as_generation_config_with_sampling_on(capsys: pytest.CaptureFixture) -> None:
-    server = PickyServer(STANDARD | {"generation_config"}, lambda body: f" seed {body['seed']}\nQuestion:")
+    server = picky_server(STANDARD | {"generation_config"}, lambda body: f" seed {body['seed']}\nQuestion:")
     try:
         results = [
             r for c in ServerBackend(options(server.url)).generate(SAMPLES, GenerationConfig()) for r in c
@@ -191,7 +143,7 @@ def test_a_refused_top_k_goes_as_generation_config_with_sampling_on(capsys: pyte
 
 
 def test_a_server_that_takes_no_top_k_is_said_in_one_line(capsys: pytest.CaptureFixture) -> None:
-    server = PickyServer(STANDARD, lambda body: " same answer")
+    server = picky_server(STANDARD, lambda body: " same answer")
     try:
         config = GenerationConfig(max_new_tokens=8)
         results = [r for c in ServerBackend(options(server.url)).generate(SAMPLES, config) for r in c]
@@ -211,7 +163,7 @@ def test_a_server_that_takes_no_top_k_is_said_in_one_line(capsys: pytest.Capture
 
 
 def test_a_refusal_naming_no_field_we_can_drop_is_an_error() -> None:
-    server = PickyServer(STANDARD - {"stop"}, lambda body: "x")
+    server = picky_server(STANDARD - {"stop"}, lambda body: "x")
     try:
         with pytest.raises(UserError, match=r"refused the request \(422\): Unexpected fields in the request"):
             list(ServerBackend(options(server.url)).generate(SAMPLES[:1], GenerationConfig()))
@@ -220,7 +172,7 @@ def test_a_refusal_naming_no_field_we_can_drop_is_an_error() -> None:
 
 
 def test_samples_of_a_prompt_go_out_together_first_one_ahead() -> None:
-    server = PickyServer(STANDARD | {"top_k"}, lambda body: " ok")
+    server = picky_server(STANDARD | {"top_k"}, lambda body: " ok")
     shuffled = [SAMPLES[i] for i in (0, 2, 4, 1, 3, 5)]  # all first samples, then all second samples
     try:
         chunks = list(

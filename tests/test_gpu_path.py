@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from scripted_server import ScriptedServer
+from scripted_server import ScriptedServer, completion_reply
 
 from icalign_nb.cli import main
 from icalign_nb.errors import UserError
@@ -286,44 +286,22 @@ def test_server_prompt_ways() -> None:
 def test_a_server_taking_only_text_is_said_when_bos_may_differ(
     bos: bool, adds: bool, said: bool, capsys: pytest.CaptureFixture
 ) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
+    def reply(body: dict) -> dict | tuple[int, dict]:
+        seen.append(body)
+        if not isinstance(body["prompt"], str):
+            return 400, {"detail": "prompt must be a string."}
+        if "add_special_tokens" in body:
+            return 422, {"detail": "Unexpected fields in the request: {'add_special_tokens'}"}
+        return completion_reply(" ok", "length", usage=False)
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            if not isinstance(body["prompt"], str):
-                status, payload = 400, {"detail": "prompt must be a string."}
-            elif "add_special_tokens" in body:
-                status, payload = 422, {"detail": "Unexpected fields in the request: {'add_special_tokens'}"}
-            else:
-                choice = {"index": 0, "text": " ok", "finish_reason": "length", "logprobs": None}
-                status, payload = 200, {"id": "c", "object": "text_completion", "choices": [choice]}
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    try:
-        options = ServerOptions(url, "m", bos=bos, tokenizer_adds_bos=adds, concurrency=1)
+    with ScriptedServer(reply) as server:
+        options = ServerOptions(server.url, "m", bos=bos, tokenizer_adds_bos=adds, concurrency=1)
         requests = [Request(f"q{i}", 0, f"Question: {i}", (), i, (1, 9, i)) for i in range(3)]
         results = [
             r for c in ServerBackend(options).generate(requests, GenerationConfig(top_k=None)) for r in c
         ]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert len(results) == 3 and isinstance(seen[0]["prompt"], list)
     assert all(isinstance(b["prompt"], str) and "add_special_tokens" not in b for b in seen[-3:])
     assert any("add_special_tokens" in b for b in seen) is said  # tried only where the default differs
