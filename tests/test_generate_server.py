@@ -112,6 +112,36 @@ def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tm
     assert {b["model"] for b in server.requests} == {"tiny"}
 
 
+def test_a_server_without_usage_has_its_tokens_counted_by_the_run_s_tokenizer(tmp_path) -> None:
+    """No usage in the reply: the run counts the text as sent with the model's tokenizer (never a 0
+    that would read as an empty answer); a backend with no tokenizer refuses in one line."""
+    from icalign_nb.generation.rundir import generations_frame
+    from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
+    from icalign_nb.models.loading import load_tokenizer
+    from icalign_nb.retrieval.settings import RetrievalSettings
+
+    sent = " a fairly long answer of several tokens\nQuestion: leaked"
+
+    def reply(body: dict) -> dict:
+        return {"choices": [{"index": 0, "text": sent, "finish_reason": "stop"}]}
+
+    spec = RunSpec(
+        model="tiny-random",
+        backend="openai",
+        retrieval=RetrievalSettings(preset="zero-shot", limit=2),
+        served_model="tiny",
+        generation=GenerationConfig(max_new_tokens=32, samples=1),
+    )
+    with ScriptedServer(reply) as fake:
+        run_generation(tmp_path / "run", spec, RunOptions(base_url=fake.url, progress=False))
+        with pytest.raises(UserError, match="reports no token counts") as refused:
+            list(ServerBackend(options(fake.url)).generate(REQS[:1], GenerationConfig()))
+    assert "\n" not in str(refused.value)
+    counted = len(load_tokenizer("tiny-random")(sent, add_special_tokens=False)["input_ids"])
+    frame = generations_frame(tmp_path / "run")
+    assert counted > 5 and frame["n_generated_tokens"].to_list() == [counted, counted]
+
+
 STANDARD = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "n", "stop", "stream"}
 SAMPLES = [
     Request(f"q{i}", s, f"Question: {i}?\n\nAnswer:", PAPER_STOP, 10 * i + s, (1,))

@@ -294,7 +294,7 @@ def test_a_server_taking_only_text_is_said_when_bos_may_differ(
             return 400, {"detail": "prompt must be a string."}
         if "add_special_tokens" in body:
             return 422, {"detail": "Unexpected fields in the request: {'add_special_tokens'}"}
-        return completion_reply(" ok", "length", usage=False)
+        return completion_reply(" ok", "length")
 
     with ScriptedServer(reply) as server:
         options = ServerOptions(server.url, "m", bos=bos, tokenizer_adds_bos=adds, concurrency=1)

@@ -43,7 +43,8 @@ def make_backend(name: str, model: str, options: dict | None = None) -> Backend:
                 chunk_size=options.get("batch_size") or 64,
                 bos=options.get("bos"),
                 tokenizer_adds_bos=options.get("tokenizer_adds_bos"),
-            )
+            ),
+            tokenizer=options.get("tokenizer"),
         )
     raise UserError(f"unknown backend '{name}'; backends: {', '.join(BACKENDS)}")
 

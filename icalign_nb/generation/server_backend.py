@@ -178,8 +178,9 @@ class ServerBackend:
 
     name = "openai"
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, tokenizer: object | None = None) -> None:
         self.options = options
+        self.tokenizer = tokenizer  # counts generated tokens where a server's reply has no usage
         self.top_k_way: str | None = TOP_K_WAYS[0]
         self.dropped: set[str] = set()
         self.warned_identical = False
@@ -195,6 +196,15 @@ class ServerBackend:
                 results = run_sync(self._chunk(ordered[i : i + size], config))
                 self._check_sampling(results, config)
                 yield results
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a completion's text by the run's tokenizer (for a server that reports no usage)."""
+        if self.tokenizer is None:
+            raise UserError(
+                f"server {self.options.base_url} reports no token counts (no usage.completion_tokens) "
+                "and no tokenizer was given to count them"
+            )
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def body(self, request: Request, config: GenerationConfig) -> dict:
         """The request as this server takes it (refused optional fields left out)."""
@@ -324,15 +334,19 @@ class ServerBackend:
                 text = raw.http_response.text
                 parsed = parse_completion(text, request)
                 if parsed is not None:
-                    return Result(request, *parsed, seconds)
+                    answer, n_prompt, n_gen, stopped_by, raw_text = parsed
+                    if n_gen is None:
+                        n_gen = self.count_tokens(raw_text)
+                    return Result(request, answer, n_prompt, n_gen, stopped_by, seconds)
         finally:
             if done is not None:
                 done.set()
         raise UserError(f"server {url} did not answer with a completion: {redact(first_line(text, 200))}")
 
 
-def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] | None:
-    """(answer, prompt tokens, generated tokens, stop kind) of a completion body; None if it is not one."""
+def parse_completion(body: str, request: Request) -> tuple[str, int, int | None, str, str] | None:
+    """(answer, prompt tokens, generated tokens, stop kind, text as sent) of a completion body; None if
+    it is not one. Generated tokens are None where the reply's usage does not count them."""
     try:
         data = json.loads(body)
         choice = data["choices"][0]
@@ -346,5 +360,5 @@ def parse_completion(body: str, request: Request) -> tuple[str, int, int, str] |
     stopped_by = stopped_by_of(choice.get("finish_reason"), reason, cut, bool(request.stop))
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     n_prompt = usage.get("prompt_tokens") or len(request.prompt_ids)
-    n_gen = usage.get("completion_tokens") or 0
-    return answer, int(n_prompt), int(n_gen), stopped_by
+    n_gen = usage.get("completion_tokens")
+    return answer, int(n_prompt), None if n_gen is None else int(n_gen), stopped_by, text
