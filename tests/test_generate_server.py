@@ -10,9 +10,13 @@ import pytest
 from scripted_server import ScriptedServer, picky_server
 
 from icalign_nb.errors import UserError
+from icalign_nb.generation.rundir import generations_frame
+from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
 from icalign_nb.generation.server_backend import ServerBackend, ServerOptions, request_body
 from icalign_nb.generation.types import GenerationConfig, Request
+from icalign_nb.models.loading import load_tokenizer
 from icalign_nb.retrieval.prompts import PAPER_STOP
+from icalign_nb.retrieval.settings import RetrievalSettings
 
 
 def completion(body: dict) -> dict:
@@ -91,18 +95,19 @@ def test_base_url_and_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert opts.base_url.endswith(":9/v1") and opts.api_key == "sk-env" and "sk-env" not in repr(opts)
 
 
-def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tmp_path) -> None:
-    from icalign_nb.generation.rundir import generations_frame
-    from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
-    from icalign_nb.retrieval.settings import RetrievalSettings
-
-    spec = RunSpec(
+def server_run(queries: int, samples: int, max_new_tokens: int) -> RunSpec:
+    """A zero-shot run of the tiny model through a server serving it as 'tiny'."""
+    return RunSpec(
         model="tiny-random",
         backend="openai",
-        retrieval=RetrievalSettings(preset="zero-shot", limit=3),
+        retrieval=RetrievalSettings(preset="zero-shot", limit=queries),
         served_model="tiny",
-        generation=GenerationConfig(max_new_tokens=16, samples=2),
+        generation=GenerationConfig(max_new_tokens=max_new_tokens, samples=samples),
     )
+
+
+def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tmp_path) -> None:
+    spec = server_run(queries=3, samples=2, max_new_tokens=16)
     opts = RunOptions(base_url=server.url, api_key="sk-secret-123", batch_size=4, progress=False)
     summary = run_generation(tmp_path / "run", spec, opts)
     assert summary.generated == 6 and summary.stopped_by == {"stop": 6}
@@ -115,24 +120,13 @@ def test_a_run_through_the_server_never_saves_the_key(server: ScriptedServer, tm
 def test_a_server_without_usage_has_its_tokens_counted_by_the_run_s_tokenizer(tmp_path) -> None:
     """No usage in the reply: the run counts the text as sent with the model's tokenizer (never a 0
     that would read as an empty answer); a backend with no tokenizer refuses in one line."""
-    from icalign_nb.generation.rundir import generations_frame
-    from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
-    from icalign_nb.models.loading import load_tokenizer
-    from icalign_nb.retrieval.settings import RetrievalSettings
-
     sent = " a fairly long answer of several tokens\nQuestion: leaked"
 
     def reply(body: dict) -> dict:
         return {"choices": [{"index": 0, "text": sent, "finish_reason": "stop"}]}
 
-    spec = RunSpec(
-        model="tiny-random",
-        backend="openai",
-        retrieval=RetrievalSettings(preset="zero-shot", limit=2),
-        served_model="tiny",
-        generation=GenerationConfig(max_new_tokens=32, samples=1),
-    )
     with ScriptedServer(reply) as fake:
+        spec = server_run(queries=2, samples=1, max_new_tokens=32)
         run_generation(tmp_path / "run", spec, RunOptions(base_url=fake.url, progress=False))
         with pytest.raises(UserError, match="reports no token counts") as refused:
             list(ServerBackend(options(fake.url)).generate(REQS[:1], GenerationConfig()))
