@@ -49,3 +49,20 @@ def test_bench_generation_prints_both_paths_and_speedup(capsys: pytest.CaptureFi
     package = float(next(line for line in out if line.startswith("package")).split(" in ")[-1].rstrip("s"))
     assert out[-1].startswith("speedup: ")
     assert float(out[-1].split()[1].rstrip("x")) == pytest.approx(reference / package, rel=0.02)
+
+
+def test_prefill_flops_count_quantised_layers_like_the_others() -> None:
+    """A quantised model keeps its weights as buffers: its prefill FLOPs are still every linear layer's
+    (the share of the matmul peak a quantised run prints would otherwise read several times too low)."""
+    from icalign_nb.generation.quantize import quantise
+    from icalign_nb.jobs.bench import prefill_flops
+    from icalign_nb.models.loading import load_model
+
+    plain = load_model("tiny-random", device="cpu", dtype="bfloat16")
+    config = plain.config.get_text_config()
+    head = 2 * config.hidden_size * config.vocab_size
+    per_100_tokens = prefill_flops(plain, 100) - prefill_flops(plain, 0)  # weights and attention
+    assert per_100_tokens > 2 * 100 * config.num_hidden_layers * config.hidden_size**2  # q and o at least
+    for kind in ("int8", "int4"):
+        quantised = quantise(load_model("tiny-random", device="cpu", dtype="bfloat16"), kind)
+        assert prefill_flops(quantised, 100) == prefill_flops(plain, 100) > head

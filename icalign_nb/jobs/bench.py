@@ -264,10 +264,19 @@ def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
 
 
 def prefill_flops(model: object, length: int) -> float:
-    """FLOPs of encoding one prompt: every weight but the embeddings once per token, causal attention
+    """FLOPs of encoding one prompt: every linear layer's weights but the LM head's once per token
+    (counted by shape, so quantised layers, whose weights are buffers, count alike), causal attention
     over what each position sees (sliding layers: their window), and the vocabulary for the last token."""
+    import torch
+
+    from ..generation.quantize import QuantLinear
+
     config = model.config.get_text_config()
-    weights = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    weights = sum(
+        m.in_features * m.out_features
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear | QuantLinear) and "lm_head" not in n
+    )
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
