@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import polars as pl
 
 from ..analysis.breakdowns import run_features
-from ..analysis.winrates import swap_agreement
 from ..generation.rundir import generations_frame
 from ..generation.runs import RunOptions, run_generation
 from ..generation.types import Backend
@@ -53,10 +52,7 @@ def judge_systems(study: Study, systems: Sequence[System]) -> tuple[pl.DataFrame
         )
         print_summary(run_judge(run))
         frames.append(load_verdicts(system.run_dir).with_columns(pl.lit(system.id).alias("system")))
-    verdicts = pl.concat(frames)
-    if study.swap:
-        print(swap_agreement(verdicts))
-    return verdicts, spec
+    return pl.concat(frames), spec
 
 
 def with_labels(table: pl.DataFrame, systems: Sequence[System]) -> pl.DataFrame:
