@@ -114,22 +114,27 @@ class Int4Linear(QuantLinear):
         scale = step.to(dtype)  # the kernel takes its scales and zeros in the activations' dtype
         zero = (low + 8 * scale.float()).to(dtype)
         codes = torch.round((w - zero.float()[..., None]) / scale.float()[..., None] + 8).clamp_(0, 15)
-        self.register_buffer("codes", codes.view(self.out_features, -1).to(torch.int8))
+        codes = codes.view(self.out_features, -1).to(torch.uint8)
+        self.register_buffer("nibbles", _nibbles(codes))  # for dequantising: two codes a byte
         self.register_buffer("scales_zeros", torch.stack([scale, zero], -1).transpose(0, 1).contiguous())
-        self.register_buffer("packed", _pack4(self.codes))
+        self.register_buffer("packed", _pack4(codes))
 
     def packed_product(self, x: torch.Tensor) -> torch.Tensor | None:
         if self.packed is None:
             return None
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP, self.scales_zeros)
 
+    @property
+    def codes(self) -> torch.Tensor:
+        """The codes [out, in], 0-15."""
+        return torch.stack([self.nibbles & 15, self.nibbles >> 4], dim=-1).view(self.out_features, -1)
+
     def dequantised(self) -> torch.Tensor:
         scale, zero = (t.t().repeat_interleave(GROUP, dim=1) for t in self.scales_zeros.unbind(-1))
         return (self.codes.to(self.dtype) - 8) * scale + zero
 
     def read_bytes(self) -> int:
-        size = self.scales_zeros.element_size()
-        return (self.codes.numel() + 1) // 2 + self.scales_zeros.numel() * size
+        return self.nibbles.numel() + self.scales_zeros.numel() * self.scales_zeros.element_size()
 
     @classmethod
     def concat(cls, parts: Sequence[Int4Linear]) -> Int4Linear:
@@ -139,13 +144,13 @@ class Int4Linear(QuantLinear):
         QuantLinear.__init__(
             fused, sum(p.out_features for p in parts), parts[0].in_features, _bias(parts), parts[0].dtype
         )
-        fused.register_buffer("codes", torch.cat([p.codes for p in parts]))
+        fused.register_buffer("nibbles", torch.cat([p.nibbles for p in parts]))
         fused.register_buffer("scales_zeros", torch.cat([p.scales_zeros for p in parts], dim=1))
         fused.register_buffer("packed", _pack4(fused.codes))
         start = 0
         for p in parts:
             rows = slice(start, start + p.out_features)
-            p.codes, p.scales_zeros, p.packed = fused.codes[rows], fused.scales_zeros[:, rows], None
+            p.nibbles, p.scales_zeros, p.packed = fused.nibbles[rows], fused.scales_zeros[:, rows], None
             start += p.out_features
         return fused
 
@@ -174,6 +179,11 @@ def _grid(w: torch.Tensor, rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor
             best = torch.where(better, error, best)
             steps[part] = torch.where(better, float(n), steps[part])
     return low, spread / steps
+
+
+def _nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """Codes [out, in] (0-15, uint8) two to a byte [out, in / 2]: the even input in the low half."""
+    return codes[:, 0::2] | (codes[:, 1::2] << 4)
 
 
 def _pack4(codes: torch.Tensor) -> torch.Tensor:
