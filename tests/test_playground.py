@@ -78,6 +78,9 @@ def test_fewer_demos_when_asked(playground: Playground) -> None:
     assert len(one.retrieval.demo_ids) == 1
     none = playground.prepare(QUESTION, demos=0)
     assert len(none.retrieval.demo_ids) == 0
+    every = playground.prepare(QUESTION)  # the slider's end: all that fit, as the paper packs them
+    assert len(every.retrieval.demo_ids) > 1 and every.retrieval.demo_ids[-1:] == one.retrieval.demo_ids
+    assert list(playground._retrievers) == [playground.study.pool]  # one retriever per pool, not per count
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ Every retrieval records, for each candidate, why it was kept or skipped:
 
 from __future__ import annotations
 
+import copy
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -194,6 +195,14 @@ class Retriever:
             self.encoder = encoder or Encoder()
             emb = embed_pool(pool, self.encoder)
             self._emb = normalize_rows(emb) if config.similarity == "cosine" else emb
+
+    def keeping(self, max_demos: int | None) -> Retriever:
+        """This retriever keeping at most `max_demos` of the demos that fit (None: all), its pool's
+        embeddings and token counts shared, not computed again."""
+        self.demo_lengths()
+        other = copy.copy(self)
+        other.config = replace(self.config, max_demos=max_demos)
+        return other
 
     @property
     def stop(self) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -68,7 +68,7 @@ class Playground:
             )
         self.study = study
         self._backend: TransformersBackend | None = None
-        self._retrievers: dict[tuple[str, int], Retriever] = {}
+        self._retrievers: dict[str, Retriever] = {}  # by pool
 
     def backend(self) -> TransformersBackend:
         """The model, loaded once for every question."""
@@ -78,17 +78,13 @@ class Playground:
         return self._backend
 
     def retriever(self, pool: str, demos: int) -> Retriever:
-        """The paper's retriever over `pool`, keeping at most `demos` of the demos that fit (built once)."""
-        key = (pool, demos)
-        if key not in self._retrievers:
+        """The paper's retriever over `pool` (built once per pool), keeping at most `demos` of the demos
+        that fit."""
+        if pool not in self._retrievers:
             settings = self.study.retrieval(pool=pool, preset="paper", tokenizer=self.study.model)
-            config = settings.config()
-            if demos < ALL_THAT_FIT:
-                config = replace(config, max_demos=demos)
-            self._retrievers[key] = build_retriever(
-                settings, self.study.data_dir, self.backend().tokenizer, config=config
-            )
-        return self._retrievers[key]
+            self._retrievers[pool] = build_retriever(settings, self.study.data_dir, self.backend().tokenizer)
+        base = self._retrievers[pool]
+        return base.keeping(demos if demos < ALL_THAT_FIT else base.config.max_demos)
 
     def config(self, asked: Asked) -> GenerationConfig:
         """How both answers are sampled: the study's decoding, one sample each, the question's cap."""
