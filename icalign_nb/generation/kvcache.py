@@ -336,11 +336,14 @@ class _Step:
                 is_p[:, None], slot_row[gi0], torch.where(is_r[:, None] & own, ri0[:, None], n_rows)
             )
             bias = torch.zeros(seen.shape, dtype=torch.float32).masked_fill_(~seen, float("-inf"))
-            kind_step = {"hi": hi, "bias": bias, "target": target}
-            if self.dense:  # each row's mask over the whole used range: [rows, hi * block]
+            kind_step = {"lo": 0, "hi": hi, "bias": bias, "target": target}
+            if self.dense:  # each row's mask over the used range: [rows, (hi - lo) * block]
                 dense = torch.full((n_rows + 1, hi, block), float("-inf"))
                 dense[target.t(), torch.arange(hi)[None, :].expand(per, hi)] = bias.transpose(0, 1)
-                kind_step["dense_bias"] = dense[:n_rows].view(n_rows, hi * block)
+                # blocks no row sees (a prompt's keys that every row's window has passed) are skipped
+                lo = int(torch.isfinite(dense[:n_rows]).any(-1).any(0).int().argmax())
+                kind_step["lo"] = lo
+                kind_step["dense_bias"] = dense[:n_rows, lo:].reshape(n_rows, (hi - lo) * block)
             self.kinds[w] = kind_step
         self.row_slot = row_slot
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
@@ -364,7 +367,11 @@ class _Step:
                 "block": block,
                 "column": column,
             }
-            self._on[key] = {"hi": kind["hi"], **{k: v.to(device) for k, v in moved.items()}}
+            self._on[key] = {
+                "lo": kind["lo"],
+                "hi": kind["hi"],
+                **{k: v.to(device) for k, v in moved.items()},
+            }
         return self._on[key]
 
     def attend(
@@ -377,8 +384,9 @@ class _Step:
         keys, values = state.keys[layer], state.values[layer]
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
+        used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
         attend = self._dense if self.dense else self._blocked
-        return attend(x, query * scale, keys[:, : x["hi"]], values[:, : x["hi"]]).to(value.dtype)
+        return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 
     def _dense(self, x: dict, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Every row's queries against every used block of a head in one product, masked per row."""
