@@ -45,9 +45,13 @@ class ScriptedServer:
         """The OpenAI-style base URL."""
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> ScriptedServer:
+    def start(self) -> ScriptedServer:
+        """Start serving (close it when done, or use the server as a context manager)."""
         self.thread.start()
         return self
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -112,4 +116,4 @@ def picky_server(accepted: set[str], answer: Callable[[dict], str], status: int 
         time.sleep(0.05)
         return completion_reply(answer(body))
 
-    return ScriptedServer(reply).__enter__()
+    return ScriptedServer(reply).start()

@@ -104,7 +104,7 @@ def _product(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return module
 
 
-def _weight_bytes(module: torch.nn.Module) -> int:
+def weight_bytes(module: torch.nn.Module) -> int:
     """Bytes of weights a product of `module` reads."""
     if isinstance(module, QuantLinear):
         return module.read_bytes()
@@ -217,9 +217,9 @@ class LeanDecoder:
             )
             x = self.layers[-1]
             x.products = tuple(_product(m) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
-            x.wide = tuple(_weight_bytes(m) > PARALLEL_BYTES for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+            x.wide = tuple(weight_bytes(m) > PARALLEL_BYTES for m in (x.qkv, x.o_proj, x.gate_up, x.down))
         self.head_product = _product(self.head)
-        self.head_wide = _weight_bytes(self.head) > PARALLEL_BYTES
+        self.head_wide = weight_bytes(self.head) > PARALLEL_BYTES
         self.head_device = next(
             t for t in (*self.head.parameters(), *self.head.buffers()) if t is not None
         ).device

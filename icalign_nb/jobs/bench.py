@@ -230,15 +230,12 @@ def matvec_bound(backend: object, repeats: int = 5) -> tuple[float, int, int]:
     int8 or int4 weights); the best of `repeats` passes (each reads every weight from memory)."""
     import torch
 
-    from ..generation.quantize import QuantLinear
+    from ..generation.decoder import weight_bytes
 
     layers = decode_products(backend)
     dtype = next(p for p in backend.model.parameters() if p.is_floating_point()).dtype
     inputs = {m.in_features: torch.randn(1, 1, m.in_features, dtype=dtype) for m in layers}
-    weights = sum(
-        m.read_bytes() if isinstance(m, QuantLinear) else m.weight.numel() * m.weight.element_size()
-        for m in layers
-    )
+    weights = sum(weight_bytes(m) for m in layers)
 
     def one_pass() -> None:
         with torch.inference_mode():
