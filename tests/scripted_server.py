@@ -69,7 +69,11 @@ class ScriptedServer:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                length = int(self.headers["Content-Length"])
+                data = self.rfile.read(length)
+                if len(data) < length:  # the client hung up while sending (a run stopping at an error)
+                    return
+                body = json.loads(data)
                 with server.lock:
                     server.requests.append(body)
                     server.auth.append(self.headers.get("Authorization", ""))
