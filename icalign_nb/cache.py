@@ -3,7 +3,8 @@
 Every cached artifact lives at `<root>/<kind>/<key><suffix>`, where the key is a hash of what the
 artifact depends on (content, never a machine's paths). Kinds: `data` (pinned fetches, kept under
 their public layout instead), `embeddings` (texts through one encoder), `lengths` (demo token
-counts), `maps` (pool maps), `models` (converted models), `judgments` (judge replies).
+counts), `maps` (pool maps), `models` (converted models), `judgments` (judge replies), `kernels`
+(C++ built for this machine).
 The root is `ICALIGN_CACHE`, else `$XDG_CACHE_HOME/icalign-nb`, else `~/.cache/icalign-nb`;
 the command line's `--cache-dir` sets `ICALIGN_CACHE` for its process.
 """

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from icalign_nb.cache import cache_path
 from icalign_nb.generation import attention as att
+from icalign_nb.generation import native
 from icalign_nb.generation.kvcache import KVState, LayerInfo
+from icalign_nb.generation.native import DecodeAttention
 
 TOL = 1e-5
 
@@ -84,12 +91,18 @@ class Driver:
     """Runs a KVState the way the backend does, keeping every key and value for the reference."""
 
     def __init__(
-        self, layers: list[int | None], heads: int = 4, kv_heads: int = 2, dim: int = 16, blocks: int = 64
+        self,
+        layers: list[int | None],
+        heads: int = 4,
+        kv_heads: int = 2,
+        dim: int = 16,
+        blocks: int = 64,
+        kernel: object | None = None,
     ) -> None:
         self.layers, self.heads, self.kv_heads, self.dim = layers, heads, kv_heads, dim
         info = [LayerInfo(w, torch.device("cpu")) for w in layers]
         self.state = KVState(
-            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8
+            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8, kernel=kernel
         )
         self.prompt_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # group -> per layer
         self.row_kv: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}  # row -> per layer
@@ -152,19 +165,24 @@ class Driver:
         return worst
 
 
-@pytest.mark.parametrize("dense", [0, 1000], ids=["per block", "whole range"])
+@pytest.mark.parametrize(
+    ("dense", "kernel"),
+    [(0, False), (1000, False), (1000, True)],
+    ids=["per block", "whole range", "built kernel"],
+)
 @pytest.mark.parametrize("layers", [[None, None], [4, None, 4], [None, 20]])
 def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
-    layers, dense, monkeypatch
+    layers, dense, kernel, monkeypatch
 ) -> None:
     """Prompts of different lengths (longer and shorter than the windows, several blocks of 8), several
     samples per prompt, rows leaving and joining at different steps (their blocks reused), rows in any
     order: every row's output equals SDPA over its own prompt + generated keys, at every step and layer,
-    whether a step reads each block against the queries it serves or the whole range per row."""
+    whether a step reads each block against the queries it serves or the whole range per row (in torch,
+    or in the built kernel)."""
     import icalign_nb.generation.kvcache as kvcache
 
     monkeypatch.setattr(kvcache, "DENSE_QUERIES", dense)
-    d = Driver(layers)
+    d = Driver(layers, kernel=built_kernel() if kernel else None)
     groups = [d.prefill(n) for n in (37, 3, 12)]
     rows = [d.place(groups[g]) for g in (0, 0, 0, 1, 2, 2)]  # 3 samples of prompt 0, 1 of 1, 2 of 2
     worst = 0.0
@@ -191,3 +209,64 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     for g in list(d.state.group_length):
         d.state.drop_prompt(g)
     assert all(k.held == 0 for k in d.state.kinds.values()) and all(v > 0 for v in held.values())
+
+
+def built_kernel() -> DecodeAttention:
+    """The decode-attention kernel, built here (skips only where there is no C++ compiler at all)."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here to build the decode-attention kernel")
+    kernel = native.decode_attention()
+    assert kernel is not None, "a C++ compiler is here, yet the decode-attention kernel was not built"
+    return kernel
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim", "keys"),
+    [(4, 1, 256, 600), (8, 2, 64, 300), (6, 2, 16, 40), (2, 2, 24, 17), (8, 1, 32, 513), (5, 5, 48, 70)],
+)
+def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys) -> None:
+    """The kernel against SDPA on the same (rounded) keys and values: grouped heads of every size the
+    kernel specialises and others, dims that its vector loops take and that they do not, key counts across
+    its chunks, rows seeing windows, gaps and single keys."""
+    kernel = built_kernel()
+    rows = 3
+    gen = torch.Generator().manual_seed(heads * dim + keys)
+    q = torch.randn(rows, heads, 1, dim, generator=gen)
+    k = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
+    v = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
+    seen = torch.ones(rows, keys, dtype=torch.bool)
+    seen[1, : keys // 2] = False  # a window that has passed the first half
+    seen[1, keys // 2 + 3 : keys // 2 + 7] = False  # and a gap
+    seen[2] = False
+    seen[2, keys - 1] = True  # a row that sees one key
+    bias = torch.zeros(rows, keys).masked_fill_(~seen, float("-inf"))
+    scale = dim**-0.5
+    got = kernel(q.to(dtype), k.view(kv_heads, 1, keys, dim), v.view(kv_heads, 1, keys, dim), bias, scale)
+    want = F.scaled_dot_product_attention(
+        q.to(dtype).float(),
+        k.float()[None].expand(rows, -1, -1, -1),
+        v.float()[None].expand(rows, -1, -1, -1),
+        attn_mask=seen[:, None, None, :],
+        scale=scale,
+        enable_gqa=True,
+    ).transpose(1, 2)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=TOL, rtol=TOL)
+
+
+def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monkeypatch, capsys) -> None:
+    """A damaged build in the cache is said and removed; a build that fails is said in one line, leaves
+    no folder behind, and the engine's attention stays in torch (None)."""
+    monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "FLAGS", ("-O3", "--no-such-compiler-flag"))
+    kernels = tmp_path / "cache" / "kernels"
+    parts = (native.SOURCE.read_text(), torch.__version__, sys.version, platform.machine(), *native.FLAGS)
+    final = cache_path("kernels", *parts, native._cpu_name())
+    final.mkdir(parents=True)
+    (final / f"icalign_decode_attention_{final.name[:16]}.so").write_bytes(b"not a library")
+    assert native.decode_attention.__wrapped__() is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"note: damaged cache entry {final}")
+    assert err[-1].startswith("note: the decode-attention kernel could not be built (")
+    assert "Traceback" not in "\n".join(err) and list(kernels.iterdir()) == []

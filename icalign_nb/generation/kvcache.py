@@ -10,7 +10,9 @@ beyond it are never touched); nothing is copied when rows come and go.
 A decode step reads, for every layer, the pool up to its highest used block as one batched
 product: each block meets the queries of the rows that see it (a prompt block: all its samples),
 and a per-row softmax joins the blocks of a row's prompt and of its own tokens (each block's
-scores in float32, the largest subtracted per row before the exponentials).
+scores in float32, the largest subtracted per row before the exponentials). At up to
+`DENSE_QUERIES` queries per kv head on the CPU, the built kernel of `native.py` does that step instead
+(where it could be built), reading each key and value once.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from .attention import LayerInfo, causal_attention
+
+if TYPE_CHECKING:
+    from .native import DecodeAttention
 
 BLOCK = 64  # tokens per block
 # queries per kv head (rows x heads sharing it) up to which a step reads the pool as one product per
@@ -125,8 +131,10 @@ class KVState:
         dtype: torch.dtype,
         capacity: dict[int | None, int],
         block: int = BLOCK,
+        kernel: DecodeAttention | None = None,
     ) -> None:
         self.layers, self.kv_heads, self.head_dim, self.block = list(layers), kv_heads, head_dim, block
+        self.kernel = kernel  # a step's attention over the whole used range, where it takes the keys
         self.group_size = heads // kv_heads  # query heads per kv head
         self.windows = [layer.window for layer in self.layers]
         self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
@@ -385,6 +393,9 @@ class _Step:
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
         used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
+        kernel = state.kernel
+        if self.dense and kernel is not None and kernel.takes(keys):
+            return kernel(query, keys[:, used], values[:, used], x["bias"], scale).to(value.dtype)
         attend = self._dense if self.dense else self._blocked
         return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 

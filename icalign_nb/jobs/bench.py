@@ -285,6 +285,11 @@ def prefill_flops(model: object, length: int) -> float:
     return 2 * weights * length + attention + 2 * config.hidden_size * config.vocab_size
 
 
+def attention_path(backend: object) -> str:
+    """How the package's decode steps attend at a few rows: the built kernel, or torch's products."""
+    return "in the built kernel (at a few rows)" if backend.kernel is not None else "in torch"
+
+
 def compute_dtype(model: object) -> str:
     """The dtype activations run in (an int8-weight model computes in its other weights' dtype)."""
     return str(next(p for p in model.parameters() if p.is_floating_point()).dtype).removeprefix("torch.")
@@ -345,7 +350,8 @@ def bench_generation(
     )
     say(
         f"paths: the package's in {backend.dtype}, rows <= {backend.max_rows}, token budget "
-        f"{backend.token_budget}; the reference-style one in float32, sdpa, batch 1"
+        f"{backend.token_budget}, decode attention {attention_path(backend)}; the reference-style one in "
+        "float32, sdpa, batch 1"
     )
     ref = DecodeStats("reference-style (batch 1, sample to the cap, cut afterwards, float32)")
     reference_style_decode(reference, tokenizer, requests, config.max_new_tokens, ref)
