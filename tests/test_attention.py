@@ -14,7 +14,7 @@ from icalign_nb.cache import cache_path
 from icalign_nb.generation import attention as att
 from icalign_nb.generation import native
 from icalign_nb.generation.kvcache import KVState, LayerInfo
-from icalign_nb.generation.native import DecodeAttention
+from icalign_nb.generation.native import StepKernels
 
 TOL = 1e-5
 
@@ -97,12 +97,12 @@ class Driver:
         kv_heads: int = 2,
         dim: int = 16,
         blocks: int = 64,
-        kernel: object | None = None,
+        kernels: StepKernels | None = None,
     ) -> None:
         self.layers, self.heads, self.kv_heads, self.dim = layers, heads, kv_heads, dim
         info = [LayerInfo(w, torch.device("cpu")) for w in layers]
         self.state = KVState(
-            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8, kernel=kernel
+            info, heads, kv_heads, dim, torch.float32, dict.fromkeys(layers, blocks), block=8, kernels=kernels
         )
         self.prompt_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # group -> per layer
         self.row_kv: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}  # row -> per layer
@@ -182,7 +182,7 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     import icalign_nb.generation.kvcache as kvcache
 
     monkeypatch.setattr(kvcache, "DENSE_QUERIES", dense)
-    d = Driver(layers, kernel=built_kernel() if kernel else None)
+    d = Driver(layers, kernels=built_kernels() if kernel else None)
     groups = [d.prefill(n) for n in (37, 3, 12)]
     rows = [d.place(groups[g]) for g in (0, 0, 0, 1, 2, 2)]  # 3 samples of prompt 0, 1 of 1, 2 of 2
     worst = 0.0
@@ -211,13 +211,13 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     assert all(k.held == 0 for k in d.state.kinds.values()) and all(v > 0 for v in held.values())
 
 
-def built_kernel() -> DecodeAttention:
-    """The decode-attention kernel, built here (skips only where there is no C++ compiler at all)."""
+def built_kernels() -> StepKernels:
+    """The decode-step kernels, built here (skips only where there is no C++ compiler at all)."""
     if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler here to build the decode-attention kernel")
-    kernel = native.decode_attention()
-    assert kernel is not None, "a C++ compiler is here, yet the decode-attention kernel was not built"
-    return kernel
+        pytest.skip("no C++ compiler here to build the decode-step kernels")
+    kernels = native.step_kernels()
+    assert kernels is not None, "a C++ compiler is here, yet the decode-step kernels were not built"
+    return kernels
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -229,7 +229,7 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys) -> None:
     """The kernel against SDPA on the same (rounded) keys and values: grouped heads of every size the
     kernel specialises and others, dims that its vector loops take and that they do not, key counts across
     its chunks, rows seeing windows, gaps and single keys."""
-    kernel = built_kernel()
+    kernels = built_kernels()
     rows = 3
     gen = torch.Generator().manual_seed(heads * dim + keys)
     q = torch.randn(rows, heads, 1, dim, generator=gen)
@@ -242,7 +242,9 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys) -> None:
     seen[2, keys - 1] = True  # a row that sees one key
     bias = torch.zeros(rows, keys).masked_fill_(~seen, float("-inf"))
     scale = dim**-0.5
-    got = kernel(q.to(dtype), k.view(kv_heads, 1, keys, dim), v.view(kv_heads, 1, keys, dim), bias, scale)
+    got = kernels.attention(
+        q.to(dtype), k.view(kv_heads, 1, keys, dim), v.view(kv_heads, 1, keys, dim), bias, scale
+    )
     want = F.scaled_dot_product_attention(
         q.to(dtype).float(),
         k.float()[None].expand(rows, -1, -1, -1),
@@ -264,9 +266,29 @@ def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monke
     parts = (native.SOURCE.read_text(), torch.__version__, sys.version, platform.machine(), *native.FLAGS)
     final = cache_path("kernels", *parts, native._cpu_name())
     final.mkdir(parents=True)
-    (final / f"icalign_decode_attention_{final.name[:16]}.so").write_bytes(b"not a library")
-    assert native.decode_attention.__wrapped__() is None
+    (final / f"icalign_step_kernels_{final.name[:16]}.so").write_bytes(b"not a library")
+    assert native.step_kernels.__wrapped__() is None
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"note: damaged cache entry {final}")
-    assert err[-1].startswith("note: the decode-attention kernel could not be built (")
+    assert err[-1].startswith("note: the decode-step kernels could not be built (")
     assert "Traceback" not in "\n".join(err) and list(kernels.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_built_norm_equals_the_models_formula(dtype) -> None:
+    """Gemma 3's norm in the kernel: x * rsqrt(mean(x^2) + eps) * scale in float32, once rounded to x's
+    dtype; on plain rows, and on a strided slice of heads with one scale per head."""
+    kernels = built_kernels()
+    gen = torch.Generator().manual_seed(3)
+    tol = {"atol": TOL, "rtol": TOL} if dtype == torch.float32 else {"atol": 1e-6, "rtol": 2**-8}
+
+    def want(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return (F.rms_norm(x.float(), scale.shape[-1:], None, 1e-6) * scale).to(dtype)
+
+    x = (torch.randn(3, 640, generator=gen) * 5).to(dtype)
+    scale = torch.randn(640, generator=gen)
+    torch.testing.assert_close(kernels.rms_norm(x, scale, 1e-6), want(x, scale), **tol)
+    qkv = (torch.randn(2, 7, 24, generator=gen) * 3).to(dtype)
+    heads = qkv[:, :5]  # 4 query heads and 1 key head, then the values
+    per_head = torch.randn(5, 24, generator=gen)
+    torch.testing.assert_close(kernels.rms_norm(heads, per_head, 1e-6), want(heads, per_head), **tol)

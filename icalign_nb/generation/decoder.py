@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .quantize import PACKED_ROWS, QuantLinear
+
+if TYPE_CHECKING:
+    from .native import StepKernels
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
 # a step of at most PACKED_ROWS rows runs on one thread, but for products that read more weight bytes
@@ -57,11 +61,16 @@ def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
     return fused
 
 
-def _norm(module: torch.nn.Module, family: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An RMSNorm module's computation, its constants taken once."""
+def _norm(
+    module: torch.nn.Module, family: str, kernels: StepKernels | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An RMSNorm module's computation, its constants taken once (Gemma 3's in one built kernel, if given
+    and it takes the weights)."""
     if family == "gemma3":  # (x * rsqrt(mean(x^2) + eps) * (1 + w)) in float32, then the input's dtype
         scale, eps = 1.0 + module.weight.detach().float(), module.eps
         size = scale.shape
+        if kernels is not None and kernels.takes(module.weight):
+            return lambda x: kernels.rms_norm(x, scale, eps)
 
         def gemma(x: torch.Tensor) -> torch.Tensor:
             return F.rms_norm(x.float(), size, scale, eps).type_as(x)
@@ -76,14 +85,19 @@ def _norm(module: torch.nn.Module, family: str) -> Callable[[torch.Tensor], torc
     return llama
 
 
-def _head_norm(q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int) -> Callable:
+def _head_norm(
+    q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
+) -> Callable:
     """Gemma 3's query and key norms as one: [rows, heads + kv_heads, dim], each head by its own
-    module's constants (the same computation per element as the two modules)."""
+    module's constants (the same computation per element as the two modules; in one built kernel, if
+    given and it takes the weights)."""
     q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
     scale = torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)])  # [heads + kv_heads, dim]
     size, eps = q_scale.shape, q_norm.eps
     if k_norm.eps != eps:
         raise ValueError("the query and key norms differ in epsilon")
+    if kernels is not None and kernels.takes(q_norm.weight):
+        return lambda x: kernels.rms_norm(x, scale, eps)
 
     def both(x: torch.Tensor) -> torch.Tensor:
         return (F.rms_norm(x.float(), size, None, eps) * scale).type_as(x)
@@ -172,13 +186,13 @@ class _Layer:
 class LeanDecoder:
     """Decode steps of a Llama or Gemma 3 model (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, family: str) -> None:
+    def __init__(self, model: torch.nn.Module, family: str, kernels: StepKernels | None = None) -> None:
         self.model, self.family = model, family
         inner = model.model
         config = model.config.get_text_config()
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
-        self.final_norm = _norm(inner.norm, family)
+        self.final_norm = _norm(inner.norm, family, kernels)
         self.head = model.lm_head
         self.softcap = getattr(config, "final_logit_softcapping", None)
         types = getattr(config, "layer_types", None)
@@ -192,23 +206,32 @@ class LeanDecoder:
                     index=i,
                     kind=types[i] if family == "gemma3" else "all",
                     device=layer.input_layernorm.weight.device,
-                    norm_in=_norm(layer.input_layernorm, family),
+                    norm_in=_norm(layer.input_layernorm, family, kernels),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
                     qk_norm=_head_norm(
-                        attn.q_norm, attn.k_norm, config.num_attention_heads, config.num_key_value_heads
+                        attn.q_norm,
+                        attn.k_norm,
+                        config.num_attention_heads,
+                        config.num_key_value_heads,
+                        kernels,
                     )
                     if hasattr(attn, "q_norm")
                     else None,
                     o_proj=attn.o_proj,
-                    norm_post_attention=_norm(layer.post_attention_layernorm, family) if sandwich else None,
+                    norm_post_attention=_norm(layer.post_attention_layernorm, family, kernels)
+                    if sandwich
+                    else None,
                     norm_pre_mlp=_norm(
                         layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm,
                         family,
+                        kernels,
                     ),
                     gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
                     act=mlp.act_fn,
                     down=mlp.down_proj,
-                    norm_post_mlp=_norm(layer.post_feedforward_layernorm, family) if sandwich else None,
+                    norm_post_mlp=_norm(layer.post_feedforward_layernorm, family, kernels)
+                    if sandwich
+                    else None,
                     heads=config.num_attention_heads,
                     kv_heads=config.num_key_value_heads,
                     head_dim=attn.head_dim,
@@ -225,10 +248,10 @@ class LeanDecoder:
         ).device
 
     @classmethod
-    def build(cls, model: torch.nn.Module) -> LeanDecoder | None:
+    def build(cls, model: torch.nn.Module, kernels: StepKernels | None = None) -> LeanDecoder | None:
         """The lean decoder of a supported model (weights fused in place), or None."""
         family = FAMILIES.get(type(model).__name__)
-        return cls(model, family) if family else None
+        return cls(model, family, kernels) if family else None
 
     def products(self) -> list[torch.nn.Module]:
         """The linear products one decode step runs, in order (the LM head last)."""

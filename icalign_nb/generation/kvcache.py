@@ -10,9 +10,9 @@ beyond it are never touched); nothing is copied when rows come and go.
 A decode step reads, for every layer, the pool up to its highest used block as one batched
 product: each block meets the queries of the rows that see it (a prompt block: all its samples),
 and a per-row softmax joins the blocks of a row's prompt and of its own tokens (each block's
-scores in float32, the largest subtracted per row before the exponentials). At up to
-`DENSE_QUERIES` queries per kv head on the CPU, the built kernel of `native.py` does that step instead
-(where it could be built), reading each key and value once.
+scores in float32, the largest subtracted per row before the exponentials). On the CPU the built
+kernel of `native.py` does the step instead where it could be built: each row reads the keys and
+values it sees once, and nothing else.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from .attention import LayerInfo, causal_attention
 
 if TYPE_CHECKING:
-    from .native import DecodeAttention
+    from .native import StepKernels
 
 BLOCK = 64  # tokens per block
 # queries per kv head (rows x heads sharing it) up to which a step reads the pool as one product per
@@ -131,10 +131,10 @@ class KVState:
         dtype: torch.dtype,
         capacity: dict[int | None, int],
         block: int = BLOCK,
-        kernel: DecodeAttention | None = None,
+        kernels: StepKernels | None = None,
     ) -> None:
         self.layers, self.kv_heads, self.head_dim, self.block = list(layers), kv_heads, head_dim, block
-        self.kernel = kernel  # a step's attention over the whole used range, where it takes the keys
+        self.kernels = kernels  # a step's attention over the whole used range, where they take the keys
         self.group_size = heads // kv_heads  # query heads per kv head
         self.windows = [layer.window for layer in self.layers]
         self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
@@ -297,9 +297,10 @@ class _Step:
             counts[g] += 1
         n_groups, n_rows = len(groups), len(rows)
         self.per = per = max(counts)
-        # few queries: every row against the whole used range at once (one product per head, its own
-        # mask); many: each block against the queries it serves only (see `attend`)
-        self.dense = n_rows * state.group_size <= DENSE_QUERIES
+        # few queries, or the built kernel (which skips what a row does not see): every row against the
+        # whole used range at once (its own mask); many in torch: each block against the queries it
+        # serves only (see `attend`)
+        self.dense = state.kernels is not None or n_rows * state.group_size <= DENSE_QUERIES
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])
@@ -393,9 +394,9 @@ class _Step:
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
         used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
-        kernel = state.kernel
-        if self.dense and kernel is not None and kernel.takes(keys):
-            return kernel(query, keys[:, used], values[:, used], x["bias"], scale).to(value.dtype)
+        kernels = state.kernels
+        if self.dense and kernels is not None and kernels.takes(keys):
+            return kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale).to(value.dtype)
         attend = self._dense if self.dense else self._blocked
         return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 

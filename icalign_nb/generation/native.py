@@ -1,9 +1,11 @@
-"""The decode step's attention as one C++ kernel (`decode_attention.cpp`), built for this machine once.
+"""Pieces of a decode step as C++ kernels (`step_kernels.cpp`), built for this machine once.
 
 In torch a step's attention at a few rows is two small products and a softmax per layer, and each
 product reads its layer's keys or values cold (a step's weights have passed through the caches since)
-at a few GB/s: on gemma-3-270m after a 2,925-token prompt, 6 of a 22 ms step. The kernel reads each
-key and value once and keeps scores, softmax and sums in float32. It is compiled at first use by
+at a few GB/s: on gemma-3-270m after a 2,925-token prompt, 6 of a 22 ms step. The attention kernel
+reads each key and value a row sees once, skips what it does not see, and keeps scores, softmax and
+sums in float32; at many rows it replaces the per-block products too. Gemma 3's norms (five a layer)
+are one call each instead of eight tensor operations. The kernels are compiled at first use by
 torch's extension builder (~30 s, `-O3 -march=native`) into a fresh folder of the cache (`kernels`),
 which is renamed into place when done, so a killed build leaves nothing half-made. Where it cannot be
 built (no C++ compiler), attention stays in torch, said once.
@@ -26,23 +28,23 @@ import torch
 from ..cache import cache_path
 from ..errors import first_line
 
-SOURCE = Path(__file__).with_name("decode_attention.cpp")
+SOURCE = Path(__file__).with_name("step_kernels.cpp")
 FLAGS = ("-O3", "-march=native")
 DTYPES = (torch.bfloat16, torch.float32)  # how keys and values may be stored
 
 
-class DecodeAttention:
-    """The built kernel: a step's rows against the keys and values they see."""
+class StepKernels:
+    """The built kernels: a step's attention over what its rows see, and Gemma 3's norms."""
 
     def __init__(self, module: object) -> None:
         self.module = module
 
     @staticmethod
-    def takes(keys: torch.Tensor) -> bool:
-        """Whether the kernel runs on these keys (CPU, bfloat16 or float32)."""
-        return keys.device.type == "cpu" and keys.dtype in DTYPES
+    def takes(x: torch.Tensor) -> bool:
+        """Whether the kernels run on this tensor (on the CPU, in bfloat16 or float32)."""
+        return x.device.type == "cpu" and x.dtype in DTYPES
 
-    def __call__(
+    def attention(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """query [rows, heads, 1, dim], keys/values [kv_heads, blocks, block, dim], bias [rows, blocks *
@@ -54,29 +56,36 @@ class DecodeAttention:
         )
         return out.view(rows, 1, heads, dim)
 
+    def rms_norm(self, x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+        """x * rsqrt(mean(x^2) + eps) * scale over the last dim, in float32, in x's dtype: x [rows, dim]
+        with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector)."""
+        if x.dim() == 2:
+            return self.module.rms_norm(x[:, None], scale[None], eps).view(x.shape)
+        return self.module.rms_norm(x, scale, eps)
+
 
 @functools.cache
-def decode_attention() -> DecodeAttention | None:
-    """The kernel, built once per machine, source and torch version (None, said once, if it cannot be)."""
+def step_kernels() -> StepKernels | None:
+    """The kernels, built once per machine, source and torch version (None, said once, if they cannot be)."""
     source = SOURCE.read_text()
     parts = (source, torch.__version__, sys.version, platform.machine(), *FLAGS, _cpu_name())
     final = cache_path("kernels", *parts)
-    name = f"icalign_decode_attention_{final.name[:16]}"
+    name = f"icalign_step_kernels_{final.name[:16]}"
     built = final / f"{name}.so"
     if built.exists():
         try:
-            return DecodeAttention(_load(name, built))
+            return StepKernels(_load(name, built))
         except ImportError as exc:
             print(
                 f"note: damaged cache entry {final} ({first_line(exc)}); it is built again", file=sys.stderr
             )
             shutil.rmtree(final, ignore_errors=True)
     try:
-        return DecodeAttention(_build(source, name, final))
+        return StepKernels(_build(source, name, final))
     except (RuntimeError, OSError, ImportError, subprocess.CalledProcessError) as exc:
         print(
-            f"note: the decode-attention kernel could not be built ({first_line(exc)}); decode attention "
-            "runs in torch (slower at a few rows)",
+            f"note: the decode-step kernels could not be built ({first_line(exc)}); decode steps run in "
+            "torch alone (slower at a few rows)",
             file=sys.stderr,
         )
         return None
@@ -91,13 +100,13 @@ def _build(source: str, name: str, final: Path) -> object:
     if shutil.which("ninja") is None and (venv_bin / "ninja").exists():  # pip's ninja, venv not activated
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     final.parent.mkdir(parents=True, exist_ok=True)
-    print("note: building the decode-attention kernel for this machine (once, ~30 s)", file=sys.stderr)
+    print("note: building the decode-step kernels for this machine (once, ~30 s)", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
     try:
         module = load_inline(
             name,
             cpp_sources=[source],
-            functions=["decode_attention"],
+            functions=["decode_attention", "rms_norm"],
             extra_cflags=list(FLAGS),
             build_directory=str(work),
         )

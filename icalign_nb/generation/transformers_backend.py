@@ -141,13 +141,13 @@ class TransformersBackend:
         tokenizer: object | None = None,
         dtype: str = "auto",
         token_budget: int = TOKEN_BUDGET,
-        native_attention: bool = True,
+        native: bool = True,
     ) -> None:
         from ..models.loading import load_model, load_tokenizer
         from ..models.tokens import prompt_bos
         from .attention import NAME, probe_layers, register
         from .decoder import LeanDecoder
-        from .native import decode_attention
+        from .native import step_kernels
         from .quantize import QUANTISED, quantise, quantised_kind
 
         if batch_size is not None and batch_size < 1:
@@ -167,9 +167,10 @@ class TransformersBackend:
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
-        self.decoder = LeanDecoder.build(self.model)  # decode steps without per-module overhead, if it can
-        # a step's attention at a few rows as one built kernel (on the CPU, where it can be built)
-        self.kernel = decode_attention() if native_attention and self.model.device.type == "cpu" else None
+        # a decode step's attention and Gemma 3's norms as built kernels (on the CPU, where they build)
+        self.kernels = step_kernels() if native and self.model.device.type == "cpu" else None
+        # decode steps without per-module overhead, if it can
+        self.decoder = LeanDecoder.build(self.model, self.kernels)
         self.bos = prompt_bos(model_name, self.tokenizer, self.model.config)
         self.stats = LoopStats()
 
@@ -271,7 +272,7 @@ class _Loop:
             )
         self.budget_blocks = min(backend.token_budget // BLOCK, fitted.get(None, min(fitted.values())))
         self.state = KVState(
-            layers, heads, kv_heads, head_dim, self.model.dtype, fitted, kernel=backend.kernel
+            layers, heads, kv_heads, head_dim, self.model.dtype, fitted, kernels=backend.kernels
         )
         self.stats.kv_pool_bytes = sum(k.numel() * k.element_size() * 2 for k in self.state.keys)
         try:

@@ -286,8 +286,8 @@ def prefill_flops(model: object, length: int) -> float:
 
 
 def attention_path(backend: object) -> str:
-    """How the package's decode steps attend at a few rows: the built kernel, or torch's products."""
-    return "in the built kernel (at a few rows)" if backend.kernel is not None else "in torch"
+    """How the package's decode steps attend: in the built kernel, or in torch's products."""
+    return "in the built kernel" if backend.kernels is not None else "in torch"
 
 
 def compute_dtype(model: object) -> str:

@@ -1,9 +1,12 @@
-// One decode step's attention for every row of a batch, on the CPU (built by `native.py`).
+// Two pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
-// Each row's queries (a kv head's group of query heads) read that head's keys and values once: the
+// decode_attention: one step's attention for every row of a batch. Each row's queries (a kv head's group of query heads) read that head's keys and values once: the
 // scores of every key the row sees, a softmax, and the probability-weighted sum of the values, all in
 // float32 (keys and values are read as stored, bfloat16 or float32). A key whose bias is -inf is not
 // read at all. AVX-512 where the compiler targets it; plain loops elsewhere (same results to rounding).
+//
+// rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
+// (Gemma 3's norms, and its query and key norms with one scale per head).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -204,5 +207,51 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
       }
     }
   });
+  return out;
+}
+
+namespace {
+
+inline void store(float x, float* p) { *p = x; }
+inline void store(float x, at::BFloat16* p) { *p = at::BFloat16(x); }  // rounds to nearest even
+
+template <typename T>
+void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, int64_t vector_stride,
+               const float* scale, int64_t scales, int64_t dim, float eps, T* out) {
+  std::vector<float> xf(dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < vectors; ++i) {
+      const T* xi = x + r * row_stride + i * vector_stride;
+      float squares = 0.f;
+      for (int64_t d = 0; d < dim; ++d) {
+        xf[d] = to_float(xi[d]);
+        squares += xf[d] * xf[d];
+      }
+      const float inv = 1.f / std::sqrt(squares / float(dim) + eps);
+      const float* si = scale + (i % scales) * dim;
+      T* oi = out + (r * vectors + i) * dim;
+      for (int64_t d = 0; d < dim; ++d) store(xf[d] * inv * si[d], oi + d);
+    }
+  }
+}
+
+}  // namespace
+
+// x [rows, vectors, dim] (bfloat16 or float32, dim contiguous); scale [scales, dim] float32, vector i
+// scaled by scale[i % scales] -> [rows, vectors, dim] in x's dtype
+torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
+  TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "x must be [rows, vectors, dim] with dim contiguous");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.dim() == 2, "scale");
+  const int64_t rows = x.size(0), vectors = x.size(1), dim = x.size(2), scales = scale.size(0);
+  TORCH_CHECK(scale.size(1) == dim && vectors % scales == 0, "scale's shape");
+  auto out = torch::empty({rows, vectors, dim}, x.options());
+  if (x.scalar_type() == at::kBFloat16) {
+    norm_rows(x.data_ptr<at::BFloat16>(), rows, vectors, x.stride(0), x.stride(1), scale.data_ptr<float>(), scales,
+              dim, float(eps), out.data_ptr<at::BFloat16>());
+  } else {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
+    norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), x.stride(1), scale.data_ptr<float>(), scales, dim,
+              float(eps), out.data_ptr<float>());
+  }
   return out;
 }
