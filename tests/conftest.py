@@ -49,6 +49,26 @@ def data_env(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return shared_data
 
 
+@pytest.fixture(scope="session", autouse=True)
+def step_kernels_built() -> None:
+    """The decode-step kernels built once into the default cache before any test moves the cache
+    elsewhere (tests with caches of their own link to it: `share_builds`)."""
+    from icalign_nb.generation.native import step_kernels
+
+    step_kernels()
+
+
+def share_builds(cache: Path) -> None:
+    """Give a fresh cache root the default cache's converted models and built kernels (linked)."""
+    from icalign_nb.cache import cache_root
+
+    shared = cache_root()
+    for kind in ("models", "kernels"):
+        if (shared / kind).is_dir():
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / kind).symlink_to(shared / kind)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """The real SmolLM2 tokenizer (shared by `tiny-random`), left-padded."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import share_builds
 from scripted_server import ScriptedServer
 
 from icalign_nb.cli import main
@@ -33,12 +34,9 @@ TINY = ["--model", "tiny-random", "--max-new-tokens", "4", "--samples", "2", "--
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Judgments and embeddings of these tests go to a cache of their own (models stay shared)."""
+    """Judgments and embeddings of these tests go to a cache of their own (models and kernels stay shared)."""
+    share_builds(tmp_path / "cache")
     monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "cache"))
-    shared = Path(os.path.expanduser("~/.cache/icalign-nb/models"))
-    if shared.is_dir():
-        (tmp_path / "cache").mkdir()
-        (tmp_path / "cache" / "models").symlink_to(shared)
 
 
 def one_line_error(capsys: pytest.CaptureFixture) -> str:
@@ -442,11 +440,8 @@ def tiny_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny run (3 starter queries x 2 samples), generated once for the tests that copy it."""
     root = tmp_path_factory.mktemp("tiny")
     with pytest.MonkeyPatch.context() as patch:
+        share_builds(root / "cache")
         patch.setenv("ICALIGN_CACHE", str(root / "cache"))
-        shared = Path(os.path.expanduser("~/.cache/icalign-nb/models"))
-        if shared.is_dir():
-            (root / "cache").mkdir()
-            (root / "cache" / "models").symlink_to(shared)
         assert generate(root / "run") == 0
     return root / "run"
 
