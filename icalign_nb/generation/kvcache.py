@@ -300,7 +300,10 @@ class _Step:
         # few queries, or the built kernel (which skips what a row does not see): every row against the
         # whole used range at once (its own mask); many in torch: each block against the queries it
         # serves only (see `attend`)
-        self.dense = state.kernels is not None or n_rows * state.group_size <= DENSE_QUERIES
+        kernels = state.kernels
+        self.dense = (
+            kernels is not None and kernels.takes(state.keys[0]) or n_rows * state.group_size <= DENSE_QUERIES
+        )
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])

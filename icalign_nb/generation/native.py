@@ -6,7 +6,7 @@ at a few GB/s: on gemma-3-270m after a 2,925-token prompt, 6 of a 22 ms step. Th
 reads each key and value a row sees once, skips what it does not see, and keeps scores, softmax and
 sums in float32; at many rows it replaces the per-block products too. Gemma 3's norms (five a layer)
 are one call each instead of eight tensor operations. The kernels are compiled at first use by
-torch's extension builder (~30 s, `-O3 -march=native`) into a fresh folder of the cache (`kernels`),
+torch's extension builder (~30 s, `-O3 -march=native -fopenmp`) into a fresh folder of the cache (`kernels`),
 which is renamed into place when done, so a killed build leaves nothing half-made. Where it cannot be
 built (no C++ compiler), attention stays in torch, said once.
 """
@@ -29,7 +29,8 @@ from ..cache import cache_path
 from ..errors import first_line
 
 SOURCE = Path(__file__).with_name("step_kernels.cpp")
-FLAGS = ("-O3", "-march=native")
+# -fopenmp: at::parallel_for runs on torch's threads (the same libgomp, loaded once); without it, serially
+FLAGS = ("-O3", "-march=native", "-fopenmp")
 DTYPES = (torch.bfloat16, torch.float32)  # how keys and values may be stored
 
 
@@ -108,6 +109,7 @@ def _build(source: str, name: str, final: Path) -> object:
             cpp_sources=[source],
             functions=["decode_attention", "rms_norm"],
             extra_cflags=list(FLAGS),
+            extra_ldflags=["-fopenmp"],
             build_directory=str(work),
         )
         try:
