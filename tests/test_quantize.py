@@ -11,7 +11,7 @@ import torch
 
 from icalign_nb.cli import main
 from icalign_nb.errors import UserError
-from icalign_nb.generation.quantize import PACKED_ROWS, Int4Linear, Int8Linear, quantised_kind
+from icalign_nb.generation.quantize import Int4Linear, Int8Linear, quantised_kind
 from icalign_nb.generation.runs import RunOptions, RunSpec, run_generation
 from icalign_nb.generation.transformers_backend import TransformersBackend
 from icalign_nb.generation.types import GenerationConfig, Request
@@ -33,7 +33,7 @@ def test_quantised_linear_is_the_product_with_its_dequantised_weights(layer) -> 
         else:
             step = q.scales_zeros[..., 0].float().t().repeat_interleave(32, 1)
         assert ((dequantised - linear.weight).abs() <= step / 2 + 4e-3 * linear.weight.abs().max()).all()
-        for rows in (3, PACKED_ROWS + 1):
+        for rows in (3, q.packed_rows + 1):
             x = torch.randn(rows, 2, 96, dtype=dtype)
             want = x.float() @ dequantised.T + q.bias.float()
             tolerance = 1e-4 if dtype == torch.float32 else 0.1

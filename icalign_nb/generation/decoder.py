@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .quantize import PACKED_ROWS, QuantLinear
+from .quantize import QuantLinear
 
 if TYPE_CHECKING:
     from .native import StepKernels
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
-# a step of at most PACKED_ROWS rows runs on one thread, but for products that read more weight bytes
+NARROW_ROWS = 16
+# a step of at most NARROW_ROWS rows runs on one thread, but for products that read more weight bytes
 # than this: with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE), waking one costs more than it
 # saves on a layer's product (measured here: 1.9 MB bf16 89 us on one thread, 103 on two), while the
 # LM head's takes half the time on two
@@ -130,7 +131,7 @@ class _Threads:
 
     def __init__(self, rows: int) -> None:
         self.all = torch.get_num_threads()
-        self.narrow = rows <= PACKED_ROWS and self.all > 1
+        self.narrow = rows <= NARROW_ROWS and self.all > 1
 
     def __enter__(self) -> _Threads:
         if self.narrow:
