@@ -6,9 +6,8 @@ transformers' forward for one token per row, straight from the model's own weigh
 order and dtypes (norms in float32 as each model's norm does), with two changes that only regroup
 products: a layer's query, key and value projections are one product, and so are the MLP's gate
 and up projections (their weights are concatenated once, and the model's own modules keep views of
-the concatenated weights, so nothing is stored twice). Given the built step kernels (`native.py`),
-Gemma 3's norms are one call each (the same formula, in float32). Prefill, and models of other
-families, go through transformers' forward. The parity tests hold it to transformers' eager attention.
+the concatenated weights, so nothing is stored twice). Prefill, and models of other families, go
+through transformers' forward. The parity tests hold it to transformers' eager attention.
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ if TYPE_CHECKING:
     from .native import StepKernels
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
-# a step of at most NARROW_ROWS rows runs its small operations on one thread and its products on all:
-# with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE) waking one for a norm or an addition costs more
-# than it saves, while every product gains (measured on 2026-12-06 with the step kernels, gemma-3-270m at
-# batch 1, alternating in one process: int4 64-68 tok/s against 54-57 with the layers' products on one
-# thread, int8 37-38 against 21-30, bf16 22-24 against 19-20; at 8 rows int4 163-170 against 132)
 NARROW_ROWS = 16
+# a step of at most NARROW_ROWS rows runs on one thread, but for products that read more weight bytes
+# than this: with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE), waking one costs more than it
+# saves on a layer's product (measured here: 1.9 MB bf16 89 us on one thread, 103 on two), while the
+# LM head's takes half the time on two
+PARALLEL_BYTES = 4 * 2**20
 
 
 def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
@@ -128,7 +127,7 @@ def weight_bytes(module: torch.nn.Module) -> int:
 
 
 class _Threads:
-    """A small step's thread count: one thread, all of them (`wide`) for its products."""
+    """A small step's thread count: one thread, all of them (`wide`) for the products that gain."""
 
     def __init__(self, rows: int) -> None:
         self.all = torch.get_num_threads()
@@ -182,6 +181,7 @@ class _Layer:
     head_dim: int
     scale: float
     products: tuple[Callable, Callable, Callable, Callable] = ()  # qkv, o_proj, gate_up, down
+    wide: tuple[bool, bool, bool, bool] = ()  # which of them run on every thread in a small step
 
 
 class LeanDecoder:
@@ -241,7 +241,9 @@ class LeanDecoder:
             )
             x = self.layers[-1]
             x.products = tuple(_product(m) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+            x.wide = tuple(weight_bytes(m) > PARALLEL_BYTES for m in (x.qkv, x.o_proj, x.gate_up, x.down))
         self.head_product = _product(self.head)
+        self.head_wide = weight_bytes(self.head) > PARALLEL_BYTES
         self.head_device = next(
             t for t in (*self.head.parameters(), *self.head.buffers()) if t is not None
         ).device
@@ -273,32 +275,36 @@ class LeanDecoder:
             rope = {"all": self.rotary(hidden[:, None], positions)}
         rope = {k: (c, _signed_sin(s)) for k, (c, s) in rope.items()}  # [rows, 1, dim] each
 
+        def product(f: Callable, wide: bool, x: torch.Tensor) -> torch.Tensor:
+            return threads.wide(f, x) if wide else f(x)
+
         for layer in self.layers:
             if hidden.device != layer.device:
                 hidden = hidden.to(layer.device)
                 rope = {k: (c.to(layer.device), s.to(layer.device)) for k, (c, s) in rope.items()}
             cos, sin = rope[layer.kind]
             qkv_product, o_product, gate_up_product, down_product = layer.products
+            qkv_wide, o_wide, gate_up_wide, down_wide = layer.wide
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
-            qkv = threads.wide(qkv_product, layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
+            qkv = product(qkv_product, qkv_wide, layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
             qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
             if layer.qk_norm is not None:
                 qk = layer.qk_norm(qk)
             qk = _rotate(qk, cos, sin)[:, :, None]  # [rows, heads + kv_heads, 1, dim]
             out = state.attend(layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
-            out = threads.wide(o_product, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
+            out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
             if layer.norm_post_attention is not None:
                 out = layer.norm_post_attention(out)
             hidden = hidden + out
-            gate, up = threads.wide(gate_up_product, layer.norm_pre_mlp(hidden)).chunk(2, dim=-1)
-            out = threads.wide(down_product, layer.act(gate) * up)
+            gate, up = product(gate_up_product, gate_up_wide, layer.norm_pre_mlp(hidden)).chunk(2, dim=-1)
+            out = product(down_product, down_wide, layer.act(gate) * up)
             if layer.norm_post_mlp is not None:
                 out = layer.norm_post_mlp(out)
             hidden = hidden + out
         hidden = self.final_norm(hidden)
         if hidden.device != self.head_device:
             hidden = hidden.to(self.head_device)
-        logits = threads.wide(self.head_product, hidden)
+        logits = product(self.head_product, self.head_wide, hidden)
         if self.softcap:
             logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)  # a fresh tensor: in place
         return logits
