@@ -1,9 +1,10 @@
 // Two pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
-// decode_attention: one step's attention for every row of a batch. Each row's queries (a kv head's group of query heads) read that head's keys and values once: the
-// scores of every key the row sees, a softmax, and the probability-weighted sum of the values, all in
-// float32 (keys and values are read as stored, bfloat16 or float32). A key whose bias is -inf is not
-// read at all. AVX-512 where the compiler targets it; plain loops elsewhere (same results to rounding).
+// decode_attention: one step's attention for every row of a batch. Each row's queries (a kv head's
+// group of query heads) read that head's keys and values once: the scores of every key the row sees,
+// a softmax, and the probability-weighted sum of the values, all in float32 (keys and values are read
+// as stored, bfloat16 or float32). A key whose bias is -inf is not read at all. AVX-512 where the
+// compiler targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head).
