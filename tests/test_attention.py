@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import shutil
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from icalign_nb.cache import cache_path
 from icalign_nb.generation import attention as att
 from icalign_nb.generation import native
 from icalign_nb.generation.kvcache import KVState, LayerInfo
@@ -263,10 +260,9 @@ def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monke
     monkeypatch.setenv("ICALIGN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(native, "FLAGS", ("-O3", "--no-such-compiler-flag"))
     kernels = tmp_path / "cache" / "kernels"
-    parts = (native.SOURCE.read_text(), torch.__version__, sys.version, platform.machine(), *native.FLAGS)
-    final = cache_path("kernels", *parts, native._cpu_name())
+    final, name = native.home(native.SOURCE.read_text())
     final.mkdir(parents=True)
-    (final / f"icalign_step_kernels_{final.name[:16]}.so").write_bytes(b"not a library")
+    (final / f"{name}.so").write_bytes(b"not a library")
     assert native.step_kernels.__wrapped__() is None
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"note: damaged cache entry {final}")

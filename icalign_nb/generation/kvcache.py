@@ -134,7 +134,6 @@ class KVState:
         kernels: StepKernels | None = None,
     ) -> None:
         self.layers, self.kv_heads, self.head_dim, self.block = list(layers), kv_heads, head_dim, block
-        self.kernels = kernels  # a step's attention over the whole used range, where they take the keys
         self.group_size = heads // kv_heads  # query heads per kv head
         self.windows = [layer.window for layer in self.layers]
         self.kinds = {w: _Blocks(w, capacity[w]) for w in dict.fromkeys(self.windows)}
@@ -145,6 +144,8 @@ class KVState:
             for x in self.layers
         ]
         self.values = [torch.empty_like(k) for k in self.keys]
+        # every step's attention over the whole used range in the built kernels, if they take this pool
+        self.kernels = kernels if kernels is not None and all(kernels.takes(k) for k in self.keys) else None
         self.group_length: dict[int, int] = {}
         self.row_group: dict[int, int] = {}
         self.row_tokens: dict[int, int] = {}  # generated tokens already in the cache
@@ -300,10 +301,7 @@ class _Step:
         # few queries, or the built kernel (which skips what a row does not see): every row against the
         # whole used range at once (its own mask); many in torch: each block against the queries it
         # serves only (see `attend`)
-        kernels = state.kernels
-        self.dense = (
-            kernels is not None and kernels.takes(state.keys[0]) or n_rows * state.group_size <= DENSE_QUERIES
-        )
+        self.dense = state.kernels is not None or n_rows * state.group_size <= DENSE_QUERIES
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])
@@ -397,9 +395,10 @@ class _Step:
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
         used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
-        kernels = state.kernels
-        if self.dense and kernels is not None and kernels.takes(keys):
-            return kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale).to(value.dtype)
+        if state.kernels is not None:  # the step is dense (see __init__)
+            return state.kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale).to(
+                value.dtype
+            )
         attend = self._dense if self.dense else self._blocked
         return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 

@@ -69,9 +69,7 @@ class StepKernels:
 def step_kernels() -> StepKernels | None:
     """The kernels, built once per machine, source and torch version (None, said once, if they cannot be)."""
     source = SOURCE.read_text()
-    parts = (source, torch.__version__, sys.version, platform.machine(), *FLAGS, _cpu_name())
-    final = cache_path("kernels", *parts)
-    name = f"icalign_step_kernels_{final.name[:16]}"
+    final, name = home(source)
     built = final / f"{name}.so"
     if built.exists():
         try:
@@ -90,6 +88,14 @@ def step_kernels() -> StepKernels | None:
             file=sys.stderr,
         )
         return None
+
+
+def home(source: str) -> tuple[Path, str]:
+    """Where the kernels of `source` are built for this machine, and their module's name."""
+    final = cache_path(
+        "kernels", source, torch.__version__, sys.version, platform.machine(), *FLAGS, _cpu_name()
+    )
+    return final, f"icalign_step_kernels_{final.name[:16]}"
 
 
 def _build(source: str, name: str, final: Path) -> object:
