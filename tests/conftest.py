@@ -58,6 +58,20 @@ def step_kernels_built() -> None:
     step_kernels()
 
 
+@pytest.fixture()
+def built_kernels() -> object:
+    """The decode-step kernels, built here (skips only where there is no C++ compiler at all)."""
+    import shutil
+
+    from icalign_nb.generation.native import step_kernels
+
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here to build the decode-step kernels")
+    kernels = step_kernels()
+    assert kernels is not None, "a C++ compiler is here, yet the decode-step kernels were not built"
+    return kernels
+
+
 def share_builds(cache: Path) -> None:
     """Give a fresh cache root the default cache's converted models and built kernels (linked)."""
     from icalign_nb.cache import cache_root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -169,7 +168,7 @@ class Driver:
 )
 @pytest.mark.parametrize("layers", [[None, None], [4, None, 4], [None, 20]])
 def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
-    layers, dense, kernel, monkeypatch
+    layers, dense, kernel, monkeypatch, built_kernels
 ) -> None:
     """Prompts of different lengths (longer and shorter than the windows, several blocks of 8), several
     samples per prompt, rows leaving and joining at different steps (their blocks reused), rows in any
@@ -179,7 +178,7 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     import icalign_nb.generation.kvcache as kvcache
 
     monkeypatch.setattr(kvcache, "DENSE_QUERIES", dense)
-    d = Driver(layers, kernels=built_kernels() if kernel else None)
+    d = Driver(layers, kernels=built_kernels if kernel else None)
     groups = [d.prefill(n) for n in (37, 3, 12)]
     rows = [d.place(groups[g]) for g in (0, 0, 0, 1, 2, 2)]  # 3 samples of prompt 0, 1 of 1, 2 of 2
     worst = 0.0
@@ -208,28 +207,31 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     assert all(k.held == 0 for k in d.state.kinds.values()) and all(v > 0 for v in held.values())
 
 
-def built_kernels() -> StepKernels:
-    """The decode-step kernels, built here (skips only where there is no C++ compiler at all)."""
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler here to build the decode-step kernels")
-    kernels = native.step_kernels()
-    assert kernels is not None, "a C++ compiler is here, yet the decode-step kernels were not built"
-    return kernels
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "dim", "keys"),
-    [(4, 1, 256, 600), (8, 2, 64, 300), (6, 2, 16, 40), (2, 2, 24, 17), (8, 1, 32, 513), (5, 5, 48, 70)],
+    [
+        (4, 1, 256, 600),
+        (8, 2, 64, 300),
+        (6, 2, 16, 40),
+        (2, 2, 24, 17),
+        (8, 1, 32, 513),
+        (5, 5, 48, 70),
+        (7, 1, 128, 300),
+        (12, 2, 64, 90),
+        (8, 8, 128, 100),
+    ],
 )
-def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys) -> None:
-    """The kernel against SDPA on the same (rounded) keys and values: grouped heads of every size the
-    kernel specialises and others, dims that its vector loops take and that they do not, key counts across
-    its chunks, rows seeing windows, gaps and single keys."""
-    kernels = built_kernels()
+def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys, built_kernels) -> None:
+    """The kernel against SDPA on the same (rounded) keys and values, after it stored each row's new key
+    and value: grouped heads of every size the kernel specialises and others, dims that its vector loops
+    take and that they do not, key counts across its chunks, rows seeing windows, gaps and single keys."""
+    kernels = built_kernels
     rows = 3
     gen = torch.Generator().manual_seed(heads * dim + keys)
-    q = torch.randn(rows, heads, 1, dim, generator=gen)
+    # the queries and new keys as the decoder hands them: slices of one projection's heads
+    projected = torch.randn(rows, heads + 2 * kv_heads, 1, dim, generator=gen).to(dtype)
+    q, new_k, new_v = projected[:, :heads], projected[:, heads : heads + kv_heads], projected[:, heads + kv_heads :]
     k = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
     v = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
     seen = torch.ones(rows, keys, dtype=torch.bool)
@@ -237,21 +239,24 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys) -> None:
     seen[1, keys // 2 + 3 : keys // 2 + 7] = False  # and a gap
     seen[2] = False
     seen[2, keys - 1] = True  # a row that sees one key
+    slot = torch.tensor([0, keys // 2 + 1, keys - 1])  # where each row's new token goes (a key it sees)
     bias = torch.zeros(rows, keys).masked_fill_(~seen, float("-inf"))
     scale = dim**-0.5
-    got = kernels.attention(
-        q.to(dtype), k.view(kv_heads, 1, keys, dim), v.view(kv_heads, 1, keys, dim), bias, scale
-    )
+    pool_k, pool_v = k.clone().view(kv_heads, 1, keys, dim), v.clone().view(kv_heads, 1, keys, dim)
+    got = kernels.attention(q, pool_k, pool_v, bias, scale, (new_k, new_v, slot))
+    k[:, slot], v[:, slot] = new_k[:, :, 0].transpose(0, 1), new_v[:, :, 0].transpose(0, 1)
+    assert torch.equal(pool_k.view_as(k), k) and torch.equal(pool_v.view_as(v), v)
     want = F.scaled_dot_product_attention(
-        q.to(dtype).float(),
+        q.float(),
         k.float()[None].expand(rows, -1, -1, -1),
         v.float()[None].expand(rows, -1, -1, -1),
         attn_mask=seen[:, None, None, :],
         scale=scale,
         enable_gqa=True,
     ).transpose(1, 2)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want, atol=TOL, rtol=TOL)
+    assert got.dtype == dtype  # float32 throughout, rounded once
+    rounding = 0.0 if dtype == torch.float32 else 2.0**-8
+    torch.testing.assert_close(got.float(), want, atol=TOL, rtol=TOL + rounding)
 
 
 def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monkeypatch, capsys) -> None:
@@ -271,10 +276,10 @@ def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monke
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_built_norm_equals_the_models_formula(dtype) -> None:
+def test_built_norm_equals_the_models_formula(dtype, built_kernels) -> None:
     """Gemma 3's norm in the kernel: x * rsqrt(mean(x^2) + eps) * scale in float32, once rounded to x's
     dtype; on plain rows, and on a strided slice of heads with one scale per head."""
-    kernels = built_kernels()
+    kernels = built_kernels
     gen = torch.Generator().manual_seed(3)
     tol = {"atol": TOL, "rtol": TOL} if dtype == torch.float32 else {"atol": 1e-6, "rtol": 2**-8}
 

@@ -370,6 +370,8 @@ class _Step:
             kind = self.kinds[window]
             block, column = self.row_block[window]
             moved = {
+                # where each row's new token goes within the used blocks (the kernel's store)
+                "slot": (block - kind["lo"]) * self.state.block + column,
                 "bias": kind["dense_bias"] if self.dense else kind["bias"],
                 "target": kind["target"],
                 "row_slot": self.row_slot,
@@ -392,13 +394,12 @@ class _Step:
         state = self.state
         x = self._tensors(state.windows[layer], query.device)
         keys, values = state.keys[layer], state.values[layer]
+        used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
+        if state.kernels is not None:  # the step is dense (see __init__); the kernel stores the new token
+            new = (key, value, x["slot"])
+            return state.kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale, new)
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
-        used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
-        if state.kernels is not None:  # the step is dense (see __init__)
-            return state.kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale).to(
-                value.dtype
-            )
         attend = self._dense if self.dense else self._blocked
         return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 

@@ -1,17 +1,24 @@
-// Two pieces of a decode step on the CPU as single calls (built by `native.py`).
+// Three pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
-// decode_attention: one step's attention for every row of a batch. Each row's queries (a kv head's
-// group of query heads) read that head's keys and values once: the scores of every key the row sees,
-// a softmax, and the probability-weighted sum of the values, all in float32 (keys and values are read
-// as stored, bfloat16 or float32). A key whose bias is -inf is not read at all. AVX-512 where the
+// decode_attention: one step's attention for every row of a batch, after storing each row's new key and
+// value. Each row's queries (a kv head's group of query heads) read that head's keys and values once:
+// the scores of every key the row sees, a softmax, and the probability-weighted sum of the values, all
+// in float32 (queries, keys and values are read as stored, bfloat16 or float32), rounded once to their
+// dtype. A key whose bias is -inf is not read at all. AVX-512 where the
 // compiler targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head).
+//
+// int8_product: a few rows of activations times int8 weights with one scale per output row (x @ W.T *
+// scale), each weight converted to float32 and the sums kept in float32, rounded once to x's dtype. A
+// few rows' product is a read of the weights; the loop reads them block by block (16 output rows for
+// one activation row) and asks the memory for the next block while it works on this one.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -32,6 +39,9 @@ inline float to_float(at::BFloat16 x) {
   std::memcpy(&f, &bits, sizeof f);
   return f;
 }
+
+inline void store(float x, float* p) { *p = x; }
+inline void store(float x, at::BFloat16* p) { *p = at::BFloat16(x); }  // rounds to nearest even
 
 #if defined(__AVX512F__)
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -76,6 +86,41 @@ float exp_and_sum(float* s, int64_t n, float top) {
   return total;
 }
 
+#if defined(__AVX512F__)
+// out[g] += sum over seen keys n of p[g, n] * v[n] (G queries), in registers a tile of the output's columns
+// (W vectors per query) at a time, W the widest power of two whose tiles divide dim; false (nothing done)
+// if dim is not a multiple of 16
+template <int G, int W, typename T>
+bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, int64_t dim, float* out) {
+  if constexpr (W == 0) {
+    return false;
+  } else {
+    if (dim % (16 * W) != 0) return weighted_sums<G, W / 2>(v, bias, p, keys, dim, out);
+    for (int64_t lo = 0; lo < keys; lo += kChunk) {
+      const int64_t hi = std::min(keys, lo + kChunk);
+      for (int64_t d0 = 0; d0 < dim; d0 += 16 * W) {
+        __m512 acc[G][W];
+        for (int g = 0; g < G; ++g)
+          for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
+        for (int64_t n = lo; n < hi; ++n) {
+          if (bias[n] == kNeg) continue;
+          const T* vn = v + n * dim + d0;
+          __m512 vd[W];
+          for (int w = 0; w < W; ++w) vd[w] = load16(vn + 16 * w);
+          for (int g = 0; g < G; ++g) {
+            const __m512 pn = _mm512_set1_ps(p[g * keys + n]);
+            for (int w = 0; w < W; ++w) acc[g][w] = _mm512_fmadd_ps(pn, vd[w], acc[g][w]);
+          }
+        }
+        for (int g = 0; g < G; ++g)
+          for (int w = 0; w < W; ++w) _mm512_storeu_ps(out + g * dim + d0 + 16 * w, acc[g][w]);
+      }
+    }
+    return true;
+  }
+}
+#endif
+
 // G queries ([G, dim], float32) against one head's keys and values ([keys, dim] rows, contiguous);
 // bias [keys] (-inf: not seen); out [G, dim] float32. `scores` is scratch.
 template <int G, typename T>
@@ -116,29 +161,7 @@ void attend(const float* q, const T* k, const T* v, const float* bias, float sca
   for (int g = 0; g < G; ++g) inv[g] = 1.f / exp_and_sum(scores.data() + g * keys, keys, top[g]);
   std::memset(out, 0, G * dim * sizeof(float));
 #if defined(__AVX512F__)
-  // the sums in registers: a tile of the output's columns (16 vectors over the G queries) at a time
-  constexpr int W = G <= 16 ? 16 / G : 1;  // vectors of a tile, per query
-  if (dim % (16 * W) == 0) {
-    for (int64_t lo = 0; lo < keys; lo += kChunk) {
-      const int64_t hi = std::min(keys, lo + kChunk);
-      for (int64_t d0 = 0; d0 < dim; d0 += 16 * W) {
-        __m512 acc[G][W];
-        for (int g = 0; g < G; ++g)
-          for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
-        for (int64_t n = lo; n < hi; ++n) {
-          if (bias[n] == kNeg) continue;
-          const T* vn = v + n * dim + d0;
-          __m512 vd[W];
-          for (int w = 0; w < W; ++w) vd[w] = load16(vn + 16 * w);
-          for (int g = 0; g < G; ++g) {
-            const __m512 p = _mm512_set1_ps(scores[g * keys + n]);
-            for (int w = 0; w < W; ++w) acc[g][w] = _mm512_fmadd_ps(p, vd[w], acc[g][w]);
-          }
-        }
-        for (int g = 0; g < G; ++g)
-          for (int w = 0; w < W; ++w) _mm512_storeu_ps(out + g * dim + d0 + 16 * w, acc[g][w]);
-      }
-    }
+  if (weighted_sums<G, (G <= 2 ? 16 / G : G <= 4 ? 4 : 2)>(v, bias, scores.data(), keys, dim, out)) {
     for (int g = 0; g < G; ++g)
       for (int64_t d = 0; d < dim; ++d) out[g * dim + d] *= inv[g];
     return;
@@ -162,9 +185,13 @@ void attend_group(int64_t group, const float* q, const T* k, const T* v, const f
   switch (group) {
     case 1: return attend<1>(q, k, v, bias, scale, out, keys, dim, scores);
     case 2: return attend<2>(q, k, v, bias, scale, out, keys, dim, scores);
+    case 3: return attend<3>(q, k, v, bias, scale, out, keys, dim, scores);
     case 4: return attend<4>(q, k, v, bias, scale, out, keys, dim, scores);
+    case 5: return attend<5>(q, k, v, bias, scale, out, keys, dim, scores);
+    case 6: return attend<6>(q, k, v, bias, scale, out, keys, dim, scores);
+    case 7: return attend<7>(q, k, v, bias, scale, out, keys, dim, scores);
     case 8: return attend<8>(q, k, v, bias, scale, out, keys, dim, scores);
-    default:  // other group sizes: one query at a time
+    default:  // larger groups: one query at a time
       for (int64_t g = 0; g < group; ++g)
         attend<1>(q + g * dim, k, v, bias, scale, out + g * dim, keys, dim, scores);
   }
@@ -172,49 +199,86 @@ void attend_group(int64_t group, const float* q, const T* k, const T* v, const f
 
 }  // namespace
 
-// query [rows, heads, dim] float32; keys, values [kv_heads, keys, dim] (bfloat16 or float32, each head's
-// rows contiguous); bias [rows, keys] float32 (0 or -inf) -> [rows, heads, dim] float32
-torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::Tensor values, torch::Tensor bias,
-                               double scale) {
-  TORCH_CHECK(query.scalar_type() == at::kFloat && query.is_contiguous() && query.dim() == 3, "query");
-  TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.is_contiguous(), "bias");
-  TORCH_CHECK(keys.scalar_type() == values.scalar_type() && keys.sizes() == values.sizes(), "keys and values");
-  TORCH_CHECK(keys.stride(2) == 1 && values.stride(2) == 1 && keys.stride(1) == keys.size(2) &&
-                  values.stride(1) == values.size(2),
-              "each head's keys and values must be contiguous rows");
+namespace {
+
+// row r's new key and value (new_keys[r], new_values[r]: [kv_heads, dim]) into slot[r] of every head
+template <typename T>
+void store_new(const torch::Tensor& new_keys, const torch::Tensor& new_values, const int64_t* slot, T* k, T* v,
+               int64_t rows, int64_t kv_heads, int64_t dim, int64_t head_stride) {
+  const T* nk = new_keys.data_ptr<T>();
+  const T* nv = new_values.data_ptr<T>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const int64_t from_k = r * new_keys.stride(0) + h * new_keys.stride(1);
+      const int64_t from_v = r * new_values.stride(0) + h * new_values.stride(1);
+      std::memcpy(k + h * head_stride + slot[r] * dim, nk + from_k, dim * sizeof(T));
+      std::memcpy(v + h * head_stride + slot[r] * dim, nv + from_v, dim * sizeof(T));
+    }
+  }
+}
+
+template <typename T>
+torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
+                          const torch::Tensor& bias, double scale, const torch::Tensor& new_keys,
+                          const torch::Tensor& new_values, const torch::Tensor& slot) {
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(2);
   const int64_t kv_heads = keys.size(0), n = keys.size(1), group = heads / kv_heads;
-  TORCH_CHECK(keys.size(2) == dim && heads == kv_heads * group && bias.size(0) == rows && bias.size(1) == n,
-              "shapes");
-  auto out = torch::empty_like(query);
-  const float* qp = query.data_ptr<float>();
+  T* kp = keys.data_ptr<T>();
+  T* vp = values.data_ptr<T>();
+  store_new<T>(new_keys, new_values, slot.data_ptr<int64_t>(), kp, vp, rows, kv_heads, dim, keys.stride(0));
+  auto out = torch::empty({rows, heads, dim}, values.options());
+  const T* qp = query.data_ptr<T>();
   const float* bp = bias.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const bool bf16 = keys.scalar_type() == at::kBFloat16;
-  TORCH_CHECK(bf16 || keys.scalar_type() == at::kFloat, "keys must be bfloat16 or float32");
+  T* op = out.data_ptr<T>();
   at::parallel_for(0, rows * kv_heads, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> scores;
+    std::vector<float> scores, q(group * dim), o(group * dim);
     for (int64_t i = first; i < last; ++i) {
       const int64_t r = i / kv_heads, h = i % kv_heads;
-      const int64_t offset = (r * heads + h * group) * dim;
-      if (bf16) {
-        attend_group(group, qp + offset, keys.data_ptr<at::BFloat16>() + h * keys.stride(0),
-                     values.data_ptr<at::BFloat16>() + h * values.stride(0), bp + r * n, float(scale), op + offset, n,
-                     dim, scores);
-      } else {
-        attend_group(group, qp + offset, keys.data_ptr<float>() + h * keys.stride(0),
-                     values.data_ptr<float>() + h * values.stride(0), bp + r * n, float(scale), op + offset, n, dim,
-                     scores);
+      for (int64_t g = 0; g < group; ++g) {
+        const T* qg = qp + r * query.stride(0) + (h * group + g) * query.stride(1);
+        for (int64_t d = 0; d < dim; ++d) q[g * dim + d] = to_float(qg[d]);
       }
+      attend_group(group, q.data(), kp + h * keys.stride(0), vp + h * values.stride(0), bp + r * n, float(scale),
+                   o.data(), n, dim, scores);
+      T* og = op + (r * heads + h * group) * dim;
+      for (int64_t d = 0; d < group * dim; ++d) store(o[d], og + d);
     }
   });
   return out;
 }
 
-namespace {
+}  // namespace
 
-inline void store(float x, float* p) { *p = x; }
-inline void store(float x, at::BFloat16* p) { *p = at::BFloat16(x); }  // rounds to nearest even
+// query [rows, heads, dim]; keys, values [kv_heads, keys, dim], each head's rows contiguous; all three in
+// one dtype (bfloat16 or float32); bias [rows, keys] float32 (0 or -inf); new_keys, new_values [rows,
+// kv_heads, dim]: each row's token, stored first at key index slot[r] (int64) of every head ->
+// [rows, heads, dim] in the keys' dtype (computed in float32, rounded once)
+torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::Tensor values, torch::Tensor bias,
+                               double scale, torch::Tensor new_keys, torch::Tensor new_values, torch::Tensor slot) {
+  const auto dtype = keys.scalar_type();
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "keys must be bfloat16 or float32");
+  for (const auto* t : {&query, &values, &new_keys, &new_values}) {
+    TORCH_CHECK(t->scalar_type() == dtype && t->dim() == 3 && t->stride(2) == 1, "query, keys and values");
+  }
+  TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.is_contiguous(), "bias");
+  TORCH_CHECK(slot.scalar_type() == at::kLong && slot.is_contiguous(), "slot");
+  TORCH_CHECK(keys.sizes() == values.sizes() && keys.strides() == values.strides() && keys.stride(1) == keys.size(2),
+              "each head's keys and values must be contiguous rows");
+  const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(2);
+  const int64_t kv_heads = keys.size(0), n = keys.size(1);
+  TORCH_CHECK(keys.size(2) == dim && heads % kv_heads == 0 && bias.size(0) == rows && bias.size(1) == n, "shapes");
+  TORCH_CHECK(new_keys.sizes() == new_values.sizes() && new_keys.size(0) == rows && new_keys.size(1) == kv_heads &&
+                  new_keys.size(2) == dim && slot.numel() == rows,
+              "new keys and values");
+  const int64_t* sp = slot.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) TORCH_CHECK(sp[r] >= 0 && sp[r] < n, "slot out of range");
+  if (dtype == at::kBFloat16) {
+    return attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot);
+  }
+  return attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot);
+}
+
+namespace {
 
 template <typename T>
 void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, int64_t vector_stride,
@@ -253,6 +317,122 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
     TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
     norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), x.stride(1), scale.data_ptr<float>(), scales, dim,
               float(eps), out.data_ptr<float>());
+  }
+  return out;
+}
+
+namespace {
+
+constexpr int64_t kRowsMax = 4;  // activation rows a product takes
+
+#if defined(__AVX512F__)
+// 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
+inline __m512 sum16(const __m512* a) {
+  // fed in transposed order (4 x 4), the four halving steps leave the sums in order
+  auto in = [&](int k) { return a[(k % 4) * 4 + k / 4]; };
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i) {
+    const __m512 x = in(2 * i), y = in(2 * i + 1);
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    d[i] = _mm512_add_ps(_mm512_unpacklo_ps(c[2 * i], c[2 * i + 1]), _mm512_unpackhi_ps(c[2 * i], c[2 * i + 1]));
+  }
+  const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+  const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+  return _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+}
+#endif
+
+// O output rows of w ([O, in]) against R activation rows (x: float32 [R, in]) -> out[r, j] (row stride
+// `stride`); `next`: the following block's weights (O * in bytes) to fetch meanwhile, or null
+template <int O, int R, typename T>
+void int8_block(const float* x, int64_t in, const int8_t* w, const T* scales, T* out, int64_t stride,
+                const int8_t* next) {
+  float sums[16] = {};
+  int64_t d = 0;
+#if defined(__AVX512F__)
+  static_assert(O * R <= 16, "one vector of sums");
+  __m512 acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
+  for (; d + 16 <= in; d += 16) {
+    if (next != nullptr) {  // this step's share of the next block: O * 16 bytes
+      const char* p = reinterpret_cast<const char*>(next) + d * O;
+      for (int l = 0; l < O * 16; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+    }
+    __m512 wj[O];
+    for (int j = 0; j < O; ++j) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j * in + d));
+      wj[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 xr = _mm512_loadu_ps(x + r * in + d);
+      for (int j = 0; j < O; ++j) acc[j * R + r] = _mm512_fmadd_ps(wj[j], xr, acc[j * R + r]);
+    }
+  }
+  _mm512_storeu_ps(sums, sum16(acc));
+#endif
+  for (int j = 0; j < O; ++j) {
+    const float scale = to_float(scales[j]);
+    for (int r = 0; r < R; ++r) {
+      float t = sums[j * R + r];
+      for (int64_t e = d; e < in; ++e) t += float(w[j * in + e]) * x[r * in + e];
+      store(t * scale, out + r * stride + j);
+    }
+  }
+}
+
+template <int R, typename T>
+void int8_rows(const float* x, int64_t in, const int8_t* w, const T* scales, int64_t outs, T* out) {
+  constexpr int O = 16 / (R == 3 ? 4 : R);  // 16, 8, 4, 4 output rows a block
+  const int64_t blocks = outs / O;
+  // a thread's share at least 1 MB of weights: waking a sleeping thread for less does not pay
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (O * in));
+  at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const int8_t* block = w + b * O * in;
+      int8_block<O, R>(x, in, block, scales + b * O, out + b * O, outs, b + 1 < last ? block + O * in : nullptr);
+    }
+  });
+  for (int64_t o = blocks * O; o < outs; ++o) int8_block<1, R>(x, in, w + o * in, scales + o, out + o, outs, nullptr);
+}
+
+template <typename T>
+void int8_product_of(const T* xs, int64_t rows, int64_t in, const int8_t* w, const T* scales, int64_t outs, T* out) {
+  std::vector<float> x(rows * in);
+  for (int64_t i = 0; i < rows * in; ++i) x[i] = to_float(xs[i]);
+  switch (rows) {
+    case 1: return int8_rows<1>(x.data(), in, w, scales, outs, out);
+    case 2: return int8_rows<2>(x.data(), in, w, scales, outs, out);
+    case 3: return int8_rows<3>(x.data(), in, w, scales, outs, out);
+    default: return int8_rows<4>(x.data(), in, w, scales, outs, out);
+  }
+}
+
+}  // namespace
+
+// x [rows, in] (bfloat16 or float32, 1 <= rows <= 4); weight [out, in] int8; scales [out] in x's dtype
+// -> [rows, out] in x's dtype
+torch::Tensor int8_product(torch::Tensor x, torch::Tensor weight, torch::Tensor scales) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.size(0) >= 1 && x.size(0) <= kRowsMax, "x");
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.is_contiguous() && weight.dim() == 2 &&
+                  weight.size(1) == x.size(1),
+              "weight");
+  TORCH_CHECK(scales.scalar_type() == x.scalar_type() && scales.is_contiguous() && scales.numel() == weight.size(0),
+              "scales");
+  const int64_t rows = x.size(0), in = x.size(1), outs = weight.size(0);
+  auto out = torch::empty({rows, outs}, x.options());
+  if (x.scalar_type() == at::kBFloat16) {
+    int8_product_of(x.data_ptr<at::BFloat16>(), rows, in, weight.data_ptr<int8_t>(), scales.data_ptr<at::BFloat16>(),
+                    outs, out.data_ptr<at::BFloat16>());
+  } else {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
+    int8_product_of(x.data_ptr<float>(), rows, in, weight.data_ptr<int8_t>(), scales.data_ptr<float>(), outs,
+                    out.data_ptr<float>());
   }
   return out;
 }

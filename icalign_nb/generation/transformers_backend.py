@@ -148,7 +148,7 @@ class TransformersBackend:
         from .attention import NAME, probe_layers, register
         from .decoder import LeanDecoder
         from .native import step_kernels
-        from .quantize import QUANTISED, quantise, quantised_kind
+        from .quantize import QUANTISED, quantise, quantised_kind, use_kernels
 
         if batch_size is not None and batch_size < 1:
             raise UserError(f"batch size must be >= 1 (got {batch_size})")
@@ -169,6 +169,7 @@ class TransformersBackend:
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
         # a decode step's attention and Gemma 3's norms as built kernels (on the CPU, where they build)
         self.kernels = step_kernels() if native and self.model.device.type == "cpu" else None
+        use_kernels(self.model, self.kernels)  # int8 products of a few rows
         # decode steps without per-module overhead, if it can
         self.decoder = LeanDecoder.build(self.model, self.kernels)
         self.bos = prompt_bos(model_name, self.tokenizer, self.model.config)
