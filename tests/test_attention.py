@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -231,7 +230,7 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys, built_kerne
     gen = torch.Generator().manual_seed(heads * dim + keys)
     # the queries and new keys as the decoder hands them: slices of one projection's heads
     projected = torch.randn(rows, heads + 2 * kv_heads, 1, dim, generator=gen).to(dtype)
-    q, new_k, new_v = projected[:, :heads], projected[:, heads : heads + kv_heads], projected[:, heads + kv_heads :]
+    q, new_k, new_v = projected.split([heads, kv_heads, kv_heads], dim=1)
     k = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
     v = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
     seen = torch.ones(rows, keys, dtype=torch.bool)

@@ -84,7 +84,6 @@ class StepKernels:
             return self.module.rms_norm(x[:, None], scale[None], eps).view(x.shape)
         return self.module.rms_norm(x, scale, eps)
 
-
     def int8_product(self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """x [rows, in] @ weight.T * scales (weight int8 [out, in], a scale per output row in x's dtype),
         summed in float32, for at most `int8_rows` rows -> [rows, out] in x's dtype."""
