@@ -283,8 +283,9 @@ class KVState:
 
 
 class _Step:
-    """One decode step's layout: per kind of layer, which query each block meets in each of its
-    slots (a prompt block: every sample of its prompt; a row's block: that row) and what it sees."""
+    """One decode step's layout, per kind of layer: what each row sees of every used block, as one mask
+    per row over the used range (dense) or per block and slot, with the query each slot meets (blocked:
+    a prompt block meets every sample of its prompt, a row's block that row)."""
 
     def __init__(self, state: KVState, rows: list[int]) -> None:
         self.state, self.rows = state, rows
@@ -305,56 +306,52 @@ class _Step:
         row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
         row_slot = torch.tensor(slot)
         tokens = torch.tensor([state.row_tokens[r] for r in rows])
-        # each group's rows by slot (n_rows: none), their tokens generated, prompt lengths
-        slot_row = torch.full((n_groups, per), n_rows, dtype=torch.long)
-        slot_row[row_g, row_slot] = torch.arange(n_rows)
-        slot_tokens = torch.cat([tokens, tokens.new_zeros(1)])[slot_row]
         length = torch.tensor([state.group_length[g] for g in groups])
         # global ids -> this step's indices (-1: not in this step)
         g_lookup = torch.full((max(state.group_length) + 1,), -1, dtype=torch.long)
         g_lookup[torch.tensor(groups)] = torch.arange(n_groups)
         r_lookup = torch.full((max(state.row_group) + 1,), -1, dtype=torch.long)
         r_lookup[torch.tensor(rows)] = torch.arange(n_rows)
+        if not self.dense:  # each group's rows by slot (n_rows: none)
+            slot_row = torch.full((n_groups, per), n_rows, dtype=torch.long)
+            slot_row[row_g, row_slot] = torch.arange(n_rows)
         col = torch.arange(block)
         self.kinds: dict[int | None, dict] = {}
         for w, kind in state.kinds.items():
             hi = max(kind.high(), 1)
             owner_g, owner_r, base = kind.group_of[:hi], kind.row_of[:hi], kind.base[:hi]
-            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)
+            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)  # [hi]
             ri = torch.where(owner_r >= 0, r_lookup[owner_r.clamp(min=0)], -1)
-            is_p, is_r = gi >= 0, ri >= 0
-            gi0, ri0 = gi.clamp(min=0), ri.clamp(min=0)
-            # prompt blocks: column c holds stored index base + c, at position length - stored + index
+            index = base[:, None] + col  # [hi, block]: what column c of a block holds
+            # what each row sees, [rows, hi, block]: in its prompt's blocks, index base + c of the stored
+            # prompt (the last `stored` tokens, at position length - stored + index); in its own blocks,
+            # its generated token base + c
             stored = length if w is None else length.clamp(max=w)
-            index = base[:, None] + col  # [hi, block]
-            seen = (index < stored[gi0][:, None])[:, None, :] & (slot_row[gi0] < n_rows)[:, :, None]
-            if w is not None:
-                pos = (length - stored)[gi0][:, None] + index  # [hi, block]
-                query = (length[gi0][:, None] + slot_tokens[gi0])[:, :, None]  # [hi, per, 1]
-                seen &= pos[:, None, :] > query - w
-            # row blocks: column c holds the row's token base + c; only the row's own slot sees it
-            t = tokens[ri0][:, None]
-            mine = (index <= t) if w is None else (index <= t) & (index > t - w)
-            own = torch.arange(per)[None, :] == row_slot[ri0][:, None]  # [hi, per]
-            seen = torch.where(
-                is_p[:, None, None],
-                seen,
-                torch.where(is_r[:, None, None], own[:, :, None] & mine[:, None], False),
-            )
-            # the row each (block, slot) serves: n_rows (a zero query, a dummy row) where none
-            target = torch.where(
-                is_p[:, None], slot_row[gi0], torch.where(is_r[:, None] & own, ri0[:, None], n_rows)
-            )
-            bias = torch.zeros(seen.shape, dtype=torch.float32).masked_fill_(~seen, float("-inf"))
-            kind_step = {"lo": 0, "hi": hi, "bias": bias, "target": target}
+            seen = (gi[None, :] == row_g[:, None])[:, :, None] & (index < stored[row_g][:, None, None])
+            t = tokens[:, None, None]
+            mine = (ri[None, :] == torch.arange(n_rows)[:, None])[:, :, None] & (index <= t)
+            if w is not None:  # the window of the row's next token
+                query = (length[row_g] + tokens)[:, None, None]
+                seen &= (length - stored)[row_g][:, None, None] + index > query - w
+                mine &= index > t - w
+            seen |= mine
             if self.dense:  # each row's mask over the used range: [rows, (hi - lo) * block]
-                dense = torch.full((n_rows + 1, hi, block), float("-inf"))
-                dense[target.t(), torch.arange(hi)[None, :].expand(per, hi)] = bias.transpose(0, 1)
                 # blocks no row sees (a prompt's keys that every row's window has passed) are skipped
-                lo = int(torch.isfinite(dense[:n_rows]).any(-1).any(0).int().argmax())
-                kind_step["lo"] = lo
-                kind_step["dense_bias"] = dense[:n_rows, lo:].reshape(n_rows, (hi - lo) * block)
-            self.kinds[w] = kind_step
+                lo = int(seen.any(-1).any(0).int().argmax())
+                bias = torch.zeros((n_rows, hi - lo, block)).masked_fill_(~seen[:, lo:], float("-inf"))
+                self.kinds[w] = {"lo": lo, "hi": hi, "bias": bias.view(n_rows, -1)}
+                continue
+            # the blocked layout: the row each (block, slot) serves (n_rows, a dummy row that sees nothing,
+            # where none): a prompt block serves its group's rows, a row's block that row in its slot
+            own = torch.arange(per)[None, :] == row_slot[ri.clamp(min=0)][:, None]  # [hi, per]
+            target = torch.where(
+                (gi >= 0)[:, None],
+                slot_row[gi.clamp(min=0)],
+                torch.where((ri >= 0)[:, None] & own, ri.clamp(min=0)[:, None], n_rows),
+            )
+            seen = torch.cat([seen, seen.new_zeros((1, hi, block))])[target, torch.arange(hi)[:, None]]
+            bias = torch.zeros(seen.shape).masked_fill_(~seen, float("-inf"))  # [hi, per, block]
+            self.kinds[w] = {"lo": 0, "hi": hi, "bias": bias, "target": target}
         self.row_slot = row_slot
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
         for w, kind in state.kinds.items():
@@ -369,16 +366,11 @@ class _Step:
         if key not in self._on:
             kind = self.kinds[window]
             block, column = self.row_block[window]
-            moved = {
-                # where each row's new token goes within the used blocks (the kernel's store)
-                "slot": (block - kind["lo"]) * self.state.block + column,
-                "bias": kind["dense_bias"] if self.dense else kind["bias"],
-                "target": kind["target"],
-                "row_slot": self.row_slot,
-                "rows": torch.arange(len(self.rows)),
-                "block": block,
-                "column": column,
-            }
+            # where each row's new token goes: block and column, and within the used blocks (the kernel's)
+            slot = (block - kind["lo"]) * self.state.block + column
+            moved = {"block": block, "column": column, "slot": slot, "bias": kind["bias"]}
+            if not self.dense:
+                moved.update(target=kind["target"], row_slot=self.row_slot, rows=torch.arange(len(self.rows)))
             self._on[key] = {
                 "lo": kind["lo"],
                 "hi": kind["hi"],

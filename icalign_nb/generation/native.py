@@ -80,8 +80,6 @@ class StepKernels:
     def rms_norm(self, x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
         """x * rsqrt(mean(x^2) + eps) * scale over the last dim, in float32, in x's dtype: x [rows, dim]
         with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector)."""
-        if x.dim() == 2:
-            return self.module.rms_norm(x[:, None], scale[None], eps).view(x.shape)
         return self.module.rms_norm(x, scale, eps)
 
     def int8_product(self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:

@@ -303,19 +303,22 @@ void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, in
 }  // namespace
 
 // x [rows, vectors, dim] (bfloat16 or float32, dim contiguous); scale [scales, dim] float32, vector i
-// scaled by scale[i % scales] -> [rows, vectors, dim] in x's dtype
+// scaled by scale[i % scales] -> [rows, vectors, dim] in x's dtype; or x [rows, dim] with scale [dim]
 torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
-  TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "x must be [rows, vectors, dim] with dim contiguous");
-  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.dim() == 2, "scale");
-  const int64_t rows = x.size(0), vectors = x.size(1), dim = x.size(2), scales = scale.size(0);
-  TORCH_CHECK(scale.size(1) == dim && vectors % scales == 0, "scale's shape");
-  auto out = torch::empty({rows, vectors, dim}, x.options());
+  TORCH_CHECK((x.dim() == 3 || x.dim() == 2) && x.stride(-1) == 1,
+              "x must be [rows, vectors, dim] or [rows, dim], dim contiguous");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.dim() == x.dim() - 1, "scale");
+  const bool flat = x.dim() == 2;  // [rows, dim]: one vector a row, one scale
+  const int64_t rows = x.size(0), vectors = flat ? 1 : x.size(1), dim = x.size(-1);
+  const int64_t scales = flat ? 1 : scale.size(0), vector_stride = flat ? dim : x.stride(1);
+  TORCH_CHECK(scale.size(-1) == dim && vectors % scales == 0, "scale's shape");
+  auto out = torch::empty(x.sizes(), x.options());
   if (x.scalar_type() == at::kBFloat16) {
-    norm_rows(x.data_ptr<at::BFloat16>(), rows, vectors, x.stride(0), x.stride(1), scale.data_ptr<float>(), scales,
+    norm_rows(x.data_ptr<at::BFloat16>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales,
               dim, float(eps), out.data_ptr<at::BFloat16>());
   } else {
     TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
-    norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), x.stride(1), scale.data_ptr<float>(), scales, dim,
+    norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales, dim,
               float(eps), out.data_ptr<float>());
   }
   return out;
