@@ -292,3 +292,36 @@ def test_built_norm_equals_the_models_formula(dtype, built_kernels) -> None:
     heads = qkv[:, :5]  # 4 query heads and 1 key head, then the values
     per_head = torch.randn(5, 24, generator=gen)
     torch.testing.assert_close(kernels.rms_norm(heads, per_head, 1e-6), want(heads, per_head), **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weights", ["int8", "dtype"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_built_weights_product_is_the_exact_product(dtype, weights, threads, built_kernels) -> None:
+    """The kernel's product of 1-4 rows with int8 weights and their scales, or with weights in the rows'
+    dtype, against the exact one (float64, then rounded once): output counts that fill its blocks of 16,
+    8 and 4 rows and that leave some over, inputs its vector loop takes whole and with a remainder, and a
+    layer large enough to be split across threads."""
+    gen = torch.Generator().manual_seed(7)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for outs, inputs in ((64, 640), (37, 40), (5, 16), (2100, 1024)):
+            if weights == "int8":
+                weight = torch.randint(-127, 128, (outs, inputs), generator=gen, dtype=torch.int8)
+                scales = (torch.rand(outs, generator=gen) * 0.02 + 1e-3).to(dtype)
+            else:
+                weight, scales = torch.randn(outs, inputs, generator=gen).to(dtype), None
+            for rows in range(1, built_kernels.rows + 1):
+                x = torch.randn(rows, inputs, generator=gen).to(dtype)
+                factor = 1.0 if scales is None else scales.double()
+                exact = x.double() @ weight.double().T * factor
+                got = built_kernels.product(x, weight, scales)
+                assert got.dtype == dtype and got.shape == (rows, outs)
+                # float32 sums, then one rounding to the dtype (half its last place)
+                size = x.double().abs() @ weight.double().abs().T * factor
+                rounding = 0.0 if dtype == torch.float32 else 2.0**-8
+                bound = 1e-6 * size + rounding * exact.abs() + 1e-12
+                assert ((got.double() - exact).abs() <= bound).all(), (outs, inputs, rows)
+    finally:
+        torch.set_num_threads(before)

@@ -40,47 +40,20 @@ def test_quantised_linear_is_the_product_with_its_dequantised_weights(layer) -> 
             torch.testing.assert_close(q(x).float(), want, atol=tolerance, rtol=0.02)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_built_int8_product_is_the_exact_product(dtype, threads, built_kernels) -> None:
-    """The kernel's int8 product, 1-4 rows, against the exact one (float64, then rounded once): output
-    counts that fill its blocks of 16, 8 and 4 rows and that leave some over, inputs its vector loop takes
-    whole and with a remainder, and a layer large enough to be split across threads."""
-    gen = torch.Generator().manual_seed(7)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for outs, inputs in ((64, 640), (37, 40), (5, 16), (2100, 1024)):
-            weight = torch.randint(-127, 128, (outs, inputs), generator=gen, dtype=torch.int8)
-            scales = (torch.rand(outs, generator=gen) * 0.02 + 1e-3).to(dtype)
-            for rows in range(1, built_kernels.int8_rows + 1):
-                x = torch.randn(rows, inputs, generator=gen).to(dtype)
-                exact = x.double() @ weight.double().T * scales.double()
-                got = built_kernels.int8_product(x, weight, scales)
-                assert got.dtype == dtype and got.shape == (rows, outs)
-                # float32 sums, then one rounding to the dtype (half its last place)
-                size = x.double().abs() @ weight.double().abs().T * scales.double()
-                rounding = 0.0 if dtype == torch.float32 else 2.0**-8
-                bound = 1e-6 * size + rounding * exact.abs() + 1e-12
-                assert ((got.double() - exact).abs() <= bound).all(), (outs, inputs, rows)
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_int8_layers_use_the_built_product_for_a_few_rows(built_kernels, monkeypatch) -> None:
-    """With the kernels given, a product of at most `int8_rows` rows goes through them (and equals
-    torch's packed kernel to rounding); more rows take torch's."""
+    """With the kernels given, a product of at most `rows` rows goes through them (and equals torch's
+    packed kernel to rounding); more rows take torch's."""
     from icalign_nb.generation.quantize import use_kernels
 
     torch.manual_seed(3)
     model = torch.nn.Sequential(Int8Linear(torch.nn.Linear(64, 48).weight, None, torch.bfloat16))
     layer = model[0]
-    x = torch.randn(built_kernels.int8_rows + 1, 64).bfloat16()
+    x = torch.randn(built_kernels.rows + 1, 64).bfloat16()
     alone = [layer.packed_product(x[:n]) for n in (1, len(x))]
     use_kernels(model, built_kernels)
     calls = []
-    product = built_kernels.int8_product
-    monkeypatch.setattr(built_kernels, "int8_product", lambda *a: calls.append(len(a[0])) or product(*a))
+    product = built_kernels.product
+    monkeypatch.setattr(built_kernels, "product", lambda *a: calls.append(len(a[0])) or product(*a))
     for n, want in zip((1, len(x)), alone, strict=True):
         torch.testing.assert_close(layer.packed_product(x[:n]), want, atol=0.0, rtol=2**-7)
     assert calls == [1]

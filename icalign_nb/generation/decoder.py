@@ -106,17 +106,26 @@ def _head_norm(
     return both
 
 
-def _product(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A linear layer's product on [rows, in] without the module call (the module itself where hooks
-    place its weights or inputs)."""
+def _product(module: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear layer's product on [rows, in] without the module call: a few rows in the built kernels
+    where they take the weights; the module itself where hooks place its weights or inputs."""
     if hasattr(module, "_hf_hook"):
         return module
     if isinstance(module, QuantLinear):
         return module.product
-    if isinstance(module, torch.nn.Linear):
-        weight, bias = module.weight, module.bias
+    if not isinstance(module, torch.nn.Linear):
+        return module
+    weight, bias = module.weight, module.bias
+    if kernels is None or not kernels.takes(weight):
         return lambda x: F.linear(x, weight, bias)
-    return module
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        if not kernels.takes_weights(x, weight):
+            return F.linear(x, weight, bias)
+        out = kernels.product(x, weight)
+        return out if bias is None else out + bias
+
+    return product
 
 
 def weight_bytes(module: torch.nn.Module) -> int:
@@ -240,9 +249,9 @@ class LeanDecoder:
                 )
             )
             x = self.layers[-1]
-            x.products = tuple(_product(m) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
+            x.products = tuple(_product(m, kernels) for m in (x.qkv, x.o_proj, x.gate_up, x.down))
             x.wide = tuple(weight_bytes(m) > PARALLEL_BYTES for m in (x.qkv, x.o_proj, x.gate_up, x.down))
-        self.head_product = _product(self.head)
+        self.head_product = _product(self.head, kernels)
         self.head_wide = weight_bytes(self.head) > PARALLEL_BYTES
         self.head_device = next(
             t for t in (*self.head.parameters(), *self.head.buffers()) if t is not None
@@ -254,9 +263,15 @@ class LeanDecoder:
         family = FAMILIES.get(type(model).__name__)
         return cls(model, family, kernels) if family else None
 
-    def products(self) -> list[torch.nn.Module]:
-        """The linear products one decode step runs, in order (the LM head last)."""
-        return [m for x in self.layers for m in (x.qkv, x.o_proj, x.gate_up, x.down)] + [self.head]
+    def products(self) -> list[tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]]:
+        """The linear products one decode step runs, in order (the LM head last): each layer and the
+        product the step calls on it."""
+        pairs = [
+            pair
+            for x in self.layers
+            for pair in zip((x.qkv, x.o_proj, x.gate_up, x.down), x.products, strict=True)
+        ]
+        return [*pairs, (self.head, self.head_product)]
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, state: object) -> torch.Tensor:
         """Logits [rows, vocab] of one decode step: tokens [rows, 1], positions [rows, 1]."""

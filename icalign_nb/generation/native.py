@@ -5,12 +5,12 @@ product reads its layer's keys or values cold (a step's weights have passed thro
 at a few GB/s: on gemma-3-270m after a 2,925-token prompt, 6 of a 22 ms step. The attention kernel
 reads each key and value a row sees once, skips what it does not see, and keeps scores, softmax and
 sums in float32; at many rows it replaces the per-block products too. Gemma 3's norms (five a layer)
-are one call each instead of eight tensor operations. A product of a few rows with int8 weights reads the
-weights at close to the memory's speed, where torch's packed kernel waits on each block it reads (on
-the LM head: 17 against 6.5 GB/s on one thread). The kernels are compiled at first use by
-torch's extension builder (~30 s, `-O3 -march=native -fopenmp`) into a fresh folder of the cache (`kernels`),
-which is renamed into place when done, so a killed build leaves nothing half-made. Where it cannot be
-built (no C++ compiler), attention stays in torch, said once.
+are one call each instead of eight tensor operations. A product of a few rows with a layer's weights
+(int8 or bfloat16) reads the weights at close to the memory's speed, where torch's kernels wait on
+each block they read (int8, the LM head on one thread: 17 against 6.5 GB/s). The kernels are
+compiled at first use by torch's extension builder (~30 s, `-O3 -march=native -fopenmp`) into a fresh
+folder of the cache (`kernels`), which is renamed into place when done, so a killed build leaves
+nothing half-made. Where it cannot be built (no C++ compiler), the step stays in torch, said once.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ DTYPES = (torch.bfloat16, torch.float32)  # how keys and values may be stored
 
 
 class StepKernels:
-    """The built kernels: a step's attention over what its rows see, Gemma 3's norms, and products of a
-    few rows with int8 weights."""
+    """The built kernels: a step's attention over what its rows see, Gemma 3's norms, and a few rows'
+    products with a linear layer's weights."""
 
-    int8_rows = 4  # the most activation rows an int8 product takes
+    rows = 4  # the most activation rows a weights product takes
 
     def __init__(self, module: object) -> None:
         self.module = module
@@ -82,10 +82,24 @@ class StepKernels:
         with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector)."""
         return self.module.rms_norm(x, scale, eps)
 
-    def int8_product(self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """x [rows, in] @ weight.T * scales (weight int8 [out, in], a scale per output row in x's dtype),
-        summed in float32, for at most `int8_rows` rows -> [rows, out] in x's dtype."""
-        return self.module.int8_product(x.contiguous(), weight, scales)
+    def product(
+        self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x [rows, in] @ weight.T for at most `rows` rows, summed in float32 -> [rows, out] in x's dtype:
+        weight int8 [out, in] times `scales` (one per output row, in x's dtype), or in x's dtype."""
+        return self.module.weights_product(x.contiguous(), weight, _NONE if scales is None else scales)
+
+    def takes_weights(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether `product` takes these activations (a few rows) and weights (int8, or x's dtype)."""
+        return (
+            x.shape[0] <= self.rows
+            and self.takes(x)
+            and weight.device.type == "cpu"
+            and weight.dtype in (torch.int8, x.dtype)
+        )
+
+
+_NONE = torch.empty(0)  # no scales
 
 
 @functools.cache
@@ -136,7 +150,7 @@ def _build(source: str, name: str, final: Path) -> object:
         module = load_inline(
             name,
             cpp_sources=[source],
-            functions=["decode_attention", "rms_norm", "int8_product"],
+            functions=["decode_attention", "rms_norm", "weights_product"],
             extra_cflags=list(FLAGS),
             extra_ldflags=["-fopenmp"],
             build_directory=str(work),

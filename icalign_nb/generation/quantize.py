@@ -85,8 +85,8 @@ class Int8Linear(QuantLinear):
         self.register_buffer("scales", scale)
 
     def packed_product(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels is not None and x.shape[0] <= self.kernels.int8_rows and self.kernels.takes(x):
-            return self.kernels.int8_product(x, self.weight, self.scales)
+        if self.kernels is not None and self.kernels.takes_weights(x, self.weight):
+            return self.kernels.product(x, self.weight, self.scales)
         return torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
 
     def dequantised(self) -> torch.Tensor:

@@ -10,10 +10,11 @@
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head).
 //
-// int8_product: a few rows of activations times int8 weights with one scale per output row (x @ W.T *
-// scale), each weight converted to float32 and the sums kept in float32, rounded once to x's dtype. A
-// few rows' product is a read of the weights; the loop reads them block by block (16 output rows for
-// one activation row) and asks the memory for the next block while it works on this one.
+// weights_product: a few rows of activations times a linear layer's weights (x @ W.T), the weights int8
+// with one scale per output row or in x's dtype, each converted to float32 and the sums kept in float32,
+// rounded once to x's dtype. A few rows' product is a read of the weights; the loop reads them block by
+// block (16 output rows for one activation row) and asks the memory for the next block while it works
+// on this one.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -326,7 +327,7 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
 
 namespace {
 
-constexpr int64_t kRowsMax = 4;  // activation rows a product takes
+constexpr int64_t kRowsMax = 4;  // activation rows a weights product takes
 
 #if defined(__AVX512F__)
 // 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
@@ -351,11 +352,19 @@ inline __m512 sum16(const __m512* a) {
 }
 #endif
 
-// O output rows of w ([O, in]) against R activation rows (x: float32 [R, in]) -> out[r, j] (row stride
-// `stride`); `next`: the following block's weights (O * in bytes) to fetch meanwhile, or null
-template <int O, int R, typename T>
-void int8_block(const float* x, int64_t in, const int8_t* w, const T* scales, T* out, int64_t stride,
-                const int8_t* next) {
+inline float to_float(int8_t x) { return float(x); }
+
+#if defined(__AVX512F__)
+inline __m512 load16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+#endif
+
+// O output rows of w ([O, in], int8, bfloat16 or float32) against R activation rows (x: float32 [R, in])
+// -> out[r, j] (row stride `stride`), times scales[j] if given; `next`: the following block's weights to
+// fetch meanwhile, or null
+template <int O, int R, typename W, typename T>
+void product_block(const float* x, int64_t in, const W* w, const T* scales, T* out, int64_t stride, const W* next) {
   float sums[16] = {};
   int64_t d = 0;
 #if defined(__AVX512F__)
@@ -363,15 +372,12 @@ void int8_block(const float* x, int64_t in, const int8_t* w, const T* scales, T*
   __m512 acc[16];
   for (int k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
   for (; d + 16 <= in; d += 16) {
-    if (next != nullptr) {  // this step's share of the next block: O * 16 bytes
-      const char* p = reinterpret_cast<const char*>(next) + d * O;
-      for (int l = 0; l < O * 16; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+    if (next != nullptr) {  // this step's share of the next block: O * 16 weights
+      const char* p = reinterpret_cast<const char*>(next + d * O);
+      for (int l = 0; l < O * 16 * int(sizeof(W)); l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
     }
     __m512 wj[O];
-    for (int j = 0; j < O; ++j) {
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j * in + d));
-      wj[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
-    }
+    for (int j = 0; j < O; ++j) wj[j] = load16(w + j * in + d);
     for (int r = 0; r < R; ++r) {
       const __m512 xr = _mm512_loadu_ps(x + r * in + d);
       for (int j = 0; j < O; ++j) acc[j * R + r] = _mm512_fmadd_ps(wj[j], xr, acc[j * R + r]);
@@ -380,62 +386,75 @@ void int8_block(const float* x, int64_t in, const int8_t* w, const T* scales, T*
   _mm512_storeu_ps(sums, sum16(acc));
 #endif
   for (int j = 0; j < O; ++j) {
-    const float scale = to_float(scales[j]);
+    const float scale = scales != nullptr ? to_float(scales[j]) : 1.f;
     for (int r = 0; r < R; ++r) {
       float t = sums[j * R + r];
-      for (int64_t e = d; e < in; ++e) t += float(w[j * in + e]) * x[r * in + e];
+      for (int64_t e = d; e < in; ++e) t += to_float(w[j * in + e]) * x[r * in + e];
       store(t * scale, out + r * stride + j);
     }
   }
 }
 
-template <int R, typename T>
-void int8_rows(const float* x, int64_t in, const int8_t* w, const T* scales, int64_t outs, T* out) {
+template <int R, typename W, typename T>
+void product_rows(const float* x, int64_t in, const W* w, const T* scales, int64_t outs, T* out) {
   constexpr int O = 16 / (R == 3 ? 4 : R);  // 16, 8, 4, 4 output rows a block
   const int64_t blocks = outs / O;
   // a thread's share at least 1 MB of weights: waking a sleeping thread for less does not pay
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (O * in));
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (O * in * int64_t(sizeof(W))));
+  auto at = [&](int64_t o) { return scales != nullptr ? scales + o : nullptr; };
   at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
-      const int8_t* block = w + b * O * in;
-      int8_block<O, R>(x, in, block, scales + b * O, out + b * O, outs, b + 1 < last ? block + O * in : nullptr);
+      const W* block = w + b * O * in;
+      product_block<O, R>(x, in, block, at(b * O), out + b * O, outs, b + 1 < last ? block + O * in : nullptr);
     }
   });
-  for (int64_t o = blocks * O; o < outs; ++o) int8_block<1, R>(x, in, w + o * in, scales + o, out + o, outs, nullptr);
+  for (int64_t o = blocks * O; o < outs; ++o) product_block<1, R>(x, in, w + o * in, at(o), out + o, outs, (W*)nullptr);
 }
 
-template <typename T>
-void int8_product_of(const T* xs, int64_t rows, int64_t in, const int8_t* w, const T* scales, int64_t outs, T* out) {
+template <typename W, typename T>
+void product_of(const T* xs, int64_t rows, int64_t in, const W* w, const T* scales, int64_t outs, T* out) {
   std::vector<float> x(rows * in);
   for (int64_t i = 0; i < rows * in; ++i) x[i] = to_float(xs[i]);
   switch (rows) {
-    case 1: return int8_rows<1>(x.data(), in, w, scales, outs, out);
-    case 2: return int8_rows<2>(x.data(), in, w, scales, outs, out);
-    case 3: return int8_rows<3>(x.data(), in, w, scales, outs, out);
-    default: return int8_rows<4>(x.data(), in, w, scales, outs, out);
+    case 1: return product_rows<1>(x.data(), in, w, scales, outs, out);
+    case 2: return product_rows<2>(x.data(), in, w, scales, outs, out);
+    case 3: return product_rows<3>(x.data(), in, w, scales, outs, out);
+    default: return product_rows<4>(x.data(), in, w, scales, outs, out);
+  }
+}
+
+template <typename T>
+void product_in(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& scales,
+                     torch::Tensor& out) {
+  const int64_t rows = x.size(0), in = x.size(1), outs = weight.size(0);
+  const T* sp = scales.numel() ? scales.data_ptr<T>() : nullptr;
+  if (weight.scalar_type() == at::kChar) {
+    product_of(x.data_ptr<T>(), rows, in, weight.data_ptr<int8_t>(), sp, outs, out.data_ptr<T>());
+  } else {
+    product_of(x.data_ptr<T>(), rows, in, weight.data_ptr<T>(), sp, outs, out.data_ptr<T>());
   }
 }
 
 }  // namespace
 
-// x [rows, in] (bfloat16 or float32, 1 <= rows <= 4); weight [out, in] int8; scales [out] in x's dtype
-// -> [rows, out] in x's dtype
-torch::Tensor int8_product(torch::Tensor x, torch::Tensor weight, torch::Tensor scales) {
+// x [rows, in] (bfloat16 or float32, 1 <= rows <= 4); weight [out, in]: int8 with scales [out] in x's
+// dtype, or in x's dtype with no scales (an empty tensor) -> x @ weight.T (* scales) [rows, out] in x's dtype
+torch::Tensor weights_product(torch::Tensor x, torch::Tensor weight, torch::Tensor scales) {
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "x must be bfloat16 or float32");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.size(0) >= 1 && x.size(0) <= kRowsMax, "x");
-  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.is_contiguous() && weight.dim() == 2 &&
-                  weight.size(1) == x.size(1),
-              "weight");
-  TORCH_CHECK(scales.scalar_type() == x.scalar_type() && scales.is_contiguous() && scales.numel() == weight.size(0),
+  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == x.size(1), "weight");
+  const bool int8 = weight.scalar_type() == at::kChar;
+  TORCH_CHECK(int8 || weight.scalar_type() == dtype, "weight must be int8 or in x's dtype");
+  TORCH_CHECK(scales.numel() == 0 || (scales.scalar_type() == dtype && scales.is_contiguous() &&
+                                      scales.numel() == weight.size(0)),
               "scales");
-  const int64_t rows = x.size(0), in = x.size(1), outs = weight.size(0);
-  auto out = torch::empty({rows, outs}, x.options());
-  if (x.scalar_type() == at::kBFloat16) {
-    int8_product_of(x.data_ptr<at::BFloat16>(), rows, in, weight.data_ptr<int8_t>(), scales.data_ptr<at::BFloat16>(),
-                    outs, out.data_ptr<at::BFloat16>());
+  TORCH_CHECK(!int8 || scales.numel() > 0, "int8 weights need their scales");
+  auto out = torch::empty({x.size(0), weight.size(0)}, x.options());
+  if (dtype == at::kBFloat16) {
+    product_in<at::BFloat16>(x, weight, scales, out);
   } else {
-    TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
-    int8_product_of(x.data_ptr<float>(), rows, in, weight.data_ptr<int8_t>(), scales.data_ptr<float>(), outs,
-                    out.data_ptr<float>());
+    product_in<float>(x, weight, scales, out);
   }
   return out;
 }

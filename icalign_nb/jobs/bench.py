@@ -212,37 +212,38 @@ def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     return x.numel() * 2 / best_seconds(x.sum, repeats)
 
 
-def decode_products(backend: object) -> list[object]:
-    """The linear products a decode step runs once each per row (the LM head included), in order:
-    the lean decoder's (with its fused ones), else every linear layer of the model."""
+def decode_products(backend: object) -> list[tuple[object, object]]:
+    """The linear products a decode step runs once each per row (the LM head included), in order, each
+    layer with what the step calls on it: the lean decoder's (its fused layers, the built kernels' products
+    where it uses them), else every linear layer of the model and its own forward."""
     import torch
 
     from ..generation.quantize import QuantLinear
 
     if getattr(backend, "decoder", None) is not None:
         return backend.decoder.products()
-    return [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear | QuantLinear)]
+    return [(m, m) for m in backend.model.modules() if isinstance(m, torch.nn.Linear | QuantLinear)]
 
 
 def matvec_bound(backend: object, repeats: int = 5) -> tuple[float, int, int]:
     """(seconds, weight bytes, products) of one decode step's matrix-vector products alone: each product
-    the step runs applied once to one token, in order, through the model's own kernels (bf16, float32,
-    int8 or int4 weights); the best of `repeats` passes (each reads every weight from memory)."""
+    the step runs applied once to one token, in order, as the step calls it (bf16, float32, int8 or int4
+    weights; on all threads); the best of `repeats` passes (each reads every weight from memory)."""
     import torch
 
     from ..generation.decoder import weight_bytes
 
-    layers = decode_products(backend)
+    products = decode_products(backend)
     dtype = next(p for p in backend.model.parameters() if p.is_floating_point()).dtype
-    inputs = {m.in_features: torch.randn(1, 1, m.in_features, dtype=dtype) for m in layers}
-    weights = sum(weight_bytes(m) for m in layers)
+    inputs = {m.in_features: torch.randn(1, m.in_features, dtype=dtype) for m, _ in products}
+    weights = sum(weight_bytes(m) for m, _ in products)
 
     def one_pass() -> None:
         with torch.inference_mode():
-            for m in layers:
-                m(inputs[m.in_features])
+            for m, product in products:
+                product(inputs[m.in_features])
 
-    return best_seconds(one_pass, repeats), weights, len(layers)
+    return best_seconds(one_pass, repeats), weights, len(products)
 
 
 def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
