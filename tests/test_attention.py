@@ -218,31 +218,40 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
         (5, 5, 48, 70),
         (7, 1, 128, 300),
         (12, 2, 64, 90),
+        (18, 2, 32, 40),
         (8, 8, 128, 100),
     ],
 )
 def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys, built_kernels) -> None:
     """The kernel against SDPA on the same (rounded) keys and values, after it stored each row's new key
     and value: grouped heads of every size the kernel specialises and others, dims that its vector loops
-    take and that they do not, key counts across its chunks, rows seeing windows, gaps and single keys."""
+    take and that they do not, key counts across its chunks, rows seeing windows, gaps, single keys and
+    random subsets, rows of one prompt going through the keys together (interleaved with others, more
+    of them than one segment holds)."""
     kernels = built_kernels
-    rows = 3
+    rows = 12
     gen = torch.Generator().manual_seed(heads * dim + keys)
     # the queries and new keys as the decoder hands them: slices of one projection's heads
     projected = torch.randn(rows, heads + 2 * kv_heads, 1, dim, generator=gen).to(dtype)
     q, new_k, new_v = projected.split([heads, kv_heads, kv_heads], dim=1)
     k = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
     v = torch.randn(kv_heads, keys, dim, generator=gen).to(dtype)
-    seen = torch.ones(rows, keys, dtype=torch.bool)
+    seen = torch.rand(rows, keys, generator=gen) < 0.7
+    seen[0] = True
+    seen[1] = True
     seen[1, : keys // 2] = False  # a window that has passed the first half
     seen[1, keys // 2 + 3 : keys // 2 + 7] = False  # and a gap
     seen[2] = False
-    seen[2, keys - 1] = True  # a row that sees one key
-    slot = torch.tensor([0, keys // 2 + 1, keys - 1])  # where each row's new token goes (a key it sees)
+    # where each row's new token goes (distinct keys, each seen by its row; row 2 sees only its own)
+    slot = torch.randperm(keys - 1, generator=gen)[:rows]
+    slot[2] = keys - 1
+    seen[torch.arange(rows), slot] = True
+    # rows of one prompt go through the keys together: nine of prompt 0 (more than one segment), two of 1
+    share = torch.tensor([0, 1, 2, 0, 0, 1, 0, 0, 0, 0, 0, 0])
     bias = torch.zeros(rows, keys).masked_fill_(~seen, float("-inf"))
     scale = dim**-0.5
     pool_k, pool_v = k.clone().view(kv_heads, 1, keys, dim), v.clone().view(kv_heads, 1, keys, dim)
-    got = kernels.attention(q, pool_k, pool_v, bias, scale, (new_k, new_v, slot))
+    got = kernels.attention(q, pool_k, pool_v, bias, scale, (new_k, new_v, slot), share)
     k[:, slot], v[:, slot] = new_k[:, :, 0].transpose(0, 1), new_v[:, :, 0].transpose(0, 1)
     assert torch.equal(pool_k.view_as(k), k) and torch.equal(pool_v.view_as(v), v)
     want = F.scaled_dot_product_attention(
@@ -298,21 +307,22 @@ def test_built_norm_equals_the_models_formula(dtype, built_kernels) -> None:
 @pytest.mark.parametrize("weights", ["int8", "dtype"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_built_weights_product_is_the_exact_product(dtype, weights, threads, built_kernels) -> None:
-    """The kernel's product of 1-4 rows with int8 weights and their scales, or with weights in the rows'
+    """The kernel's product of 1-16 rows with int8 weights and their scales, or with weights in the rows'
     dtype, against the exact one (float64, then rounded once): output counts that fill its blocks of 16,
-    8 and 4 rows and that leave some over, inputs its vector loop takes whole and with a remainder, and a
-    layer large enough to be split across threads."""
+    8 and 4 rows and that leave some over, row counts that fill its groups of 4 and leave some over,
+    inputs its vector loops (16 and, for bf16 weights, 32 at a time) take whole and with a remainder,
+    and a layer large enough to be split across threads."""
     gen = torch.Generator().manual_seed(7)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for outs, inputs in ((64, 640), (37, 40), (5, 16), (2100, 1024)):
+        for outs, inputs in ((64, 640), (37, 40), (5, 48), (2100, 1024)):
             if weights == "int8":
                 weight = torch.randint(-127, 128, (outs, inputs), generator=gen, dtype=torch.int8)
                 scales = (torch.rand(outs, generator=gen) * 0.02 + 1e-3).to(dtype)
             else:
                 weight, scales = torch.randn(outs, inputs, generator=gen).to(dtype), None
-            for rows in range(1, built_kernels.rows + 1):
+            for rows in (1, 2, 3, 4, 5, 7, 16):
                 x = torch.randn(rows, inputs, generator=gen).to(dtype)
                 factor = 1.0 if scales is None else scales.double()
                 exact = x.double() @ weight.double().T * factor

@@ -41,14 +41,14 @@ def test_quantised_linear_is_the_product_with_its_dequantised_weights(layer) -> 
 
 
 def test_int8_layers_use_the_built_product_for_a_few_rows(built_kernels, monkeypatch) -> None:
-    """With the kernels given, a product of at most `rows` rows goes through them (and equals torch's
-    packed kernel to rounding); more rows take torch's."""
+    """With the kernels given, a product of at most the kernels' rows for int8 goes through them (and
+    equals torch's packed kernel to rounding); more rows take torch's."""
     from icalign_nb.generation.quantize import use_kernels
 
     torch.manual_seed(3)
     model = torch.nn.Sequential(Int8Linear(torch.nn.Linear(64, 48).weight, None, torch.bfloat16))
     layer = model[0]
-    x = torch.randn(built_kernels.rows + 1, 64).bfloat16()
+    x = torch.randn(built_kernels.rows[torch.int8] + 1, 64).bfloat16()
     alone = [layer.packed_product(x[:n]) for n in (1, len(x))]
     use_kernels(model, built_kernels)
     calls = []

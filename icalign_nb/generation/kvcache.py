@@ -352,7 +352,7 @@ class _Step:
             seen = torch.cat([seen, seen.new_zeros((1, hi, block))])[target, torch.arange(hi)[:, None]]
             bias = torch.zeros(seen.shape).masked_fill_(~seen, float("-inf"))  # [hi, per, block]
             self.kinds[w] = {"lo": 0, "hi": hi, "bias": bias, "target": target}
-        self.row_slot = row_slot
+        self.row_slot, self.row_g = row_slot, row_g  # each row's slot in its group, and its group
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
         for w, kind in state.kinds.items():
             last = [kind.rows[r][-1] for r in rows]
@@ -368,7 +368,13 @@ class _Step:
             block, column = self.row_block[window]
             # where each row's new token goes: block and column, and within the used blocks (the kernel's)
             slot = (block - kind["lo"]) * self.state.block + column
-            moved = {"block": block, "column": column, "slot": slot, "bias": kind["bias"]}
+            moved = {
+                "block": block,
+                "column": column,
+                "slot": slot,
+                "bias": kind["bias"],
+                "group": self.row_g,
+            }
             if not self.dense:
                 moved.update(target=kind["target"], row_slot=self.row_slot, rows=torch.arange(len(self.rows)))
             self._on[key] = {
@@ -389,7 +395,9 @@ class _Step:
         used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
         if state.kernels is not None:  # the step is dense (see __init__); the kernel stores the new token
             new = (key, value, x["slot"])
-            return state.kernels.attention(query, keys[:, used], values[:, used], x["bias"], scale, new)
+            return state.kernels.attention(
+                query, keys[:, used], values[:, used], x["bias"], scale, new, x["group"]
+            )
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
         attend = self._dense if self.dense else self._blocked

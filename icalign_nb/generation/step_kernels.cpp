@@ -1,11 +1,12 @@
 // Three pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
 // decode_attention: one step's attention for every row of a batch, after storing each row's new key and
-// value. Each row's queries (a kv head's group of query heads) read that head's keys and values once:
-// the scores of every key the row sees, a softmax, and the probability-weighted sum of the values, all
-// in float32 (queries, keys and values are read as stored, bfloat16 or float32), rounded once to their
-// dtype. A key whose bias is -inf is not read at all. AVX-512 where the
-// compiler targets it; plain loops elsewhere (same results to rounding).
+// value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
+// sees, a softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and
+// values are read as stored, bfloat16 or float32), rounded once to their dtype. A key whose bias is -inf
+// is not read at all. Rows of one prompt go through a head's keys and values together, a chunk at a
+// time, so the prompt's are read from memory once for all its samples. AVX-512 where the compiler
+// targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head).
@@ -23,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -88,49 +90,44 @@ float exp_and_sum(float* s, int64_t n, float top) {
 }
 
 #if defined(__AVX512F__)
-// out[g] += sum over seen keys n of p[g, n] * v[n] (G queries), in registers a tile of the output's columns
-// (W vectors per query) at a time, W the widest power of two whose tiles divide dim; false (nothing done)
-// if dim is not a multiple of 16
+// out[g] += sum over seen keys n in [lo, hi) of p[g, n] * v[n] (G queries, p's rows `keys` long), in
+// registers a tile of the output's columns (W vectors per query) at a time, W the widest power of two
+// whose tiles divide dim; false (nothing done) if dim is not a multiple of 16
 template <int G, int W, typename T>
-bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, int64_t dim, float* out) {
+bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, int64_t lo, int64_t hi, int64_t dim,
+                   float* out) {
   if constexpr (W == 0) {
     return false;
   } else {
-    if (dim % (16 * W) != 0) return weighted_sums<G, W / 2>(v, bias, p, keys, dim, out);
-    for (int64_t lo = 0; lo < keys; lo += kChunk) {
-      const int64_t hi = std::min(keys, lo + kChunk);
-      for (int64_t d0 = 0; d0 < dim; d0 += 16 * W) {
-        __m512 acc[G][W];
-        for (int g = 0; g < G; ++g)
-          for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
-        for (int64_t n = lo; n < hi; ++n) {
-          if (bias[n] == kNeg) continue;
-          const T* vn = v + n * dim + d0;
-          __m512 vd[W];
-          for (int w = 0; w < W; ++w) vd[w] = load16(vn + 16 * w);
-          for (int g = 0; g < G; ++g) {
-            const __m512 pn = _mm512_set1_ps(p[g * keys + n]);
-            for (int w = 0; w < W; ++w) acc[g][w] = _mm512_fmadd_ps(pn, vd[w], acc[g][w]);
-          }
+    if (dim % (16 * W) != 0) return weighted_sums<G, W / 2>(v, bias, p, keys, lo, hi, dim, out);
+    for (int64_t d0 = 0; d0 < dim; d0 += 16 * W) {
+      __m512 acc[G][W];
+      for (int g = 0; g < G; ++g)
+        for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
+      for (int64_t n = lo; n < hi; ++n) {
+        if (bias[n] == kNeg) continue;
+        const T* vn = v + n * dim + d0;
+        __m512 vd[W];
+        for (int w = 0; w < W; ++w) vd[w] = load16(vn + 16 * w);
+        for (int g = 0; g < G; ++g) {
+          const __m512 pn = _mm512_set1_ps(p[g * keys + n]);
+          for (int w = 0; w < W; ++w) acc[g][w] = _mm512_fmadd_ps(pn, vd[w], acc[g][w]);
         }
-        for (int g = 0; g < G; ++g)
-          for (int w = 0; w < W; ++w) _mm512_storeu_ps(out + g * dim + d0 + 16 * w, acc[g][w]);
       }
+      for (int g = 0; g < G; ++g)
+        for (int w = 0; w < W; ++w) _mm512_storeu_ps(out + g * dim + d0 + 16 * w, acc[g][w]);
     }
     return true;
   }
 }
 #endif
 
-// G queries ([G, dim], float32) against one head's keys and values ([keys, dim] rows, contiguous);
-// bias [keys] (-inf: not seen); out [G, dim] float32. `scores` is scratch.
+// scores[g, n] = q[g] . k[n] * scale + bias[n] for the seen keys n in [lo, hi) (G queries [G, dim]; the
+// scores' rows `keys` long); top[g]: the largest so far
 template <int G, typename T>
-void attend(const float* q, const T* k, const T* v, const float* bias, float scale, float* out, int64_t keys,
-            int64_t dim, std::vector<float>& scores) {
-  scores.assign(G * keys, kNeg);
-  float top[G];
-  for (int g = 0; g < G; ++g) top[g] = kNeg;
-  for (int64_t n = 0; n < keys; ++n) {
+void dots(const float* q, const T* k, const float* bias, float scale, float* scores, float* top, int64_t keys,
+          int64_t lo, int64_t hi, int64_t dim) {
+  for (int64_t n = lo; n < hi; ++n) {
     if (bias[n] == kNeg) continue;
     const T* kn = k + n * dim;
     float dot[G];
@@ -153,48 +150,68 @@ void attend(const float* q, const T* k, const T* v, const float* bias, float sca
       }
     }
     for (int g = 0; g < G; ++g) {
-      const float s = dot[g] * scale + bias[n];
-      scores[g * keys + n] = s;
-      top[g] = s > top[g] ? s : top[g];
+      const float sc = dot[g] * scale + bias[n];
+      scores[g * keys + n] = sc;
+      top[g] = sc > top[g] ? sc : top[g];
     }
   }
-  float inv[G];
-  for (int g = 0; g < G; ++g) inv[g] = 1.f / exp_and_sum(scores.data() + g * keys, keys, top[g]);
-  std::memset(out, 0, G * dim * sizeof(float));
+}
+
+// `count` rows' G queries each (q [count, G, dim], float32) against one head's keys and values ([keys,
+// dim] rows, contiguous); bias[r] [keys] (-inf: not seen); out [count, G, dim] float32. The rows go
+// through the keys together, a chunk at a time, so rows sharing a prompt read its keys and values from
+// memory once. `scores` is scratch.
+template <int G, typename T>
+void attend(int64_t count, const float* q, const T* k, const T* v, const float* const* bias, float scale, float* out,
+            int64_t keys, int64_t dim, std::vector<float>& scores) {
+  scores.assign(count * G * keys, kNeg);
+  std::vector<float> top(count * G, kNeg);
+  for (int64_t lo = 0; lo < keys; lo += kChunk) {
+    const int64_t hi = std::min(keys, lo + kChunk);
+    for (int64_t r = 0; r < count; ++r) {
+      dots<G>(q + r * G * dim, k, bias[r], scale, scores.data() + r * G * keys, top.data() + r * G, keys, lo, hi, dim);
+    }
+  }
+  std::vector<float> inv(count * G);
+  for (int64_t i = 0; i < count * G; ++i) inv[i] = 1.f / exp_and_sum(scores.data() + i * keys, keys, top[i]);
+  std::memset(out, 0, count * G * dim * sizeof(float));
+  for (int64_t lo = 0; lo < keys; lo += kChunk) {
+    const int64_t hi = std::min(keys, lo + kChunk);
+    for (int64_t r = 0; r < count; ++r) {
+      const float* p = scores.data() + r * G * keys;
+      float* o = out + r * G * dim;
 #if defined(__AVX512F__)
-  if (weighted_sums<G, (G <= 2 ? 16 / G : G <= 4 ? 4 : 2)>(v, bias, scores.data(), keys, dim, out)) {
-    for (int g = 0; g < G; ++g)
-      for (int64_t d = 0; d < dim; ++d) out[g * dim + d] *= inv[g];
-    return;
-  }
+      if (weighted_sums<G, (G <= 2 ? 16 / G : G <= 4 ? 4 : 2)>(v, bias[r], p, keys, lo, hi, dim, o)) continue;
 #endif
-  for (int64_t n = 0; n < keys; ++n) {
-    if (bias[n] == kNeg) continue;
-    const T* vn = v + n * dim;
-    for (int g = 0; g < G; ++g) {
-      const float p = scores[g * keys + n];
-      for (int64_t d = 0; d < dim; ++d) out[g * dim + d] += p * to_float(vn[d]);
+      for (int64_t n = lo; n < hi; ++n) {
+        if (bias[r][n] == kNeg) continue;
+        const T* vn = v + n * dim;
+        for (int g = 0; g < G; ++g) {
+          for (int64_t d = 0; d < dim; ++d) o[g * dim + d] += p[g * keys + n] * to_float(vn[d]);
+        }
+      }
     }
   }
-  for (int g = 0; g < G; ++g)
-    for (int64_t d = 0; d < dim; ++d) out[g * dim + d] *= inv[g];
+  for (int64_t i = 0; i < count * G; ++i)
+    for (int64_t d = 0; d < dim; ++d) out[i * dim + d] *= inv[i];
 }
 
 template <typename T>
-void attend_group(int64_t group, const float* q, const T* k, const T* v, const float* bias, float scale, float* out,
-                  int64_t keys, int64_t dim, std::vector<float>& scores) {
+void attend_group(int64_t group, int64_t count, const float* q, const T* k, const T* v, const float* const* bias,
+                  float scale, float* out, int64_t keys, int64_t dim, std::vector<float>& scores) {
   switch (group) {
-    case 1: return attend<1>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 2: return attend<2>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 3: return attend<3>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 4: return attend<4>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 5: return attend<5>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 6: return attend<6>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 7: return attend<7>(q, k, v, bias, scale, out, keys, dim, scores);
-    case 8: return attend<8>(q, k, v, bias, scale, out, keys, dim, scores);
-    default:  // larger groups: one query at a time
-      for (int64_t g = 0; g < group; ++g)
-        attend<1>(q + g * dim, k, v, bias, scale, out + g * dim, keys, dim, scores);
+    case 1: return attend<1>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 2: return attend<2>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 3: return attend<3>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 4: return attend<4>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 5: return attend<5>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 6: return attend<6>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 7: return attend<7>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 8: return attend<8>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    default:  // larger groups: each query as a row of its own (the same keys, the row's bias)
+      std::vector<const float*> each(count * group);
+      for (int64_t i = 0; i < count * group; ++i) each[i] = bias[i / group];
+      return attend<1>(count * group, q, k, v, each.data(), scale, out, keys, dim, scores);
   }
 }
 
@@ -218,31 +235,54 @@ void store_new(const torch::Tensor& new_keys, const torch::Tensor& new_values, c
   }
 }
 
+constexpr int64_t kSegment = 8;  // rows that go through a head's keys together, at most
+
 template <typename T>
 torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
                           const torch::Tensor& bias, double scale, const torch::Tensor& new_keys,
-                          const torch::Tensor& new_values, const torch::Tensor& slot) {
+                          const torch::Tensor& new_values, const torch::Tensor& slot, const torch::Tensor& share) {
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(2);
   const int64_t kv_heads = keys.size(0), n = keys.size(1), group = heads / kv_heads;
   T* kp = keys.data_ptr<T>();
   T* vp = values.data_ptr<T>();
   store_new<T>(new_keys, new_values, slot.data_ptr<int64_t>(), kp, vp, rows, kv_heads, dim, keys.stride(0));
+  // segments: rows with the same `share` id (most of their keys in common), in order, at most kSegment
+  const int64_t* sp = share.data_ptr<int64_t>();
+  std::vector<int64_t> order(rows);
+  for (int64_t r = 0; r < rows; ++r) order[r] = r;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return sp[a] < sp[b]; });
+  std::vector<int64_t> starts;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (i == 0 || sp[order[i]] != sp[order[i - 1]] || i - starts.back() == kSegment) starts.push_back(i);
+  }
+  starts.push_back(rows);
+  const int64_t segments = int64_t(starts.size()) - 1;
   auto out = torch::empty({rows, heads, dim}, values.options());
   const T* qp = query.data_ptr<T>();
   const float* bp = bias.data_ptr<float>();
   T* op = out.data_ptr<T>();
-  at::parallel_for(0, rows * kv_heads, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> scores, q(group * dim), o(group * dim);
+  at::parallel_for(0, segments * kv_heads, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> scores, q, o;
+    std::vector<const float*> row_bias;
     for (int64_t i = first; i < last; ++i) {
-      const int64_t r = i / kv_heads, h = i % kv_heads;
-      for (int64_t g = 0; g < group; ++g) {
-        const T* qg = qp + r * query.stride(0) + (h * group + g) * query.stride(1);
-        for (int64_t d = 0; d < dim; ++d) q[g * dim + d] = to_float(qg[d]);
+      const int64_t seg = i / kv_heads, h = i % kv_heads, lo = starts[seg], count = starts[seg + 1] - lo;
+      q.resize(count * group * dim);
+      o.resize(count * group * dim);
+      row_bias.resize(count);
+      for (int64_t c = 0; c < count; ++c) {
+        const int64_t r = order[lo + c];
+        row_bias[c] = bp + r * n;
+        for (int64_t g = 0; g < group; ++g) {
+          const T* qg = qp + r * query.stride(0) + (h * group + g) * query.stride(1);
+          for (int64_t d = 0; d < dim; ++d) q[(c * group + g) * dim + d] = to_float(qg[d]);
+        }
       }
-      attend_group(group, q.data(), kp + h * keys.stride(0), vp + h * values.stride(0), bp + r * n, float(scale),
-                   o.data(), n, dim, scores);
-      T* og = op + (r * heads + h * group) * dim;
-      for (int64_t d = 0; d < group * dim; ++d) store(o[d], og + d);
+      attend_group(group, count, q.data(), kp + h * keys.stride(0), vp + h * values.stride(0), row_bias.data(),
+                   float(scale), o.data(), n, dim, scores);
+      for (int64_t c = 0; c < count; ++c) {
+        T* og = op + (order[lo + c] * heads + h * group) * dim;
+        for (int64_t d = 0; d < group * dim; ++d) store(o[c * group * dim + d], og + d);
+      }
     }
   });
   return out;
@@ -252,10 +292,12 @@ torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys,
 
 // query [rows, heads, dim]; keys, values [kv_heads, keys, dim], each head's rows contiguous; all three in
 // one dtype (bfloat16 or float32); bias [rows, keys] float32 (0 or -inf); new_keys, new_values [rows,
-// kv_heads, dim]: each row's token, stored first at key index slot[r] (int64) of every head ->
+// kv_heads, dim]: each row's token, stored first at key index slot[r] (int64) of every head; share
+// [rows] (int64): rows with the same id go through the keys together (rows of one prompt) ->
 // [rows, heads, dim] in the keys' dtype (computed in float32, rounded once)
 torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::Tensor values, torch::Tensor bias,
-                               double scale, torch::Tensor new_keys, torch::Tensor new_values, torch::Tensor slot) {
+                               double scale, torch::Tensor new_keys, torch::Tensor new_values, torch::Tensor slot,
+                               torch::Tensor share) {
   const auto dtype = keys.scalar_type();
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "keys must be bfloat16 or float32");
   for (const auto* t : {&query, &values, &new_keys, &new_values}) {
@@ -263,6 +305,7 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
   }
   TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.is_contiguous(), "bias");
   TORCH_CHECK(slot.scalar_type() == at::kLong && slot.is_contiguous(), "slot");
+  TORCH_CHECK(share.scalar_type() == at::kLong && share.is_contiguous() && share.numel() == query.size(0), "share");
   TORCH_CHECK(keys.sizes() == values.sizes() && keys.strides() == values.strides() && keys.stride(1) == keys.size(2),
               "each head's keys and values must be contiguous rows");
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(2);
@@ -274,9 +317,9 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
   const int64_t* sp = slot.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) TORCH_CHECK(sp[r] >= 0 && sp[r] < n, "slot out of range");
   if (dtype == at::kBFloat16) {
-    return attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot);
+    return attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
   }
-  return attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot);
+  return attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
 }
 
 namespace {
@@ -327,7 +370,7 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
 
 namespace {
 
-constexpr int64_t kRowsMax = 4;  // activation rows a weights product takes
+constexpr int64_t kRowsMax = 64;  // activation rows a weights product takes
 
 #if defined(__AVX512F__)
 // 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
@@ -371,6 +414,24 @@ void product_block(const float* x, int64_t in, const W* w, const T* scales, T* o
   static_assert(O * R <= 16, "one vector of sums");
   __m512 acc[16];
   for (int k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
+#if defined(__AVX512BF16__)
+  if constexpr (std::is_same_v<W, at::BFloat16>) {
+    // bfloat16 weights and activations (x holds bfloat16 values, so rounding it back is exact): pairs of
+    // products summed into float32 by the CPU's bfloat16 dot product, 32 inputs a step
+    for (; d + 32 <= in; d += 32) {
+      if (next != nullptr) {
+        const char* p = reinterpret_cast<const char*>(next + d * O);
+        for (int l = 0; l < O * 32 * 2; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+      }
+      __m512bh wj[O];
+      for (int j = 0; j < O; ++j) wj[j] = (__m512bh)_mm512_loadu_si512(w + j * in + d);
+      for (int r = 0; r < R; ++r) {
+        const __m512bh xr = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + r * in + d + 16), _mm512_loadu_ps(x + r * in + d));
+        for (int j = 0; j < O; ++j) acc[j * R + r] = _mm512_dpbf16_ps(acc[j * R + r], wj[j], xr);
+      }
+    }
+  }
+#endif
   for (; d + 16 <= in; d += 16) {
     if (next != nullptr) {  // this step's share of the next block: O * 16 weights
       const char* p = reinterpret_cast<const char*>(next + d * O);
@@ -395,31 +456,56 @@ void product_block(const float* x, int64_t in, const W* w, const T* scales, T* o
   }
 }
 
-template <int R, typename W, typename T>
-void product_rows(const float* x, int64_t in, const W* w, const T* scales, int64_t outs, T* out) {
-  constexpr int O = 16 / (R == 3 ? 4 : R);  // 16, 8, 4, 4 output rows a block
+// O output rows of w against all `rows` activation rows, four at a time (the block stays in the L1
+// cache after the first four; only they fetch the next block)
+template <int O, typename W, typename T>
+void product_rows_block(const float* x, int64_t rows, int64_t in, const W* w, const T* scales, T* out, int64_t stride,
+                        const W* next) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    product_block<O, 4>(x + r * in, in, w, scales, out + r * stride, stride, r == 0 ? next : nullptr);
+  }
+  const W* fetch = r == 0 ? next : nullptr;
+  switch (rows - r) {
+    case 3: return product_block<O, 3>(x + r * in, in, w, scales, out + r * stride, stride, fetch);
+    case 2: return product_block<O, 2>(x + r * in, in, w, scales, out + r * stride, stride, fetch);
+    case 1: return product_block<O, 1>(x + r * in, in, w, scales, out + r * stride, stride, fetch);
+    default: return;
+  }
+}
+
+// blocks of O output rows (R: the activation rows a block takes at once, or 0 for four at a time over
+// any number), split across threads
+template <int O, int R, typename W, typename T>
+void product_rows(const float* x, int64_t rows, int64_t in, const W* w, const T* scales, int64_t outs, T* out) {
   const int64_t blocks = outs / O;
   // a thread's share at least 1 MB of weights: waking a sleeping thread for less does not pay
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (O * in * int64_t(sizeof(W))));
   auto at = [&](int64_t o) { return scales != nullptr ? scales + o : nullptr; };
+  auto one = [&](auto width, int64_t o, const W* next) {
+    constexpr int N = decltype(width)::value;
+    if constexpr (R == 0) {
+      product_rows_block<N>(x, rows, in, w + o * in, at(o), out + o, outs, next);
+    } else {
+      product_block<N, R>(x, in, w + o * in, at(o), out + o, outs, next);
+    }
+  };
   at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
-      const W* block = w + b * O * in;
-      product_block<O, R>(x, in, block, at(b * O), out + b * O, outs, b + 1 < last ? block + O * in : nullptr);
+      one(std::integral_constant<int, O>(), b * O, b + 1 < last ? w + (b + 1) * O * in : nullptr);
     }
   });
-  for (int64_t o = blocks * O; o < outs; ++o) product_block<1, R>(x, in, w + o * in, at(o), out + o, outs, (W*)nullptr);
+  for (int64_t o = blocks * O; o < outs; ++o) one(std::integral_constant<int, 1>(), o, nullptr);
 }
 
 template <typename W, typename T>
 void product_of(const T* xs, int64_t rows, int64_t in, const W* w, const T* scales, int64_t outs, T* out) {
   std::vector<float> x(rows * in);
   for (int64_t i = 0; i < rows * in; ++i) x[i] = to_float(xs[i]);
-  switch (rows) {
-    case 1: return product_rows<1>(x.data(), in, w, scales, outs, out);
-    case 2: return product_rows<2>(x.data(), in, w, scales, outs, out);
-    case 3: return product_rows<3>(x.data(), in, w, scales, outs, out);
-    default: return product_rows<4>(x.data(), in, w, scales, outs, out);
+  switch (rows) {  // 16 output rows a block for one activation row, 8 for two, 4 for more
+    case 1: return product_rows<16, 1>(x.data(), rows, in, w, scales, outs, out);
+    case 2: return product_rows<8, 2>(x.data(), rows, in, w, scales, outs, out);
+    default: return product_rows<4, 0>(x.data(), rows, in, w, scales, outs, out);
   }
 }
 
@@ -437,7 +523,7 @@ void product_in(const torch::Tensor& x, const torch::Tensor& weight, const torch
 
 }  // namespace
 
-// x [rows, in] (bfloat16 or float32, 1 <= rows <= 4); weight [out, in]: int8 with scales [out] in x's
+// x [rows, in] (bfloat16 or float32, 1 <= rows <= 64); weight [out, in]: int8 with scales [out] in x's
 // dtype, or in x's dtype with no scales (an empty tensor) -> x @ weight.T (* scales) [rows, out] in x's dtype
 torch::Tensor weights_product(torch::Tensor x, torch::Tensor weight, torch::Tensor scales) {
   const auto dtype = x.scalar_type();
