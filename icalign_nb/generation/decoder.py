@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,6 +32,10 @@ NARROW_ROWS = 16
 # saves on a layer's product (measured here: 1.9 MB bf16 89 us on one thread, 103 on two), while the
 # LM head's takes half the time on two
 PARALLEL_BYTES = 4 * 2**20
+# a small step of at least this many rows attends on every thread: its tasks (a prompt's rows x kv heads)
+# pay for waking one (SmolLM2, one prompt x 12 samples: attention 53 to 35 ms a step; gemma-3-270m at 4
+# rows 75-77 to 78-83 tok/s); one row's task rarely does
+WIDE_ATTENTION_ROWS = 2
 
 
 def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
@@ -136,7 +141,8 @@ def weight_bytes(module: torch.nn.Module) -> int:
 
 
 class _Threads:
-    """A small step's thread count: one thread, all of them (`wide`) for the products that gain."""
+    """A small step's thread count: one thread, all of them (`wide`) for the products and attention that
+    gain."""
 
     def __init__(self, rows: int) -> None:
         self.all = torch.get_num_threads()
@@ -151,13 +157,13 @@ class _Threads:
         if self.narrow:
             torch.set_num_threads(self.all)
 
-    def wide(self, product: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """`product(x)` on every thread."""
+    def wide(self, work: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
+        """`work(*args)` on every thread."""
         if not self.narrow:
-            return product(x)
+            return work(*args)
         torch.set_num_threads(self.all)
         try:
-            return product(x)
+            return work(*args)
         finally:
             torch.set_num_threads(1)
 
@@ -290,6 +296,8 @@ class LeanDecoder:
             rope = {"all": self.rotary(hidden[:, None], positions)}
         rope = {k: (c, _signed_sin(s)) for k, (c, s) in rope.items()}  # [rows, 1, dim] each
 
+        wide_attention = rows >= WIDE_ATTENTION_ROWS
+
         def product(f: Callable, wide: bool, x: torch.Tensor) -> torch.Tensor:
             return threads.wide(f, x) if wide else f(x)
 
@@ -306,7 +314,8 @@ class LeanDecoder:
             if layer.qk_norm is not None:
                 qk = layer.qk_norm(qk)
             qk = _rotate(qk, cos, sin)[:, :, None]  # [rows, heads + kv_heads, 1, dim]
-            out = state.attend(layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
+            attend = partial(state.attend, layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
+            out = threads.wide(attend) if wide_attention else attend()
             out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
             if layer.norm_post_attention is not None:
                 out = layer.norm_post_attention(out)

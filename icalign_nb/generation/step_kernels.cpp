@@ -3,8 +3,8 @@
 // decode_attention: one step's attention for every row of a batch, after storing each row's new key and
 // value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
 // sees, a softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and
-// values are read as stored, bfloat16 or float32), rounded once to their dtype. A key whose bias is -inf
-// is not read at all. Rows of one prompt go through a head's keys and values together, a chunk at a
+// values are read as stored, bfloat16 or float32), rounded once to their dtype. Keys are scored 16 at a
+// time; 16 unseen keys in a row (bias -inf) are not read, nor is an unseen key's value. Rows of one prompt go through a head's keys and values together, a chunk at a
 // time, so the prompt's are read from memory once for all its samples. AVX-512 where the compiler
 // targets it; plain loops elsewhere (same results to rounding).
 //
@@ -68,6 +68,29 @@ inline __m512 exp16(__m512 x) {
 }
 #endif
 
+#if defined(__AVX512F__)
+// 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
+inline __m512 sum16(const __m512* a) {
+  // fed in transposed order (4 x 4), the four halving steps leave the sums in order
+  auto in = [&](int k) { return a[(k % 4) * 4 + k / 4]; };
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i) {
+    const __m512 x = in(2 * i), y = in(2 * i + 1);
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    d[i] = _mm512_add_ps(_mm512_unpacklo_ps(c[2 * i], c[2 * i + 1]), _mm512_unpackhi_ps(c[2 * i], c[2 * i + 1]));
+  }
+  const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+  const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+  return _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+}
+#endif
+
 // s[i] = e^(s[i] - top) in place; returns their sum
 float exp_and_sum(float* s, int64_t n, float top) {
   int64_t i = 0;
@@ -127,7 +150,32 @@ bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, 
 template <int G, typename T>
 void dots(const float* q, const T* k, const float* bias, float scale, float* scores, float* top, int64_t keys,
           int64_t lo, int64_t hi, int64_t dim) {
-  for (int64_t n = lo; n < hi; ++n) {
+  int64_t n = lo;
+#if defined(__AVX512F__)
+  // 16 keys at a time, their 16 sums reduced as one vector (16 unseen keys in a row are not read; the
+  // unseen ones among seen ones are, and their scores set to -inf whatever they hold)
+  if (dim % 16 == 0) {
+    const __m512 none = _mm512_set1_ps(kNeg);
+    for (; n + 16 <= hi; n += 16) {
+      const __m512 b = _mm512_loadu_ps(bias + n);
+      const __mmask16 seen = _mm512_cmp_ps_mask(b, none, _CMP_NEQ_OQ);
+      if (seen == 0) continue;
+      const T* kn = k + n * dim;
+      for (int g = 0; g < G; ++g) {
+        __m512 acc[16];
+        for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < dim; d += 16) {
+          const __m512 qd = _mm512_loadu_ps(q + g * dim + d);
+          for (int j = 0; j < 16; ++j) acc[j] = _mm512_fmadd_ps(qd, load16(kn + j * dim + d), acc[j]);
+        }
+        const __m512 sc = _mm512_mask_blend_ps(seen, none, _mm512_fmadd_ps(sum16(acc), _mm512_set1_ps(scale), b));
+        _mm512_storeu_ps(scores + g * keys + n, sc);
+        top[g] = std::max(top[g], _mm512_reduce_max_ps(sc));
+      }
+    }
+  }
+#endif
+  for (; n < hi; ++n) {
     if (bias[n] == kNeg) continue;
     const T* kn = k + n * dim;
     float dot[G];
@@ -372,28 +420,6 @@ namespace {
 
 constexpr int64_t kRowsMax = 64;  // activation rows a weights product takes
 
-#if defined(__AVX512F__)
-// 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
-inline __m512 sum16(const __m512* a) {
-  // fed in transposed order (4 x 4), the four halving steps leave the sums in order
-  auto in = [&](int k) { return a[(k % 4) * 4 + k / 4]; };
-  __m512 b[8], c[4], d[2];
-  for (int i = 0; i < 8; ++i) {
-    const __m512 x = in(2 * i), y = in(2 * i + 1);
-    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
-  }
-  for (int i = 0; i < 4; ++i) {
-    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
-  }
-  for (int i = 0; i < 2; ++i) {
-    d[i] = _mm512_add_ps(_mm512_unpacklo_ps(c[2 * i], c[2 * i + 1]), _mm512_unpackhi_ps(c[2 * i], c[2 * i + 1]));
-  }
-  const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
-  const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
-  return _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
-}
-#endif
 
 inline float to_float(int8_t x) { return float(x); }
 
