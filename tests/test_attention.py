@@ -286,7 +286,7 @@ def test_a_kernel_that_cannot_be_built_leaves_attention_in_torch(tmp_path, monke
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_built_norm_equals_the_models_formula(dtype, built_kernels) -> None:
     """Gemma 3's norm in the kernel: x * rsqrt(mean(x^2) + eps) * scale in float32, once rounded to x's
-    dtype; on plain rows, and on a strided slice of heads with one scale per head."""
+    dtype; on plain rows, and on a strided slice of heads with one scale per head, then rotated."""
     kernels = built_kernels
     gen = torch.Generator().manual_seed(3)
     tol = {"atol": TOL, "rtol": TOL} if dtype == torch.float32 else {"atol": 1e-6, "rtol": 2**-8}
@@ -301,6 +301,19 @@ def test_built_norm_equals_the_models_formula(dtype, built_kernels) -> None:
     heads = qkv[:, :5]  # 4 query heads and 1 key head, then the values
     per_head = torch.randn(5, 24, generator=gen)
     torch.testing.assert_close(kernels.rms_norm(heads, per_head, 1e-6), want(heads, per_head), **tol)
+    # then the rotary embedding, as the decoder's tensor operations compute it (each step rounded to the
+    # dtype): the same numbers, not only close ones
+    from icalign_nb.generation.decoder import _rotate
+
+    angles = torch.rand(2, 1, 24, generator=gen) * 6
+    cos = angles.cos().to(dtype)
+    sin = torch.cat([-angles[..., :12].sin(), angles[..., 12:].sin()], -1).to(dtype)
+    rotated = _rotate(kernels.rms_norm(heads, per_head, 1e-6), cos, sin)  # the normed vectors, rotated
+    got = kernels.rms_norm(heads, per_head, 1e-6, rotate=(cos, sin))
+    if dtype == torch.bfloat16:
+        assert torch.equal(got, rotated)
+    else:
+        torch.testing.assert_close(got, rotated, atol=TOL, rtol=TOL)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

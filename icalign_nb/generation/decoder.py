@@ -94,19 +94,20 @@ def _norm(
 def _head_norm(
     q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
 ) -> Callable:
-    """Gemma 3's query and key norms as one: [rows, heads + kv_heads, dim], each head by its own
-    module's constants (the same computation per element as the two modules; in one built kernel, if
-    given and it takes the weights)."""
+    """Gemma 3's query and key norms as one, then the rotary embedding: (x [rows, heads + kv_heads, dim],
+    cos, sin) -> x normed, each head by its own module's constants, and rotated (the same computation per
+    element as the two modules and the rotation; in one built kernel, if given and it takes the
+    weights)."""
     q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
     scale = torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)])  # [heads + kv_heads, dim]
     size, eps = q_scale.shape, q_norm.eps
     if k_norm.eps != eps:
         raise ValueError("the query and key norms differ in epsilon")
     if kernels is not None and kernels.takes(q_norm.weight):
-        return lambda x: kernels.rms_norm(x, scale, eps)
+        return lambda x, cos, sin: kernels.rms_norm(x, scale, eps, rotate=(cos, sin))
 
-    def both(x: torch.Tensor) -> torch.Tensor:
-        return (F.rms_norm(x.float(), size, None, eps) * scale).type_as(x)
+    def both(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return _rotate((F.rms_norm(x.float(), size, None, eps) * scale).type_as(x), cos, sin)
 
     return both
 
@@ -183,7 +184,7 @@ class _Layer:
     device: torch.device
     norm_in: Callable
     qkv: torch.nn.Module
-    qk_norm: Callable | None  # the query and key norms as one (Gemma 3)
+    qk_norm: Callable | None  # the query and key norms as one, then the rotation (Gemma 3)
     o_proj: torch.nn.Module
     norm_post_attention: Callable | None  # Gemma 3's sandwich norm
     norm_pre_mlp: Callable
@@ -311,9 +312,8 @@ class LeanDecoder:
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
             qkv = product(qkv_product, qkv_wide, layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
             qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
-            if layer.qk_norm is not None:
-                qk = layer.qk_norm(qk)
-            qk = _rotate(qk, cos, sin)[:, :, None]  # [rows, heads + kv_heads, 1, dim]
+            # [rows, heads + kv_heads, 1, dim], normed (Gemma 3) and rotated
+            qk = (_rotate(qk, cos, sin) if layer.qk_norm is None else layer.qk_norm(qk, cos, sin))[:, :, None]
             attend = partial(state.attend, layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
             out = threads.wide(attend) if wide_attention else attend()
             out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]

@@ -83,10 +83,22 @@ class StepKernels:
         )
         return out.view(rows, 1, heads, dim)
 
-    def rms_norm(self, x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    def rms_norm(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        eps: float,
+        rotate: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """x * rsqrt(mean(x^2) + eps) * scale over the last dim, in float32, in x's dtype: x [rows, dim]
-        with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector)."""
-        return self.module.rms_norm(x, scale, eps)
+        with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector); then, with
+        `rotate` = (cos, sin) ([rows, ..., dim], sin's first half negated), each vector's rotary embedding
+        y * cos + roll(y, dim / 2) * sin, rounded as those tensor operations round."""
+        if rotate is None:
+            return self.module.rms_norm(x, scale, eps, _NONE, _NONE)
+        rows, dim = x.shape[0], x.shape[-1]
+        cos, sin = (t.reshape(rows, dim).to(x.dtype).contiguous() for t in rotate)
+        return self.module.rms_norm(x, scale, eps, cos, sin)
 
     def product(
         self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None

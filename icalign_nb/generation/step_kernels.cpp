@@ -9,7 +9,7 @@
 // targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
-// (Gemma 3's norms, and its query and key norms with one scale per head).
+// (Gemma 3's norms, and its query and key norms with one scale per head, then the rotary embedding).
 //
 // weights_product: a few rows of activations times a linear layer's weights (x @ W.T), the weights int8
 // with one scale per output row or in x's dtype, each converted to float32 and the sums kept in float32,
@@ -45,6 +45,14 @@ inline float to_float(at::BFloat16 x) {
 
 inline void store(float x, float* p) { *p = x; }
 inline void store(float x, at::BFloat16* p) { *p = at::BFloat16(x); }  // rounds to nearest even
+
+// x rounded to T (a tensor operation's result in T)
+template <typename T>
+inline float rounded(float x) {
+  T t;
+  store(x, &t);
+  return to_float(t);
+}
 
 #if defined(__AVX512F__)
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -374,8 +382,9 @@ namespace {
 
 template <typename T>
 void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-               const float* scale, int64_t scales, int64_t dim, float eps, T* out) {
-  std::vector<float> xf(dim);
+               const float* scale, int64_t scales, int64_t dim, float eps, T* out, const T* cos, const T* sin) {
+  std::vector<float> xf(dim), y(dim);
+  const int64_t half = dim / 2;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < vectors; ++i) {
       const T* xi = x + r * row_stride + i * vector_stride;
@@ -387,7 +396,20 @@ void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, in
       const float inv = 1.f / std::sqrt(squares / float(dim) + eps);
       const float* si = scale + (i % scales) * dim;
       T* oi = out + (r * vectors + i) * dim;
-      for (int64_t d = 0; d < dim; ++d) store(xf[d] * inv * si[d], oi + d);
+      if (cos == nullptr) {
+        for (int64_t d = 0; d < dim; ++d) store(xf[d] * inv * si[d], oi + d);
+        continue;
+      }
+      // then the rotary embedding, y * cos + roll(y, half) * sin (sin's first half negated), each product
+      // and the sum rounded to T as the same tensor operations would
+      for (int64_t d = 0; d < dim; ++d) y[d] = rounded<T>(xf[d] * inv * si[d]);
+      const T* c = cos + r * dim;
+      const T* sn = sin + r * dim;
+      for (int64_t d = 0; d < dim; ++d) {
+        const float a = rounded<T>(y[d] * to_float(c[d]));
+        const float b = rounded<T>(y[(d + half) % dim] * to_float(sn[d]));
+        store(a + b, oi + d);
+      }
     }
   }
 }
@@ -395,8 +417,10 @@ void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, in
 }  // namespace
 
 // x [rows, vectors, dim] (bfloat16 or float32, dim contiguous); scale [scales, dim] float32, vector i
-// scaled by scale[i % scales] -> [rows, vectors, dim] in x's dtype; or x [rows, dim] with scale [dim]
-torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
+// scaled by scale[i % scales] -> [rows, vectors, dim] in x's dtype; or x [rows, dim] with scale [dim].
+// With cos and sin ([rows, dim] in x's dtype, sin's first half negated; else empty), each normed vector
+// is then rotated: y * cos + roll(y, dim / 2) * sin, rounded as those tensor operations round.
+torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps, torch::Tensor cos, torch::Tensor sin) {
   TORCH_CHECK((x.dim() == 3 || x.dim() == 2) && x.stride(-1) == 1,
               "x must be [rows, vectors, dim] or [rows, dim], dim contiguous");
   TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.dim() == x.dim() - 1, "scale");
@@ -404,14 +428,22 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps) {
   const int64_t rows = x.size(0), vectors = flat ? 1 : x.size(1), dim = x.size(-1);
   const int64_t scales = flat ? 1 : scale.size(0), vector_stride = flat ? dim : x.stride(1);
   TORCH_CHECK(scale.size(-1) == dim && vectors % scales == 0, "scale's shape");
+  const bool rotate = cos.numel() > 0;
+  TORCH_CHECK(!rotate || (cos.scalar_type() == x.scalar_type() && sin.scalar_type() == x.scalar_type() &&
+                          cos.is_contiguous() && sin.is_contiguous() && cos.numel() == rows * dim &&
+                          sin.numel() == rows * dim && dim % 2 == 0),
+              "cos and sin must be [rows, dim] in x's dtype");
   auto out = torch::empty(x.sizes(), x.options());
   if (x.scalar_type() == at::kBFloat16) {
-    norm_rows(x.data_ptr<at::BFloat16>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales,
-              dim, float(eps), out.data_ptr<at::BFloat16>());
+    using T = at::BFloat16;
+    norm_rows(x.data_ptr<T>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales, dim,
+              float(eps), out.data_ptr<T>(), rotate ? cos.data_ptr<T>() : nullptr,
+              rotate ? sin.data_ptr<T>() : nullptr);
   } else {
     TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
     norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales, dim,
-              float(eps), out.data_ptr<float>());
+              float(eps), out.data_ptr<float>(), rotate ? cos.data_ptr<float>() : nullptr,
+              rotate ? sin.data_ptr<float>() : nullptr);
   }
   return out;
 }
