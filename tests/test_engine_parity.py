@@ -102,14 +102,21 @@ def vocab(tiny_tokenizer) -> int:
     return len(tiny_tokenizer)
 
 
-@pytest.mark.parametrize("lean", [True, False], ids=["lean decode", "transformers decode"])
+@pytest.mark.parametrize(
+    ("lean", "native"),
+    [(True, True), (True, False), (False, True)],
+    ids=["lean decode, built kernels", "lean decode in torch", "transformers decode"],
+)
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gemma3])
-def test_engine_equals_eager_attention_on_tiny_models(build, lean, vocab, tiny_tokenizer) -> None:
+def test_engine_equals_eager_attention_on_tiny_models(build, lean, native, vocab, tiny_tokenizer) -> None:
     """Ragged prompts (3 to 90 tokens: Gemma's 16-token window is shorter than all but one), one of
-    them shared by two samples, all decoded together for 40 steps, through the lean decode step and
-    through transformers' forward (what other model families use)."""
-    backend = TransformersBackend("tiny-random", model=build(vocab), tokenizer=tiny_tokenizer, batch_size=8)
-    assert backend.decoder is not None
+    them shared by two samples, all decoded together for 40 steps, through the lean decode step (with
+    the built kernels, and in torch alone as where they cannot be built) and through transformers'
+    forward (what other model families use)."""
+    backend = TransformersBackend(
+        "tiny-random", model=build(vocab), tokenizer=tiny_tokenizer, batch_size=8, native=native
+    )
+    assert backend.decoder is not None and (backend.kernels is not None) == native
     if not lean:
         backend.decoder = None
     gen = torch.Generator().manual_seed(3)
