@@ -92,13 +92,10 @@ class StepKernels:
     ) -> torch.Tensor:
         """x * rsqrt(mean(x^2) + eps) * scale over the last dim, in float32, in x's dtype: x [rows, dim]
         with scale [dim], or x [rows, vectors, dim] with scale [vectors, dim] (one per vector); then, with
-        `rotate` = (cos, sin) ([rows, ..., dim], sin's first half negated), each vector's rotary embedding
-        y * cos + roll(y, dim / 2) * sin, rounded as those tensor operations round."""
-        if rotate is None:
-            return self.module.rms_norm(x, scale, eps, _NONE, _NONE)
-        rows, dim = x.shape[0], x.shape[-1]
-        cos, sin = (t.reshape(rows, dim).to(x.dtype).contiguous() for t in rotate)
-        return self.module.rms_norm(x, scale, eps, cos, sin)
+        `rotate` = (cos, sin) ([rows, 1, dim], sin's first half negated), each vector's rotary embedding
+        y * cos + roll(y, dim / 2) * sin, rounded as those tensor operations round (cos and sin contiguous,
+        in x's dtype, as the model's rotary embedding gives them)."""
+        return self.module.rms_norm(x, scale, eps, *(rotate or (_NONE, _NONE)))
 
     def product(
         self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None
@@ -118,7 +115,7 @@ class StepKernels:
         )
 
 
-_NONE = torch.empty(0)  # no scales
+_NONE = torch.empty(0)  # an argument not given (no scales, no rotation)
 
 
 @functools.cache

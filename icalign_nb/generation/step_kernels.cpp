@@ -271,10 +271,6 @@ void attend_group(int64_t group, int64_t count, const float* q, const T* k, cons
   }
 }
 
-}  // namespace
-
-namespace {
-
 // row r's new key and value (new_keys[r], new_values[r]: [kv_heads, dim]) into slot[r] of every head
 template <typename T>
 void store_new(const torch::Tensor& new_keys, const torch::Tensor& new_values, const int64_t* slot, T* k, T* v,
@@ -451,7 +447,6 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps, torch::
 namespace {
 
 constexpr int64_t kRowsMax = 64;  // activation rows a weights product takes
-
 
 inline float to_float(int8_t x) { return float(x); }
 

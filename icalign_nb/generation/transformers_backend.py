@@ -167,9 +167,10 @@ class TransformersBackend:
         if self.model.config._attn_implementation != NAME:
             self.model.set_attn_implementation(NAME)  # a drop-in for SDPA outside this loop
         self.layers = probe_layers(self.model)  # refuses what the loop does not implement
-        # a decode step's attention and Gemma 3's norms as built kernels (on the CPU, where they build)
+        # a decode step's attention, Gemma 3's norms and a few rows' products as built kernels (on the CPU,
+        # where they build)
         self.kernels = step_kernels() if native and self.model.device.type == "cpu" else None
-        use_kernels(self.model, self.kernels)  # int8 products of a few rows
+        use_kernels(self.model, self.kernels)  # the int8 layers' products of a few rows
         # decode steps without per-module overhead, if it can
         self.decoder = LeanDecoder.build(self.model, self.kernels)
         self.bos = prompt_bos(model_name, self.tokenizer, self.model.config)
