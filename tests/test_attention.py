@@ -211,6 +211,7 @@ def test_decode_equals_sdpa_with_shared_prompts_ragged_lengths_and_refills(
     ("heads", "kv_heads", "dim", "keys"),
     [
         (4, 1, 256, 600),
+        (4, 1, 256, 1100),
         (8, 2, 64, 300),
         (6, 2, 16, 40),
         (2, 2, 24, 17),
@@ -227,7 +228,7 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys, built_kerne
     and value: grouped heads of every size the kernel specialises and others, dims that its vector loops
     take and that they do not, key counts across its chunks, rows seeing windows, gaps, single keys and
     random subsets, rows of one prompt going through the keys together (interleaved with others, more
-    of them than one segment holds)."""
+    of them than one segment holds), ranges split across threads and joined (the same on one thread)."""
     kernels = built_kernels
     rows = 12
     gen = torch.Generator().manual_seed(heads * dim + keys)
@@ -251,7 +252,14 @@ def test_built_kernel_equals_sdpa(dtype, heads, kv_heads, dim, keys, built_kerne
     bias = torch.zeros(rows, keys).masked_fill_(~seen, float("-inf"))
     scale = dim**-0.5
     pool_k, pool_v = k.clone().view(kv_heads, 1, keys, dim), v.clone().view(kv_heads, 1, keys, dim)
+    threads = torch.get_num_threads()
+    try:  # one thread, then every thread: long ranges are split by position alone, so the same bits
+        torch.set_num_threads(1)
+        alone = kernels.attention(q, pool_k.clone(), pool_v.clone(), bias, scale, (new_k, new_v, slot), share)
+    finally:
+        torch.set_num_threads(threads)
     got = kernels.attention(q, pool_k, pool_v, bias, scale, (new_k, new_v, slot), share)
+    assert torch.equal(got, alone)
     k[:, slot], v[:, slot] = new_k[:, :, 0].transpose(0, 1), new_v[:, :, 0].transpose(0, 1)
     assert torch.equal(pool_k.view_as(k), k) and torch.equal(pool_v.view_as(v), v)
     want = F.scaled_dot_product_attention(

@@ -32,9 +32,10 @@ NARROW_ROWS = 16
 # saves on a layer's product (measured here: 1.9 MB bf16 89 us on one thread, 103 on two), while the
 # LM head's takes half the time on two
 PARALLEL_BYTES = 4 * 2**20
-# a small step of at least this many rows attends on every thread: its tasks (a prompt's rows x kv heads)
-# pay for waking one (SmolLM2, one prompt x 12 samples: attention 53 to 35 ms a step; gemma-3-270m at 4
-# rows 75-77 to 78-83 tok/s); one row's task rarely does
+# a small step of at least this many rows attends in torch on every thread: its tasks (a prompt's rows x kv
+# heads) pay for waking one (SmolLM2, one prompt x 12 samples: attention 53 to 35 ms a step; gemma-3-270m
+# at 4 rows 75-77 to 78-83 tok/s); one row's task rarely does. The built kernel attends on every thread
+# at any size: it wakes one only for 1 MB of keys and values or more (a long prompt's span of keys)
 WIDE_ATTENTION_ROWS = 2
 
 
@@ -204,7 +205,7 @@ class LeanDecoder:
     """Decode steps of a Llama or Gemma 3 model (see the module docstring)."""
 
     def __init__(self, model: torch.nn.Module, family: str, kernels: StepKernels | None = None) -> None:
-        self.model, self.family = model, family
+        self.model, self.family, self.kernels = model, family, kernels
         inner = model.model
         config = model.config.get_text_config()
         self.embed = inner.embed_tokens
@@ -297,7 +298,7 @@ class LeanDecoder:
             rope = {"all": self.rotary(hidden[:, None], positions)}
         rope = {k: (c, _signed_sin(s)) for k, (c, s) in rope.items()}  # [rows, 1, dim] each
 
-        wide_attention = rows >= WIDE_ATTENTION_ROWS
+        wide_attention = self.kernels is not None or rows >= WIDE_ATTENTION_ROWS
 
         def product(f: Callable, wide: bool, x: torch.Tensor) -> torch.Tensor:
             return threads.wide(f, x) if wide else f(x)

@@ -4,8 +4,11 @@
 // value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
 // sees, a softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and
 // values are read as stored, bfloat16 or float32), rounded once to their dtype. Keys are scored 16 at a
-// time; 16 unseen keys in a row (bias -inf) are not read, nor is an unseen key's value. Rows of one prompt go through a head's keys and values together, a chunk at a
-// time, so the prompt's are read from memory once for all its samples. AVX-512 where the compiler
+// time (bfloat16 keys by the CPU's bfloat16 dot product), the keys two steps ahead asked of the memory
+// meanwhile; 16 unseen keys in a row (bias -inf) are not read, nor is an unseen key's value. Rows of one
+// prompt go through a head's keys and values together, a chunk at a time, so the prompt's are read from
+// memory once for all its samples. Ranges longer than a span are split by position into spans, attended
+// to on every thread and joined (the same result on any number of threads). AVX-512 where the compiler
 // targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
@@ -77,8 +80,9 @@ inline __m512 exp16(__m512 x) {
 #endif
 
 #if defined(__AVX512F__)
-// 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes
-inline __m512 sum16(const __m512* a) {
+// 16 vectors summed lane-wise into one: lane k holds the sum of a[k]'s lanes (always inlined: called
+// out of line, the 16 vectors go through memory)
+__attribute__((always_inline)) inline __m512 sum16(const __m512* a) {
   // fed in transposed order (4 x 4), the four halving steps leave the sums in order
   auto in = [&](int k) { return a[(k % 4) * 4 + k / 4]; };
   __m512 b[8], c[4], d[2];
@@ -98,6 +102,13 @@ inline __m512 sum16(const __m512* a) {
   return _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
 }
 #endif
+
+// ask the memory for `bytes` bytes from p, a cache line at a time
+inline void prefetch(const void* p, int64_t bytes) {
+#if defined(__AVX512F__)
+  for (int64_t l = 0; l < bytes; l += 64) _mm_prefetch(static_cast<const char*>(p) + l, _MM_HINT_T0);
+#endif
+}
 
 // s[i] = e^(s[i] - top) in place; returns their sum
 float exp_and_sum(float* s, int64_t n, float top) {
@@ -136,6 +147,7 @@ bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, 
       for (int g = 0; g < G; ++g)
         for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
       for (int64_t n = lo; n < hi; ++n) {
+        if (d0 == 0 && n + 32 < hi) prefetch(v + (n + 32) * dim, dim * sizeof(T));
         if (bias[n] == kNeg) continue;
         const T* vn = v + n * dim + d0;
         __m512 vd[W];
@@ -161,7 +173,8 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
   int64_t n = lo;
 #if defined(__AVX512F__)
   // 16 keys at a time, their 16 sums reduced as one vector (16 unseen keys in a row are not read; the
-  // unseen ones among seen ones are, and their scores set to -inf whatever they hold)
+  // unseen ones among seen ones are, and their scores set to -inf whatever they hold); the keys two
+  // steps ahead are asked of the memory meanwhile
   if (dim % 16 == 0) {
     const __m512 none = _mm512_set1_ps(kNeg);
     for (; n + 16 <= hi; n += 16) {
@@ -169,10 +182,24 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
       const __mmask16 seen = _mm512_cmp_ps_mask(b, none, _CMP_NEQ_OQ);
       if (seen == 0) continue;
       const T* kn = k + n * dim;
+      if (n + 48 <= hi) prefetch(kn + 32 * dim, 16 * dim * sizeof(T));
       for (int g = 0; g < G; ++g) {
         __m512 acc[16];
         for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
-        for (int64_t d = 0; d < dim; d += 16) {
+        int64_t d = 0;
+#if defined(__AVX512BF16__)
+        if constexpr (std::is_same_v<T, at::BFloat16>) {
+          // the queries hold bfloat16 values (rounding them back is exact): pairs of products summed
+          // into float32 by the CPU's bfloat16 dot product
+          for (; d + 32 <= dim; d += 32) {
+            const __m512bh qd = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(q + g * dim + d + 16), _mm512_loadu_ps(q + g * dim + d));
+            for (int j = 0; j < 16; ++j) {
+              acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_loadu_si512(kn + j * dim + d), qd);
+            }
+          }
+        }
+#endif
+        for (; d < dim; d += 16) {
           const __m512 qd = _mm512_loadu_ps(q + g * dim + d);
           for (int j = 0; j < 16; ++j) acc[j] = _mm512_fmadd_ps(qd, load16(kn + j * dim + d), acc[j]);
         }
@@ -213,27 +240,31 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
   }
 }
 
-// `count` rows' G queries each (q [count, G, dim], float32) against one head's keys and values ([keys,
-// dim] rows, contiguous); bias[r] [keys] (-inf: not seen); out [count, G, dim] float32. The rows go
-// through the keys together, a chunk at a time, so rows sharing a prompt read its keys and values from
-// memory once. `scores` is scratch.
+// `count` rows' G queries each (q [count, G, dim], float32) against a span of one head's keys and values
+// ([keys, dim] rows, contiguous); bias[r] [keys] (-inf: not seen). The rows go through the keys together,
+// a chunk at a time, so rows sharing a prompt read its keys and values from memory once. Leaves, per
+// query, the largest score in top [count * G], the sum of e^(score - top) in total, and the values
+// weighted by those exponentials in out [count, G, dim] (float32, not yet divided by the sum). `scores`
+// is scratch.
 template <int G, typename T>
 void attend(int64_t count, const float* q, const T* k, const T* v, const float* const* bias, float scale, float* out,
-            int64_t keys, int64_t dim, std::vector<float>& scores) {
+            float* top, float* total, int64_t keys, int64_t dim, std::vector<float>& scores) {
   scores.assign(count * G * keys, kNeg);
-  std::vector<float> top(count * G, kNeg);
+  std::fill(top, top + count * G, kNeg);
   for (int64_t lo = 0; lo < keys; lo += kChunk) {
     const int64_t hi = std::min(keys, lo + kChunk);
     for (int64_t r = 0; r < count; ++r) {
-      dots<G>(q + r * G * dim, k, bias[r], scale, scores.data() + r * G * keys, top.data() + r * G, keys, lo, hi, dim);
+      dots<G>(q + r * G * dim, k, bias[r], scale, scores.data() + r * G * keys, top + r * G, keys, lo, hi, dim);
     }
   }
-  std::vector<float> inv(count * G);
-  for (int64_t i = 0; i < count * G; ++i) inv[i] = 1.f / exp_and_sum(scores.data() + i * keys, keys, top[i]);
   std::memset(out, 0, count * G * dim * sizeof(float));
+  for (int64_t i = 0; i < count * G; ++i) {
+    total[i] = top[i] == kNeg ? 0.f : exp_and_sum(scores.data() + i * keys, keys, top[i]);
+  }
   for (int64_t lo = 0; lo < keys; lo += kChunk) {
     const int64_t hi = std::min(keys, lo + kChunk);
     for (int64_t r = 0; r < count; ++r) {
+      if (top[r * G] == kNeg) continue;  // the row sees none of these keys
       const float* p = scores.data() + r * G * keys;
       float* o = out + r * G * dim;
 #if defined(__AVX512F__)
@@ -248,26 +279,25 @@ void attend(int64_t count, const float* q, const T* k, const T* v, const float* 
       }
     }
   }
-  for (int64_t i = 0; i < count * G; ++i)
-    for (int64_t d = 0; d < dim; ++d) out[i * dim + d] *= inv[i];
 }
 
 template <typename T>
 void attend_group(int64_t group, int64_t count, const float* q, const T* k, const T* v, const float* const* bias,
-                  float scale, float* out, int64_t keys, int64_t dim, std::vector<float>& scores) {
+                  float scale, float* out, float* top, float* total, int64_t keys, int64_t dim,
+                  std::vector<float>& scores) {
   switch (group) {
-    case 1: return attend<1>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 2: return attend<2>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 3: return attend<3>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 4: return attend<4>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 5: return attend<5>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 6: return attend<6>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 7: return attend<7>(count, q, k, v, bias, scale, out, keys, dim, scores);
-    case 8: return attend<8>(count, q, k, v, bias, scale, out, keys, dim, scores);
+    case 1: return attend<1>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 2: return attend<2>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 3: return attend<3>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 4: return attend<4>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 5: return attend<5>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 6: return attend<6>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 7: return attend<7>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
+    case 8: return attend<8>(count, q, k, v, bias, scale, out, top, total, keys, dim, scores);
     default:  // larger groups: each query as a row of its own (the same keys, the row's bias)
       std::vector<const float*> each(count * group);
       for (int64_t i = 0; i < count * group; ++i) each[i] = bias[i / group];
-      return attend<1>(count * group, q, k, v, each.data(), scale, out, keys, dim, scores);
+      return attend<1>(count * group, q, k, v, each.data(), scale, out, top, total, keys, dim, scores);
   }
 }
 
@@ -288,6 +318,8 @@ void store_new(const torch::Tensor& new_keys, const torch::Tensor& new_values, c
 }
 
 constexpr int64_t kSegment = 8;  // rows that go through a head's keys together, at most
+constexpr int64_t kSpan = 512;   // keys a task attends to: longer ranges are split, their sums joined after
+constexpr int64_t kTaskBytes = int64_t(1) << 20;  // a thread wakes for this many bytes of keys and values
 
 template <typename T>
 torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
@@ -309,34 +341,62 @@ torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys,
   }
   starts.push_back(rows);
   const int64_t segments = int64_t(starts.size()) - 1;
-  auto out = torch::empty({rows, heads, dim}, values.options());
+  // a task: one segment's rows, one kv head, one span of keys (split by position alone, so a row's result
+  // does not depend on the threads); each leaves its unnormalised sums, joined below
+  const int64_t spans = (n + kSpan - 1) / kSpan;
+  const int64_t tasks = segments * kv_heads * spans;
+  std::vector<float> part(spans * rows * heads * dim), top(spans * rows * heads), total(spans * rows * heads);
   const T* qp = query.data_ptr<T>();
   const float* bp = bias.data_ptr<float>();
-  T* op = out.data_ptr<T>();
-  at::parallel_for(0, segments * kv_heads, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> scores, q, o;
+  const int64_t task_bytes = 2 * std::min(n, kSpan) * dim * int64_t(sizeof(T));
+  at::parallel_for(0, tasks, std::max<int64_t>(1, kTaskBytes / task_bytes), [&](int64_t first, int64_t last) {
+    std::vector<float> scores, q, o, t, sum;
     std::vector<const float*> row_bias;
     for (int64_t i = first; i < last; ++i) {
-      const int64_t seg = i / kv_heads, h = i % kv_heads, lo = starts[seg], count = starts[seg + 1] - lo;
+      const int64_t seg = i / (kv_heads * spans), h = i / spans % kv_heads, s = i % spans;
+      const int64_t lo = starts[seg], count = starts[seg + 1] - lo, from = s * kSpan, len = std::min(n - from, kSpan);
       q.resize(count * group * dim);
       o.resize(count * group * dim);
+      t.resize(count * group);
+      sum.resize(count * group);
       row_bias.resize(count);
       for (int64_t c = 0; c < count; ++c) {
         const int64_t r = order[lo + c];
-        row_bias[c] = bp + r * n;
+        row_bias[c] = bp + r * n + from;
         for (int64_t g = 0; g < group; ++g) {
           const T* qg = qp + r * query.stride(0) + (h * group + g) * query.stride(1);
           for (int64_t d = 0; d < dim; ++d) q[(c * group + g) * dim + d] = to_float(qg[d]);
         }
       }
-      attend_group(group, count, q.data(), kp + h * keys.stride(0), vp + h * values.stride(0), row_bias.data(),
-                   float(scale), o.data(), n, dim, scores);
+      attend_group(group, count, q.data(), kp + h * keys.stride(0) + from * dim, vp + h * values.stride(0) + from * dim,
+                   row_bias.data(), float(scale), o.data(), t.data(), sum.data(), len, dim, scores);
       for (int64_t c = 0; c < count; ++c) {
-        T* og = op + (order[lo + c] * heads + h * group) * dim;
-        for (int64_t d = 0; d < group * dim; ++d) store(o[c * group * dim + d], og + d);
+        const int64_t at = (s * rows + order[lo + c]) * heads + h * group;  // [span, row, head]
+        std::copy_n(o.data() + c * group * dim, group * dim, part.data() + at * dim);
+        std::copy_n(t.data() + c * group, group, top.data() + at);
+        std::copy_n(sum.data() + c * group, group, total.data() + at);
       }
     }
   });
+  // each query's spans joined: sums rescaled to the largest score of all, divided by their total
+  auto out = torch::empty({rows, heads, dim}, values.options());
+  T* op = out.data_ptr<T>();
+  std::vector<float> joined(dim);
+  for (int64_t i = 0; i < rows * heads; ++i) {
+    float best = kNeg;
+    for (int64_t s = 0; s < spans; ++s) best = std::max(best, top[s * rows * heads + i]);
+    float denominator = 0.f;
+    std::fill(joined.begin(), joined.end(), 0.f);
+    for (int64_t s = 0; s < spans; ++s) {
+      const int64_t at = s * rows * heads + i;
+      if (top[at] == kNeg) continue;
+      const float w = spans == 1 ? 1.f : std::exp(top[at] - best);
+      denominator += w * total[at];
+      for (int64_t d = 0; d < dim; ++d) joined[d] += w * part[at * dim + d];
+    }
+    const float inv = denominator > 0.f ? 1.f / denominator : 0.f;
+    for (int64_t d = 0; d < dim; ++d) store(joined[d] * inv, op + i * dim + d);
+  }
   return out;
 }
 
