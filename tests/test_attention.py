@@ -356,3 +356,28 @@ def test_built_weights_product_is_the_exact_product(dtype, weights, threads, bui
                 assert ((got.double() - exact).abs() <= bound).all(), (outs, inputs, rows)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_built_top_values_are_the_largest_lowest_index_first(dtype, built_kernels) -> None:
+    """Each row's k largest logits and their indices, against a stable sort: rows full of equal values
+    (small integers), rows shorter than k blocks, vocabularies that leave a part block, -inf logits,
+    k = 1 (argmax, which torch's argmax matches), and rows split across threads."""
+    gen = torch.Generator().manual_seed(11)
+    for vocab, rows in ((262_144, 3), (1000, 2), (4097, 5), (50, 1)):
+        logits = torch.randint(-40, 40, (rows, vocab), generator=gen).to(dtype)
+        logits[0, :: 7] = float("-inf")
+        logits[-1] += torch.randn(vocab, generator=gen).to(dtype)  # a row of (mostly) distinct values
+        for k in (1, 5, 50):
+            if k > vocab:
+                continue
+            values, index = built_kernels.top(logits, k)
+            for r in range(rows):
+                want = torch.sort(-logits[r].float(), stable=True)  # equal values: lowest index first
+                assert torch.equal(values[r], -want.values[:k]) and torch.equal(index[r], want.indices[:k])
+            if k == 1:
+                assert torch.equal(index[:, 0], logits.argmax(-1))
+    broken = torch.zeros(2, 300, dtype=dtype)
+    broken[1, 17] = float("nan")
+    with pytest.raises(RuntimeError, match="the logits hold NaN"):
+        built_kernels.top(broken, 5)

@@ -1,4 +1,4 @@
-// Three pieces of a decode step on the CPU as single calls (built by `native.py`).
+// Four pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
 // decode_attention: one step's attention for every row of a batch, after storing each row's new key and
 // value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
@@ -13,6 +13,9 @@
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head, then the rotary embedding).
+//
+// top_values: each row's k largest logits and their indices (a sampler's top-k, or argmax), read in two
+// passes over the row that skip what cannot be among them.
 //
 // weights_product: a few rows of activations times a linear layer's weights (x @ W.T), the weights int8
 // with one scale per output row or in x's dtype, each converted to float32 and the sums kept in float32,
@@ -656,4 +659,89 @@ torch::Tensor weights_product(torch::Tensor x, torch::Tensor weight, torch::Tens
     product_in<float>(x, weight, scales, out);
   }
   return out;
+}
+
+namespace {
+
+constexpr int64_t kPeakBlock = 64;  // logits whose largest is taken in the first pass
+
+// row x [n] -> its k largest values (float32, largest first) and their indices, equal values by lowest
+// index first. A first pass takes each block's largest; the k-th largest of those is a lower bound of the
+// k-th largest value (k blocks hold a value at least as large), so a second pass need only look at the
+// blocks that reach it.
+template <typename T>
+void top_row(const T* x, int64_t n, int64_t k, float* values, int64_t* index) {
+  const int64_t blocks = (n + kPeakBlock - 1) / kPeakBlock;
+  std::vector<float> peak(blocks);
+  bool nan = false;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * kPeakBlock, hi = std::min(n, lo + kPeakBlock);
+    float m = kNeg;
+    int64_t i = lo;
+#if defined(__AVX512F__)
+    if (hi - lo == kPeakBlock) {
+      __m512 most = _mm512_set1_ps(kNeg);
+      for (; i < hi; i += 16) {
+        const __m512 v = load16(x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0;
+        most = _mm512_max_ps(most, v);
+      }
+      m = _mm512_reduce_max_ps(most);
+    }
+#endif
+    for (; i < hi; ++i) {
+      const float v = to_float(x[i]);
+      nan |= v != v;
+      m = std::max(m, v);
+    }
+    peak[b] = m;
+  }
+  TORCH_CHECK(!nan, "the logits hold NaN");
+  float bound = kNeg;  // with fewer blocks than k, every value is a candidate
+  if (k <= blocks) {
+    std::vector<float> peaks(peak);
+    std::nth_element(peaks.begin(), peaks.begin() + (k - 1), peaks.end(), std::greater<float>());
+    bound = peaks[k - 1];
+  }
+  std::vector<std::pair<float, int64_t>> found;
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (peak[b] < bound) continue;
+    for (int64_t i = b * kPeakBlock; i < std::min(n, (b + 1) * kPeakBlock); ++i) {
+      const float v = to_float(x[i]);
+      if (v >= bound) found.emplace_back(v, i);
+    }
+  }
+  std::partial_sort(found.begin(), found.begin() + k, found.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  for (int64_t j = 0; j < k; ++j) {
+    values[j] = found[j].first;
+    index[j] = found[j].second;
+  }
+}
+
+}  // namespace
+
+// logits [rows, n] (bfloat16 or float32, rows contiguous), 1 <= k <= n -> (values [rows, k] float32, largest
+// first; indices [rows, k] int64), equal values by lowest index first (k = 1: the first largest, argmax)
+std::vector<torch::Tensor> top_values(torch::Tensor logits, int64_t k) {
+  TORCH_CHECK(logits.dim() == 2 && logits.stride(1) == 1, "logits must be [rows, n], each row contiguous");
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  TORCH_CHECK(k >= 1 && k <= n, "k must be between 1 and the row's length");
+  auto values = torch::empty({rows, k}, logits.options().dtype(at::kFloat));
+  auto index = torch::empty({rows, k}, logits.options().dtype(at::kLong));
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (n * int64_t(logits.element_size())));
+  at::parallel_for(0, rows, grain, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      float* vr = values.data_ptr<float>() + r * k;
+      int64_t* ir = index.data_ptr<int64_t>() + r * k;
+      if (logits.scalar_type() == at::kBFloat16) {
+        top_row(logits.data_ptr<at::BFloat16>() + r * logits.stride(0), n, k, vr, ir);
+      } else {
+        TORCH_CHECK(logits.scalar_type() == at::kFloat, "logits must be bfloat16 or float32");
+        top_row(logits.data_ptr<float>() + r * logits.stride(0), n, k, vr, ir);
+      }
+    }
+  });
+  return {values, index};
 }

@@ -18,11 +18,15 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..retrieval.prompts import clean_answer
 from .streaming import CANCELLED, OnTokens, TextStream, TokenEvent
 from .types import GenerationConfig, Request, Result
+
+if TYPE_CHECKING:
+    from .native import StepKernels
 
 MAX_ROWS = 32  # default cap on rows decoded together
 TOKEN_BUDGET = 131_072  # default: prompt tokens held + max_new_tokens per running row (32 rows of 3k+256),
@@ -56,26 +60,33 @@ def finish_row(
 
 class Sampler:
     """Next tokens of a batch of rows: temperature, then top-k, then top-p, then one uniform draw from
-    each row's own generator (inverse CDF over the kept tokens); temperature 0 is greedy."""
+    each row's own generator (inverse CDF over the kept tokens); temperature 0 is greedy. With the built
+    kernels, the top-k (or argmax) is read from the logits in their own dtype, equal values by lowest
+    index first."""
 
-    def __init__(self, config: GenerationConfig) -> None:
-        self.config = config
+    def __init__(self, config: GenerationConfig, kernels: StepKernels | None = None) -> None:
+        self.config, self.kernels = config, kernels
 
     def pick(self, logits: object, generators: Sequence[object]) -> list[int]:
-        """One token per row of `logits` [rows, vocab] (float32)."""
+        """One token per row of `logits` [rows, vocab] (any float dtype; computed in float32)."""
         import torch
 
         config = self.config
         if len(generators) != logits.shape[0]:
             raise ValueError(f"{logits.shape[0]} rows of logits but {len(generators)} generators")
+        top = self.kernels.top if self.kernels is not None and self.kernels.takes(logits) else None
+        if top is None:
+            logits = logits.float()
         if config.greedy:
-            return logits.argmax(dim=-1).tolist()
-        logits = logits / config.temperature
+            return (top(logits, 1)[1] if top else logits.argmax(dim=-1)).flatten().tolist()
         k = config.effective_top_k
-        if k and k < logits.shape[-1]:
-            values, index = torch.topk(logits, k, dim=-1)
+        if k and k < logits.shape[-1] and top:
+            values, index = top(logits, k)
+            values = values / config.temperature  # the same values as dividing every logit first
+        elif k and k < logits.shape[-1]:
+            values, index = torch.topk(logits / config.temperature, k, dim=-1)
         else:
-            values, index = torch.sort(logits, dim=-1, descending=True)
+            values, index = torch.sort(logits / config.temperature, dim=-1, descending=True)
         probs = torch.softmax(values, dim=-1)
         if config.top_p < 1.0:
             probs = probs * ((probs.cumsum(-1) - probs) < config.top_p)
@@ -231,7 +242,7 @@ class _Loop:
     ) -> None:
         self.backend, self.config, self.on_tokens = backend, config, on_tokens
         self.model, self.tokenizer = backend.model, backend.tokenizer
-        self.sampler = Sampler(config)
+        self.sampler = Sampler(config, backend.kernels)
         self.eos = set() if ignore_eos else backend.eos_ids()
         self.stats = backend.stats
         self.windows: dict[tuple[str, ...], int] = {}
@@ -303,11 +314,11 @@ class _Loop:
             device = self.model.device
             tokens = torch.tensor([[r.tokens[-1]] for r in live], device=device)
             positions = state.positions(held).to(device)
-            if self.backend.decoder is not None:
-                logits = self.backend.decoder(tokens, positions, state).float()
+            if self.backend.decoder is not None:  # the logits in the model's dtype (the sampler's concern)
+                logits = self.backend.decoder(tokens, positions, state)
             else:
                 out = self.model(input_ids=tokens, position_ids=positions, kv_state=state, use_cache=False)
-                logits = out.logits[:, -1].float()
+                logits = out.logits[:, -1]
             state.end_step()
             picked = self.sampler.pick(logits, [r.generator for r in live])
             for i, (row, token) in enumerate(zip(live, picked, strict=True)):
@@ -416,7 +427,7 @@ class _Loop:
             finished.append(result)
         if row.stream is not None:
             text = row.stream.piece(self._text(row), final=done)
-            self.events.append(TokenEvent(row.request, token, text, logits, result))
+            self.events.append(TokenEvent(row.request, token, text, logits.float(), result))
 
     def _text(self, row: _Row) -> str:
         """A row's decoded text so far (up to its eos)."""
