@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from .attention import LayerInfo, causal_attention
@@ -69,9 +70,9 @@ class _Blocks:
     capacity: int
     free: list[int] = field(init=False)  # a heap: the lowest id first
     used: bytearray = field(init=False)  # 1 for each block in use
-    group_of: torch.Tensor = field(init=False)  # [capacity] the prompt holding each block, -1 if none
-    row_of: torch.Tensor = field(init=False)  # [capacity] the row holding each block, -1 if none
-    base: torch.Tensor = field(init=False)  # [capacity] its first column's index in its holder's storage
+    group_of: np.ndarray = field(init=False)  # [capacity] the prompt holding each block, -1 if none
+    row_of: np.ndarray = field(init=False)  # [capacity] the row holding each block, -1 if none
+    base: np.ndarray = field(init=False)  # [capacity] its first column's index in its holder's storage
     prompt: dict[int, list[int]] = field(default_factory=dict)  # group -> its blocks in order
     rows: dict[int, list[int]] = field(default_factory=dict)  # row -> its blocks still held, in order
     first: dict[int, int] = field(default_factory=dict)  # row -> logical index of its first held block
@@ -81,9 +82,9 @@ class _Blocks:
     def __post_init__(self) -> None:
         self.free = list(range(self.capacity))
         self.used = bytearray(self.capacity)
-        self.group_of = torch.full((self.capacity,), -1, dtype=torch.long)
-        self.row_of = torch.full((self.capacity,), -1, dtype=torch.long)
-        self.base = torch.zeros(self.capacity, dtype=torch.long)
+        self.group_of = np.full(self.capacity, -1, dtype=np.int64)
+        self.row_of = np.full(self.capacity, -1, dtype=np.int64)
+        self.base = np.zeros(self.capacity, dtype=np.int64)
 
     @property
     def held(self) -> int:
@@ -109,9 +110,8 @@ class _Blocks:
         while self.top and not self.used[self.top - 1]:
             self.top -= 1
         if blocks:
-            index = torch.tensor(list(blocks), dtype=torch.long)
-            self.group_of[index] = -1
-            self.row_of[index] = -1
+            self.group_of[list(blocks)] = -1
+            self.row_of[list(blocks)] = -1
 
     def high(self) -> int:
         """One past the highest block in use (the part of the pool a step reads)."""
@@ -185,9 +185,8 @@ class KVState:
             stored = length if w is None else min(length, w)
             blocks = kind.take(-(-stored // self.block))
             kind.prompt[group] = blocks
-            index = torch.tensor(blocks, dtype=torch.long)
-            kind.group_of[index] = group
-            kind.base[index] = torch.arange(len(blocks)) * self.block
+            kind.group_of[blocks] = group
+            kind.base[blocks] = np.arange(len(blocks)) * self.block
         return group
 
     def begin_prefill(self, group: int) -> None:
@@ -301,35 +300,36 @@ class _Step:
         self.per = per = max(counts)
         # few queries, or the built kernel (which skips what a row does not see): every row against the
         # whole used range at once (its own mask); many in torch: each block against the queries it
-        # serves only (see `attend`)
+        # serves only (see `attend`). The layout is worked out in numpy (small arrays: a tenth of the
+        # time of the same operations on tensors), then handed over as tensors.
         self.dense = state.kernels is not None or n_rows * state.group_size <= DENSE_QUERIES
-        row_g = torch.tensor([group_index[state.row_group[r]] for r in rows])
-        row_slot = torch.tensor(slot)
-        tokens = torch.tensor([state.row_tokens[r] for r in rows])
-        length = torch.tensor([state.group_length[g] for g in groups])
+        row_g = np.array([group_index[state.row_group[r]] for r in rows], dtype=np.int64)
+        row_slot = np.array(slot, dtype=np.int64)
+        tokens = np.array([state.row_tokens[r] for r in rows], dtype=np.int64)
+        length = np.array([state.group_length[g] for g in groups], dtype=np.int64)
         # global ids -> this step's indices (-1: not in this step)
-        g_lookup = torch.full((max(state.group_length) + 1,), -1, dtype=torch.long)
-        g_lookup[torch.tensor(groups)] = torch.arange(n_groups)
-        r_lookup = torch.full((max(state.row_group) + 1,), -1, dtype=torch.long)
-        r_lookup[torch.tensor(rows)] = torch.arange(n_rows)
+        g_lookup = np.full(max(state.group_length) + 1, -1, dtype=np.int64)
+        g_lookup[groups] = np.arange(n_groups)
+        r_lookup = np.full(max(state.row_group) + 1, -1, dtype=np.int64)
+        r_lookup[rows] = np.arange(n_rows)
         if not self.dense:  # each group's rows by slot (n_rows: none)
-            slot_row = torch.full((n_groups, per), n_rows, dtype=torch.long)
-            slot_row[row_g, row_slot] = torch.arange(n_rows)
-        col = torch.arange(block)
+            slot_row = np.full((n_groups, per), n_rows, dtype=np.int64)
+            slot_row[row_g, row_slot] = np.arange(n_rows)
+        col = np.arange(block)
         self.kinds: dict[int | None, dict] = {}
         for w, kind in state.kinds.items():
             hi = max(kind.high(), 1)
             owner_g, owner_r, base = kind.group_of[:hi], kind.row_of[:hi], kind.base[:hi]
-            gi = torch.where(owner_g >= 0, g_lookup[owner_g.clamp(min=0)], -1)  # [hi]
-            ri = torch.where(owner_r >= 0, r_lookup[owner_r.clamp(min=0)], -1)
+            gi = np.where(owner_g >= 0, g_lookup[owner_g.clip(min=0)], -1)  # [hi]
+            ri = np.where(owner_r >= 0, r_lookup[owner_r.clip(min=0)], -1)
             index = base[:, None] + col  # [hi, block]: what column c of a block holds
             # what each row sees, [rows, hi, block]: in its prompt's blocks, index base + c of the stored
             # prompt (the last `stored` tokens, at position length - stored + index); in its own blocks,
             # its generated token base + c
-            stored = length if w is None else length.clamp(max=w)
+            stored = length if w is None else length.clip(max=w)
             seen = (gi[None, :] == row_g[:, None])[:, :, None] & (index < stored[row_g][:, None, None])
             t = tokens[:, None, None]
-            mine = (ri[None, :] == torch.arange(n_rows)[:, None])[:, :, None] & (index <= t)
+            mine = (ri[None, :] == np.arange(n_rows)[:, None])[:, :, None] & (index <= t)
             if w is not None:  # the window of the row's next token
                 query = (length[row_g] + tokens)[:, None, None]
                 seen &= (length - stored)[row_g][:, None, None] + index > query - w
@@ -337,22 +337,30 @@ class _Step:
             seen |= mine
             if self.dense:  # each row's mask over the used range: [rows, (hi - lo) * block]
                 # blocks no row sees (a prompt's keys that every row's window has passed) are skipped
-                lo = int(seen.any(-1).any(0).int().argmax())
-                bias = torch.zeros((n_rows, hi - lo, block)).masked_fill_(~seen[:, lo:], float("-inf"))
-                self.kinds[w] = {"lo": lo, "hi": hi, "bias": bias.view(n_rows, -1)}
+                lo = int(seen.any(-1).any(0).argmax())
+                bias = np.where(seen[:, lo:], np.float32(0), np.float32(-np.inf))
+                self.kinds[w] = {"lo": lo, "hi": hi, "bias": torch.from_numpy(bias.reshape(n_rows, -1))}
                 continue
             # the blocked layout: the row each (block, slot) serves (n_rows, a dummy row that sees nothing,
             # where none): a prompt block serves its group's rows, a row's block that row in its slot
-            own = torch.arange(per)[None, :] == row_slot[ri.clamp(min=0)][:, None]  # [hi, per]
-            target = torch.where(
+            own = np.arange(per)[None, :] == row_slot[ri.clip(min=0)][:, None]  # [hi, per]
+            target = np.where(
                 (gi >= 0)[:, None],
-                slot_row[gi.clamp(min=0)],
-                torch.where((ri >= 0)[:, None] & own, ri.clamp(min=0)[:, None], n_rows),
+                slot_row[gi.clip(min=0)],
+                np.where((ri >= 0)[:, None] & own, ri.clip(min=0)[:, None], n_rows),
             )
-            seen = torch.cat([seen, seen.new_zeros((1, hi, block))])[target, torch.arange(hi)[:, None]]
-            bias = torch.zeros(seen.shape).masked_fill_(~seen, float("-inf"))  # [hi, per, block]
-            self.kinds[w] = {"lo": 0, "hi": hi, "bias": bias, "target": target}
-        self.row_slot, self.row_g = row_slot, row_g  # each row's slot in its group, and its group
+            seen = np.concatenate([seen, np.zeros((1, hi, block), dtype=bool)])[
+                target, np.arange(hi)[:, None]
+            ]
+            bias = np.where(seen, np.float32(0), np.float32(-np.inf))  # [hi, per, block]
+            self.kinds[w] = {
+                "lo": 0,
+                "hi": hi,
+                "bias": torch.from_numpy(bias),
+                "target": torch.from_numpy(target),
+            }
+        # each row's slot in its group, and its group
+        self.row_slot, self.row_g = torch.from_numpy(row_slot), torch.from_numpy(row_g)
         self.row_block = {}  # kind -> (block, column) where each row's new token goes
         for w, kind in state.kinds.items():
             last = [kind.rows[r][-1] for r in rows]
@@ -392,12 +400,12 @@ class _Step:
         state = self.state
         x = self._tensors(state.windows[layer], query.device)
         keys, values = state.keys[layer], state.values[layer]
-        used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
         if state.kernels is not None:  # the step is dense (see __init__); the kernel stores the new token
             new = (key, value, x["slot"])
             return state.kernels.attention(
-                query, keys[:, used], values[:, used], x["bias"], scale, new, x["group"]
+                query, keys, values, x["bias"], scale, new, x["group"], (x["lo"], x["hi"])
             )
+        used = slice(x["lo"], x["hi"])  # the blocked path reads from block 0 (its lo is 0)
         keys[:, x["block"], x["column"]] = key[:, :, 0].transpose(0, 1)
         values[:, x["block"], x["column"]] = value[:, :, 0].transpose(0, 1)
         attend = self._dense if self.dense else self._blocked

@@ -64,26 +64,18 @@ class StepKernels:
         scale: float,
         new: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         share: torch.Tensor,
+        used: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Store each row's new key and value, then attend: query [rows, heads, 1, dim], keys/values
-        [kv_heads, blocks, block, dim] (a pool's used blocks), bias [rows, blocks * block] (0 or -inf), new
-        = (keys, values [rows, kv_heads, 1, dim], slot [rows]: where in the blocks each row's go), share
-        [rows]: rows with one id (one prompt's samples) read the keys together -> [rows, 1, heads, dim]
-        in the keys' dtype."""
-        rows, heads, _, dim = query.shape
+        [kv_heads, blocks, block, dim] (a layer's pool, of which blocks `used` = (lo, hi) are read: all by
+        default), bias [rows, (hi - lo) * block] (0 or -inf), new = (keys, values [rows, kv_heads, 1, dim],
+        slot [rows]: where in the used blocks each row's go), share [rows]: rows with one id (one prompt's
+        samples) read the keys together -> [rows, 1, heads, dim]; all in the keys' dtype."""
+        lo, hi = used or (0, keys.shape[1])
         new_keys, new_values, slot = new
-        out = self.module.decode_attention(
-            query[:, :, 0].to(keys.dtype),
-            keys.flatten(1, 2),
-            values.flatten(1, 2),
-            bias.contiguous(),
-            scale,
-            new_keys[:, :, 0].to(keys.dtype),
-            new_values[:, :, 0].to(keys.dtype),
-            slot,
-            share,
+        return self.module.decode_attention(
+            query, keys, values, lo, hi, bias, scale, new_keys, new_values, slot, share
         )
-        return out.view(rows, 1, heads, dim)
 
     def rms_norm(
         self,

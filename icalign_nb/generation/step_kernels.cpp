@@ -405,14 +405,25 @@ torch::Tensor attend_rows(const torch::Tensor& query, const torch::Tensor& keys,
 
 }  // namespace
 
-// query [rows, heads, dim]; keys, values [kv_heads, keys, dim], each head's rows contiguous; all three in
-// one dtype (bfloat16 or float32); bias [rows, keys] float32 (0 or -inf); new_keys, new_values [rows,
-// kv_heads, dim]: each row's token, stored first at key index slot[r] (int64) of every head; share
-// [rows] (int64): rows with the same id go through the keys together (rows of one prompt) ->
-// [rows, heads, dim] in the keys' dtype (computed in float32, rounded once)
-torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::Tensor values, torch::Tensor bias,
-                               double scale, torch::Tensor new_keys, torch::Tensor new_values, torch::Tensor slot,
-                               torch::Tensor share) {
+// query [rows, heads, 1, dim]; keys, values: a pool [kv_heads, blocks, block, dim] (contiguous) of which
+// blocks lo..hi are read; all three in one dtype (bfloat16 or float32); bias [rows, (hi - lo) * block]
+// float32 (0 or -inf); new_keys, new_values [rows, kv_heads, 1, dim]: each row's token, stored first at key
+// index slot[r] (int64, counted from block lo) of every head; share [rows] (int64): rows with the same id
+// go through the keys together (rows of one prompt) -> [rows, 1, heads, dim] in the keys' dtype (computed
+// in float32, rounded once). The queries and new keys may be strided views (each vector contiguous).
+torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::Tensor values, int64_t lo, int64_t hi,
+                               torch::Tensor bias, double scale, torch::Tensor new_keys, torch::Tensor new_values,
+                               torch::Tensor slot, torch::Tensor share) {
+  for (const auto* t : {&query, &keys, &values, &new_keys, &new_values}) TORCH_CHECK(t->dim() == 4, "4-d tensors");
+  TORCH_CHECK(query.size(2) == 1 && new_keys.size(2) == 1 && new_values.size(2) == 1, "one token a row");
+  TORCH_CHECK(keys.is_contiguous() && values.is_contiguous() && keys.sizes() == values.sizes(), "the pools");
+  TORCH_CHECK(0 <= lo && lo < hi && hi <= keys.size(1), "the blocks read");
+  const int64_t used = (hi - lo) * keys.size(2);
+  query = query.select(2, 0);
+  new_keys = new_keys.select(2, 0);
+  new_values = new_values.select(2, 0);
+  keys = keys.narrow(1, lo, hi - lo).view({keys.size(0), used, keys.size(3)});
+  values = values.narrow(1, lo, hi - lo).view({values.size(0), used, values.size(3)});
   const auto dtype = keys.scalar_type();
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "keys must be bfloat16 or float32");
   for (const auto* t : {&query, &values, &new_keys, &new_values}) {
@@ -431,10 +442,10 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
               "new keys and values");
   const int64_t* sp = slot.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) TORCH_CHECK(sp[r] >= 0 && sp[r] < n, "slot out of range");
-  if (dtype == at::kBFloat16) {
-    return attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
-  }
-  return attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
+  const auto out = dtype == at::kBFloat16
+                       ? attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot, share)
+                       : attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
+  return out.view({rows, 1, heads, dim});
 }
 
 namespace {
