@@ -381,3 +381,16 @@ def test_built_top_values_are_the_largest_lowest_index_first(dtype, built_kernel
     broken[1, 17] = float("nan")
     with pytest.raises(RuntimeError, match="the logits hold NaN"):
         built_kernels.top(broken, 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_built_add_norms_is_the_norm_the_sum_and_the_next_norm(dtype, built_kernels) -> None:
+    """Gemma 3's end of a sublayer in one call: the same bits as its sandwich norm, the residual sum in
+    the dtype and the next norm called one after another."""
+    gen = torch.Generator().manual_seed(5)
+    hidden = (torch.randn(3, 640, generator=gen) * 20).to(dtype)
+    out = torch.randn(3, 640, generator=gen).to(dtype)
+    post, then = torch.rand(640, generator=gen) + 0.5, torch.rand(640, generator=gen) + 0.5
+    h, x = built_kernels.add_norms(hidden, out, (post, then), 1e-6)
+    want_h = hidden + built_kernels.rms_norm(out, post, 1e-6)
+    assert torch.equal(h, want_h) and torch.equal(x, built_kernels.rms_norm(want_h, then, 1e-6))

@@ -92,6 +92,37 @@ def _norm(
     return llama
 
 
+def _sublayer_end(
+    post: torch.nn.Module | None,
+    then: torch.nn.Module | None,
+    family: str,
+    kernels: StepKernels | None,
+    eager: bool,
+) -> Callable:
+    """The end of a sublayer: (hidden, out) -> (hidden + out, normed by Gemma 3's sandwich norm `post` if
+    any; then that hidden normed by `then`, the norm before what follows, if `eager`, else None). Gemma 3's
+    three steps are one built kernel where it takes them (then `then` is always applied)."""
+    post_norm = None if post is None else _norm(post, family, kernels)
+    then_norm = None if then is None or not eager else _norm(then, family, kernels)
+    if (
+        family == "gemma3"
+        and kernels is not None
+        and post is not None
+        and then is not None
+        and kernels.takes(post.weight)
+        and post.weight.device == then.weight.device
+        and post.eps == then.eps
+    ):
+        scales, eps = (1.0 + post.weight.detach().float(), 1.0 + then.weight.detach().float()), post.eps
+        return lambda hidden, out: kernels.add_norms(hidden, out, scales, eps)
+
+    def end(hidden: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hidden = hidden + (out if post_norm is None else post_norm(out))
+        return hidden, None if then_norm is None else then_norm(hidden)
+
+    return end
+
+
 def _head_norm(
     q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
 ) -> Callable:
@@ -187,12 +218,11 @@ class _Layer:
     qkv: torch.nn.Module
     qk_norm: Callable | None  # the query and key norms as one, then the rotation (Gemma 3)
     o_proj: torch.nn.Module
-    norm_post_attention: Callable | None  # Gemma 3's sandwich norm
-    norm_pre_mlp: Callable
     gate_up: torch.nn.Module
     act: Callable
     down: torch.nn.Module
-    norm_post_mlp: Callable | None
+    after_attention: Callable  # (hidden, out) -> (hidden, the MLP's input): residual sum and norms
+    after_mlp: Callable  # (hidden, out) -> (hidden, the next layer's input, or None: it norms its own)
     heads: int
     kv_heads: int
     head_dim: int
@@ -219,6 +249,10 @@ class LeanDecoder:
         for i, layer in enumerate(inner.layers):
             attn, mlp = layer.self_attn, layer.mlp
             sandwich = family == "gemma3"
+            following = inner.layers[i + 1].input_layernorm if i + 1 < len(inner.layers) else inner.norm
+            pre_mlp = layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm
+            post_attention = layer.post_attention_layernorm if sandwich else None  # Gemma 3's sandwich norms
+            post_mlp = layer.post_feedforward_layernorm if sandwich else None
             self.layers.append(
                 _Layer(
                     index=i,
@@ -236,20 +270,11 @@ class LeanDecoder:
                     if hasattr(attn, "q_norm")
                     else None,
                     o_proj=attn.o_proj,
-                    norm_post_attention=_norm(layer.post_attention_layernorm, family, kernels)
-                    if sandwich
-                    else None,
-                    norm_pre_mlp=_norm(
-                        layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm,
-                        family,
-                        kernels,
-                    ),
                     gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
                     act=mlp.act_fn,
                     down=mlp.down_proj,
-                    norm_post_mlp=_norm(layer.post_feedforward_layernorm, family, kernels)
-                    if sandwich
-                    else None,
+                    after_attention=_sublayer_end(post_attention, pre_mlp, family, kernels, True),
+                    after_mlp=_sublayer_end(post_mlp, following, family, kernels, False),
                     heads=config.num_attention_heads,
                     kv_heads=config.num_key_value_heads,
                     head_dim=attn.head_dim,
@@ -303,30 +328,28 @@ class LeanDecoder:
         def product(f: Callable, wide: bool, x: torch.Tensor) -> torch.Tensor:
             return threads.wide(f, x) if wide else f(x)
 
+        x = None  # a layer's input, normed (None: the layer norms its own)
         for layer in self.layers:
             if hidden.device != layer.device:
-                hidden = hidden.to(layer.device)
+                hidden, x = hidden.to(layer.device), None if x is None else x.to(layer.device)
                 rope = {k: (c.to(layer.device), s.to(layer.device)) for k, (c, s) in rope.items()}
             cos, sin = rope[layer.kind]
             qkv_product, o_product, gate_up_product, down_product = layer.products
             qkv_wide, o_wide, gate_up_wide, down_wide = layer.wide
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
-            qkv = product(qkv_product, qkv_wide, layer.norm_in(hidden)).view(rows, h + 2 * kv, d)
+            x = layer.norm_in(hidden) if x is None else x
+            qkv = product(qkv_product, qkv_wide, x).view(rows, h + 2 * kv, d)
             qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
             # [rows, heads + kv_heads, 1, dim], normed (Gemma 3) and rotated
             qk = (_rotate(qk, cos, sin) if layer.qk_norm is None else layer.qk_norm(qk, cos, sin))[:, :, None]
             attend = partial(state.attend, layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
             out = threads.wide(attend) if wide_attention else attend()
             out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
-            if layer.norm_post_attention is not None:
-                out = layer.norm_post_attention(out)
-            hidden = hidden + out
-            gate, up = product(gate_up_product, gate_up_wide, layer.norm_pre_mlp(hidden)).chunk(2, dim=-1)
+            hidden, x = layer.after_attention(hidden, out)
+            gate, up = product(gate_up_product, gate_up_wide, x).chunk(2, dim=-1)
             out = product(down_product, down_wide, layer.act(gate) * up)
-            if layer.norm_post_mlp is not None:
-                out = layer.norm_post_mlp(out)
-            hidden = hidden + out
-        hidden = self.final_norm(hidden)
+            hidden, x = layer.after_mlp(hidden, out)
+        hidden = self.final_norm(hidden) if x is None else x
         if hidden.device != self.head_device:
             hidden = hidden.to(self.head_device)
         logits = product(self.head_product, self.head_wide, hidden)

@@ -91,6 +91,14 @@ class StepKernels:
         in x's dtype, as the model's rotary embedding gives them)."""
         return self.module.rms_norm(x, scale, eps, *(rotate or (_NONE, _NONE)))
 
+    def add_norms(
+        self, hidden: torch.Tensor, out: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor], eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gemma 3's norm of a sublayer's output, the residual sum and the next norm in one call: hidden,
+        out [rows, dim] (contiguous) -> (hidden + norm(out) * scales[0], norm(that) * scales[1]), each
+        rounded as the three operations round."""
+        return tuple(self.module.add_norms(hidden, out, *scales, eps))
+
     def product(
         self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -165,7 +173,7 @@ def _build(source: str, name: str, final: Path) -> object:
         module = load_inline(
             name,
             cpp_sources=[source],
-            functions=["decode_attention", "rms_norm", "weights_product", "top_values"],
+            functions=["decode_attention", "rms_norm", "add_norms", "weights_product", "top_values"],
             extra_cflags=list(FLAGS),
             extra_ldflags=["-fopenmp"],
             build_directory=str(work),

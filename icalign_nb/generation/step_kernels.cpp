@@ -1,4 +1,4 @@
-// Four pieces of a decode step on the CPU as single calls (built by `native.py`).
+// Pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
 // decode_attention: one step's attention for every row of a batch, after storing each row's new key and
 // value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
@@ -12,7 +12,8 @@
 // targets it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
-// (Gemma 3's norms, and its query and key norms with one scale per head, then the rotary embedding).
+// (Gemma 3's norms, and its query and key norms with one scale per head, then the rotary embedding);
+// add_norms: the norm after a sublayer, the residual sum and the norm before the next in one call.
 //
 // top_values: each row's k largest logits and their indices (a sampler's top-k, or argmax), read in two
 // passes over the row that skip what cannot be among them.
@@ -450,6 +451,31 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
 
 namespace {
 
+// x * rsqrt(mean(x^2) + eps) * scale for one vector x [dim] (float32), into y (not rounded)
+inline void normed(const float* x, int64_t dim, const float* scale, float eps, float* y) {
+  float squares = 0.f;
+  for (int64_t d = 0; d < dim; ++d) squares += x[d] * x[d];
+  const float inv = 1.f / std::sqrt(squares / float(dim) + eps);
+  for (int64_t d = 0; d < dim; ++d) y[d] = x[d] * inv * scale[d];
+}
+
+// each row: the residual stream h plus out normed (scale_out), rounded to T; then that normed (scale_next)
+template <typename T>
+void add_norm_rows(const T* h, const T* o, int64_t rows, int64_t dim, const float* scale_out, const float* scale_next,
+                   float eps, T* h_out, T* x_out) {
+  std::vector<float> a(dim), b(dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < dim; ++d) a[d] = to_float(o[r * dim + d]);
+    normed(a.data(), dim, scale_out, eps, b.data());
+    for (int64_t d = 0; d < dim; ++d) {
+      a[d] = rounded<T>(to_float(h[r * dim + d]) + rounded<T>(b[d]));  // the norm's result, then the sum
+      store(a[d], h_out + r * dim + d);
+    }
+    normed(a.data(), dim, scale_next, eps, b.data());
+    for (int64_t d = 0; d < dim; ++d) store(b[d], x_out + r * dim + d);
+  }
+}
+
 template <typename T>
 void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, int64_t vector_stride,
                const float* scale, int64_t scales, int64_t dim, float eps, T* out, const T* cos, const T* sin) {
@@ -458,21 +484,16 @@ void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, in
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < vectors; ++i) {
       const T* xi = x + r * row_stride + i * vector_stride;
-      float squares = 0.f;
-      for (int64_t d = 0; d < dim; ++d) {
-        xf[d] = to_float(xi[d]);
-        squares += xf[d] * xf[d];
-      }
-      const float inv = 1.f / std::sqrt(squares / float(dim) + eps);
-      const float* si = scale + (i % scales) * dim;
+      for (int64_t d = 0; d < dim; ++d) xf[d] = to_float(xi[d]);
+      normed(xf.data(), dim, scale + (i % scales) * dim, eps, y.data());
       T* oi = out + (r * vectors + i) * dim;
       if (cos == nullptr) {
-        for (int64_t d = 0; d < dim; ++d) store(xf[d] * inv * si[d], oi + d);
+        for (int64_t d = 0; d < dim; ++d) store(y[d], oi + d);
         continue;
       }
       // then the rotary embedding, y * cos + roll(y, half) * sin (sin's first half negated), each product
       // and the sum rounded to T as the same tensor operations would
-      for (int64_t d = 0; d < dim; ++d) y[d] = rounded<T>(xf[d] * inv * si[d]);
+      for (int64_t d = 0; d < dim; ++d) y[d] = rounded<T>(y[d]);
       const T* c = cos + r * dim;
       const T* sn = sin + r * dim;
       for (int64_t d = 0; d < dim; ++d) {
@@ -516,6 +537,31 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps, torch::
               rotate ? sin.data_ptr<float>() : nullptr);
   }
   return out;
+}
+
+// hidden, out [rows, dim] (bfloat16 or float32, contiguous, one dtype); scale_out, scale_next [dim] float32
+// -> (hidden + norm(out) * scale_out, norm(that) * scale_next): Gemma 3's norm after a sublayer, the
+// residual sum, and the norm before the next, each rounded to the dtype as those three operations round
+std::vector<torch::Tensor> add_norms(torch::Tensor hidden, torch::Tensor out, torch::Tensor scale_out,
+                                     torch::Tensor scale_next, double eps) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.is_contiguous() && out.is_contiguous() && out.sizes() == hidden.sizes() &&
+                  out.scalar_type() == hidden.scalar_type(),
+              "hidden and out must be [rows, dim] alike, contiguous");
+  const int64_t rows = hidden.size(0), dim = hidden.size(1);
+  for (const auto* s : {&scale_out, &scale_next}) {
+    TORCH_CHECK(s->scalar_type() == at::kFloat && s->is_contiguous() && s->numel() == dim, "scales");
+  }
+  auto h = torch::empty_like(hidden), x = torch::empty_like(hidden);
+  if (hidden.scalar_type() == at::kBFloat16) {
+    using T = at::BFloat16;
+    add_norm_rows(hidden.data_ptr<T>(), out.data_ptr<T>(), rows, dim, scale_out.data_ptr<float>(),
+                  scale_next.data_ptr<float>(), float(eps), h.data_ptr<T>(), x.data_ptr<T>());
+  } else {
+    TORCH_CHECK(hidden.scalar_type() == at::kFloat, "hidden must be bfloat16 or float32");
+    add_norm_rows(hidden.data_ptr<float>(), out.data_ptr<float>(), rows, dim, scale_out.data_ptr<float>(),
+                  scale_next.data_ptr<float>(), float(eps), h.data_ptr<float>(), x.data_ptr<float>());
+  }
+  return {h, x};
 }
 
 namespace {
