@@ -123,6 +123,25 @@ def _sublayer_end(
     return end
 
 
+def _gate(act: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An MLP's act(gate) * up from its fused gate and up projections [rows, 2 * inner]: one built kernel
+    call for GELU's tanh form (Gemma 3) and SiLU (Llama), where it takes the rows."""
+    kind = None
+    gelu = getattr(act, "act", None)  # transformers' GELU module holds F.gelu, or its own formula
+    if isinstance(gelu, partial) and gelu.func is F.gelu and gelu.keywords == {"approximate": "tanh"}:
+        kind = 0
+    elif isinstance(act, torch.nn.SiLU):
+        kind = 1
+
+    def gated(gate_up: torch.Tensor) -> torch.Tensor:
+        if kind is not None and kernels is not None and kernels.takes(gate_up):
+            return kernels.gated(gate_up, kind)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return act(gate) * up
+
+    return gated
+
+
 def _head_norm(
     q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
 ) -> Callable:
@@ -219,7 +238,7 @@ class _Layer:
     qk_norm: Callable | None  # the query and key norms as one, then the rotation (Gemma 3)
     o_proj: torch.nn.Module
     gate_up: torch.nn.Module
-    act: Callable
+    gated: Callable  # [rows, 2 * inner] (gate and up side by side) -> act(gate) * up
     down: torch.nn.Module
     after_attention: Callable  # (hidden, out) -> (hidden, the MLP's input): residual sum and norms
     after_mlp: Callable  # (hidden, out) -> (hidden, the next layer's input, or None: it norms its own)
@@ -271,7 +290,7 @@ class LeanDecoder:
                     else None,
                     o_proj=attn.o_proj,
                     gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
-                    act=mlp.act_fn,
+                    gated=_gate(mlp.act_fn, kernels),
                     down=mlp.down_proj,
                     after_attention=_sublayer_end(post_attention, pre_mlp, family, kernels, True),
                     after_mlp=_sublayer_end(post_mlp, following, family, kernels, False),
@@ -346,8 +365,7 @@ class LeanDecoder:
             out = threads.wide(attend) if wide_attention else attend()
             out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
             hidden, x = layer.after_attention(hidden, out)
-            gate, up = product(gate_up_product, gate_up_wide, x).chunk(2, dim=-1)
-            out = product(down_product, down_wide, layer.act(gate) * up)
+            out = product(down_product, down_wide, layer.gated(product(gate_up_product, gate_up_wide, x)))
             hidden, x = layer.after_mlp(hidden, out)
         hidden = self.final_norm(hidden) if x is None else x
         if hidden.device != self.head_device:

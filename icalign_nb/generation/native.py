@@ -99,6 +99,11 @@ class StepKernels:
         rounded as the three operations round."""
         return tuple(self.module.add_norms(hidden, out, *scales, eps))
 
+    def gated(self, gate_up: torch.Tensor, kind: int) -> torch.Tensor:
+        """An MLP's act(gate) * up from its fused gate and up projections [rows, 2 * inner] (contiguous):
+        act GELU's tanh form (kind 0) or SiLU (1), rounded as the two tensor operations round."""
+        return self.module.gated(gate_up, kind)
+
     def product(
         self, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -173,7 +178,7 @@ def _build(source: str, name: str, final: Path) -> object:
         module = load_inline(
             name,
             cpp_sources=[source],
-            functions=["decode_attention", "rms_norm", "add_norms", "weights_product", "top_values"],
+            functions=["decode_attention", "rms_norm", "add_norms", "gated", "weights_product", "top_values"],
             extra_cflags=list(FLAGS),
             extra_ldflags=["-fopenmp"],
             build_directory=str(work),
