@@ -366,7 +366,7 @@ def test_built_top_values_are_the_largest_lowest_index_first(dtype, built_kernel
     gen = torch.Generator().manual_seed(11)
     for vocab, rows in ((262_144, 3), (1000, 2), (4097, 5), (50, 1)):
         logits = torch.randint(-40, 40, (rows, vocab), generator=gen).to(dtype)
-        logits[0, :: 7] = float("-inf")
+        logits[0, ::7] = float("-inf")
         logits[-1] += torch.randn(vocab, generator=gen).to(dtype)  # a row of (mostly) distinct values
         for k in (1, 5, 50):
             if k > vocab:
