@@ -142,6 +142,17 @@ def _gate(act: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.
     return gated
 
 
+def _head_scales(
+    q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int
+) -> tuple[torch.Tensor, float]:
+    """Gemma 3's query and key norms as one: each head's scale [heads + kv_heads, dim] (float32) and the
+    epsilon."""
+    q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
+    if k_norm.eps != q_norm.eps:
+        raise ValueError("the query and key norms differ in epsilon")
+    return torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)]), q_norm.eps
+
+
 def _head_norm(
     q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
 ) -> Callable:
@@ -149,18 +160,32 @@ def _head_norm(
     cos, sin) -> x normed, each head by its own module's constants, and rotated (the same computation per
     element as the two modules and the rotation; in one built kernel, if given and it takes the
     weights)."""
-    q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
-    scale = torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)])  # [heads + kv_heads, dim]
-    size, eps = q_scale.shape, q_norm.eps
-    if k_norm.eps != eps:
-        raise ValueError("the query and key norms differ in epsilon")
+    scale, eps = _head_scales(q_norm, k_norm, heads, kv_heads)
     if kernels is not None and kernels.takes(q_norm.weight):
         return lambda x, cos, sin: kernels.rms_norm(x, scale, eps, rotate=(cos, sin))
+    size = scale.shape[-1:]
 
     def both(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         return _rotate((F.rms_norm(x.float(), size, None, eps) * scale).type_as(x), cos, sin)
 
     return both
+
+
+def _projected_attention(
+    attn: torch.nn.Module, heads: int, kv_heads: int, index: int, kernels: StepKernels | None
+) -> Callable | None:
+    """Gemma 3's attention of one decode step from the layer's fused projection, (qkv [rows, (heads + 2 *
+    kv_heads) * dim], cos, sin, state) -> [rows, heads * dim]: the query and key norms, the rotation, the
+    store of the new keys and values and the attention in one built kernel call (None where the kernels
+    do not take the layer: the pieces one by one)."""
+    if kernels is None or not hasattr(attn, "q_norm") or not kernels.takes(attn.q_norm.weight):
+        return None
+    norm, scale = _head_scales(attn.q_norm, attn.k_norm, heads, kv_heads), attn.scaling
+
+    def attend(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, state: object) -> torch.Tensor:
+        return state.step.attend_projected(index, qkv, heads, norm, (cos, sin), scale)
+
+    return attend
 
 
 def _product(module: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -236,6 +261,7 @@ class _Layer:
     norm_in: Callable
     qkv: torch.nn.Module
     qk_norm: Callable | None  # the query and key norms as one, then the rotation (Gemma 3)
+    attend_projected: Callable | None  # a step's attention from the projection (Gemma 3, built kernels)
     o_proj: torch.nn.Module
     gate_up: torch.nn.Module
     gated: Callable  # [rows, 2 * inner] (gate and up side by side) -> act(gate) * up
@@ -288,6 +314,9 @@ class LeanDecoder:
                     )
                     if hasattr(attn, "q_norm")
                     else None,
+                    attend_projected=_projected_attention(
+                        attn, config.num_attention_heads, config.num_key_value_heads, i, kernels
+                    ),
                     o_proj=attn.o_proj,
                     gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
                     gated=_gate(mlp.act_fn, kernels),
@@ -357,13 +386,18 @@ class LeanDecoder:
             qkv_wide, o_wide, gate_up_wide, down_wide = layer.wide
             h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
             x = layer.norm_in(hidden) if x is None else x
-            qkv = product(qkv_product, qkv_wide, x).view(rows, h + 2 * kv, d)
-            qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
-            # [rows, heads + kv_heads, 1, dim], normed (Gemma 3) and rotated
-            qk = (_rotate(qk, cos, sin) if layer.qk_norm is None else layer.qk_norm(qk, cos, sin))[:, :, None]
-            attend = partial(state.attend, layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
-            out = threads.wide(attend) if wide_attention else attend()
-            out = product(o_product, o_wide, out.reshape(rows, h * d))  # out: [rows, 1, heads, dim]
+            qkv = product(qkv_product, qkv_wide, x)
+            if layer.attend_projected is not None:  # one call from the projection (on every thread)
+                out = threads.wide(layer.attend_projected, qkv, cos, sin, state)
+            else:
+                qkv = qkv.view(rows, h + 2 * kv, d)
+                qk, v = qkv[:, : h + kv], qkv[:, h + kv :]
+                # [rows, heads + kv_heads, 1, dim], normed (Gemma 3) and rotated
+                qk = _rotate(qk, cos, sin) if layer.qk_norm is None else layer.qk_norm(qk, cos, sin)
+                qk = qk[:, :, None]
+                attend = partial(state.attend, layer.index, qk[:, :h], qk[:, h:], v[:, :, None], layer.scale)
+                out = (threads.wide(attend) if wide_attention else attend()).reshape(rows, h * d)
+            out = product(o_product, o_wide, out)  # out: [rows, heads * dim]
             hidden, x = layer.after_attention(hidden, out)
             out = product(down_product, down_wide, layer.gated(product(gate_up_product, gate_up_wide, x)))
             hidden, x = layer.after_mlp(hidden, out)

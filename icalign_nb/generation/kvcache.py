@@ -411,6 +411,23 @@ class _Step:
         attend = self._dense if self.dense else self._blocked
         return attend(x, query * scale, keys[:, used], values[:, used]).to(value.dtype)
 
+    def attend_projected(
+        self,
+        layer: int,
+        qkv: torch.Tensor,
+        heads: int,
+        norm: tuple[torch.Tensor, float],
+        rotate: tuple[torch.Tensor, torch.Tensor],
+        scale: float,
+    ) -> torch.Tensor:
+        """`attend` from a layer's fused projection [rows, (heads + 2 * kv_heads) * dim] in one built kernel
+        call, its query and key heads normed and rotated first (see `StepKernels.attend_projected`) ->
+        [rows, heads * dim]."""
+        state = self.state
+        x = self._tensors(state.windows[layer], qkv.device)
+        pools = (state.keys[layer], state.values[layer])
+        return state.kernels.attend_projected(qkv, heads, norm, rotate, pools, x, scale)
+
     def _dense(self, x: dict, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Every row's queries against every used block of a head in one product, masked per row."""
         n_rows, heads, _, dim = query.shape

@@ -36,6 +36,15 @@ SOURCE = Path(__file__).with_name("step_kernels.cpp")
 # -fopenmp: at::parallel_for runs on torch's threads (the same libgomp, loaded once); without it, serially
 FLAGS = ("-O3", "-march=native", "-fopenmp")
 DTYPES = (torch.bfloat16, torch.float32)  # how keys and values may be stored
+FUNCTIONS = [  # what the module offers
+    "decode_attention",
+    "attend_projected",
+    "rms_norm",
+    "add_norms",
+    "gated",
+    "weights_product",
+    "top_values",
+]
 
 
 class StepKernels:
@@ -76,6 +85,24 @@ class StepKernels:
         return self.module.decode_attention(
             query, keys, values, lo, hi, bias, scale, new_keys, new_values, slot, share
         )
+
+    def attend_projected(
+        self,
+        qkv: torch.Tensor,
+        heads: int,
+        norm: tuple[torch.Tensor, float],
+        rotate: tuple[torch.Tensor, torch.Tensor],
+        pools: tuple[torch.Tensor, torch.Tensor],
+        step: dict,
+        scale: float,
+    ) -> torch.Tensor:
+        """One layer's decode attention from its fused projection qkv [rows, (heads + 2 * kv_heads) * dim]:
+        the query and key heads normed (Gemma 3's norms: `norm` = (scales [heads + kv_heads, dim], eps))
+        and rotated (`rotate` as `rms_norm` takes it), then stored and attended to as `attention` does
+        (`pools`: the layer's keys and values; `step`: the step's lo, hi, bias, slot and group) ->
+        [rows, heads * dim]."""
+        used = (step["lo"], step["hi"], step["bias"], scale, step["slot"], step["group"])
+        return self.module.attend_projected(qkv, heads, *norm, *rotate, *pools, *used)
 
     def rms_norm(
         self,
@@ -178,7 +205,7 @@ def _build(source: str, name: str, final: Path) -> object:
         module = load_inline(
             name,
             cpp_sources=[source],
-            functions=["decode_attention", "rms_norm", "add_norms", "gated", "weights_product", "top_values"],
+            functions=FUNCTIONS,
             extra_cflags=list(FLAGS),
             extra_ldflags=["-fopenmp"],
             build_directory=str(work),

@@ -891,3 +891,21 @@ std::vector<torch::Tensor> top_values(torch::Tensor logits, int64_t k) {
   });
   return {values, index};
 }
+
+// One layer's decode attention from its fused projection: qkv [rows, (heads + 2 * kv_heads) * dim] (the query,
+// key and value heads side by side); the query and key heads normed (qk_scale [heads + kv_heads, dim], one
+// per head, and eps, as rms_norm) and rotated (cos, sin as rms_norm takes them), the new keys and values
+// stored and attended to as decode_attention does (keys and values: the layer's pools, blocks lo..hi) ->
+// [rows, heads * dim]
+torch::Tensor attend_projected(torch::Tensor qkv, int64_t heads, torch::Tensor qk_scale, double eps, torch::Tensor cos,
+                               torch::Tensor sin, torch::Tensor keys, torch::Tensor values, int64_t lo, int64_t hi,
+                               torch::Tensor bias, double scale, torch::Tensor slot, torch::Tensor share) {
+  const int64_t rows = qkv.size(0), kv_heads = keys.size(0), dim = keys.size(3);
+  TORCH_CHECK(qkv.dim() == 2 && qkv.size(1) == (heads + 2 * kv_heads) * dim, "qkv's shape");
+  const auto heads_of = qkv.view({rows, heads + 2 * kv_heads, dim});
+  const auto qk = rms_norm(heads_of.narrow(1, 0, heads + kv_heads), qk_scale, eps, cos, sin);
+  const auto out = decode_attention(qk.narrow(1, 0, heads).unsqueeze(2), keys, values, lo, hi, bias, scale,
+                                    qk.narrow(1, heads, kv_heads).unsqueeze(2),
+                                    heads_of.narrow(1, heads + kv_heads, kv_heads).unsqueeze(2), slot, share);
+  return out.view({rows, heads * dim});
+}
