@@ -6,8 +6,12 @@ transformers' forward for one token per row, straight from the model's own weigh
 order and dtypes (norms in float32 as each model's norm does), with two changes that only regroup
 products: a layer's query, key and value projections are one product, and so are the MLP's gate
 and up projections (their weights are concatenated once, and the model's own modules keep views of
-the concatenated weights, so nothing is stored twice). Prefill, and models of other families, go
-through transformers' forward. The parity tests hold it to transformers' eager attention.
+the concatenated weights, so nothing is stored twice). With the built kernels (`native.py`) runs of
+small operations are one call each, rounded as the operations they replace round: Gemma 3's attention
+from a layer's projection (query and key norms, rotation, storing the new keys and values, attention),
+the end of each sublayer (its sandwich norm, the residual sum, the next norm), and the MLP's activated
+gate times its up projection. Prefill, and models of other families, go through transformers' forward.
+The parity tests hold it to transformers' eager attention.
 """
 
 from __future__ import annotations
@@ -153,16 +157,12 @@ def _head_scales(
     return torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)]), q_norm.eps
 
 
-def _head_norm(
-    q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int, kernels: StepKernels | None
-) -> Callable:
-    """Gemma 3's query and key norms as one, then the rotary embedding: (x [rows, heads + kv_heads, dim],
-    cos, sin) -> x normed, each head by its own module's constants, and rotated (the same computation per
-    element as the two modules and the rotation; in one built kernel, if given and it takes the
-    weights)."""
+def _head_norm(q_norm: torch.nn.Module, k_norm: torch.nn.Module, heads: int, kv_heads: int) -> Callable:
+    """Gemma 3's query and key norms as one, then the rotary embedding, in torch: (x [rows, heads +
+    kv_heads, dim], cos, sin) -> x normed, each head by its own module's constants, and rotated (the same
+    computation per element as the two modules and the rotation; with the built kernels, the layer's
+    attention takes all of it, see `_projected_attention`)."""
     scale, eps = _head_scales(q_norm, k_norm, heads, kv_heads)
-    if kernels is not None and kernels.takes(q_norm.weight):
-        return lambda x, cos, sin: kernels.rms_norm(x, scale, eps, rotate=(cos, sin))
     size = scale.shape[-1:]
 
     def both(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -306,11 +306,7 @@ class LeanDecoder:
                     norm_in=_norm(layer.input_layernorm, family, kernels),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
                     qk_norm=_head_norm(
-                        attn.q_norm,
-                        attn.k_norm,
-                        config.num_attention_heads,
-                        config.num_key_value_heads,
-                        kernels,
+                        attn.q_norm, attn.k_norm, config.num_attention_heads, config.num_key_value_heads
                     )
                     if hasattr(attn, "q_norm")
                     else None,
