@@ -412,3 +412,17 @@ def test_built_gate_is_the_activation_times_up(dtype, built_kernels) -> None:
             assert got.dtype == dtype and got.shape == want.shape
             tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-3, rtol=2.0**-7)
             torch.testing.assert_close(got, want, **tol)
+
+
+def test_the_decoder_takes_transformers_activations_to_the_built_gate(built_kernels) -> None:
+    """The lean decoder's gate recognises transformers' GELU (tanh form, Gemma 3) and SiLU (Llama) modules
+    and calls the kernel for them; another activation stays in torch."""
+    from transformers.activations import ACT2FN
+
+    from icalign_nb.generation.decoder import _gate
+
+    gate_up = torch.randn(2, 64).bfloat16()
+    for name, kind in (("gelu_pytorch_tanh", 0), ("silu", 1)):
+        assert torch.equal(_gate(ACT2FN[name], built_kernels)(gate_up), built_kernels.gated(gate_up, kind))
+    gate, up = gate_up.chunk(2, dim=-1)
+    assert torch.equal(_gate(ACT2FN["relu"], built_kernels)(gate_up), F.relu(gate) * up)

@@ -134,7 +134,7 @@ def _gate(act: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.
     gelu = getattr(act, "act", None)  # transformers' GELU module holds F.gelu, or its own formula
     if isinstance(gelu, partial) and gelu.func is F.gelu and gelu.keywords == {"approximate": "tanh"}:
         kind = 0
-    elif isinstance(act, torch.nn.SiLU):
+    elif isinstance(act, torch.nn.SiLU) or type(act).__name__ == "SiLUActivation":  # transformers' SiLU
         kind = 1
 
     def gated(gate_up: torch.Tensor) -> torch.Tensor:
