@@ -106,8 +106,6 @@ def _sublayer_end(
     """The end of a sublayer: (hidden, out) -> (hidden + out, normed by Gemma 3's sandwich norm `post` if
     any; then that hidden normed by `then`, the norm before what follows, if `eager`, else None). Gemma 3's
     three steps are one built kernel where it takes them (then `then` is always applied)."""
-    post_norm = None if post is None else _norm(post, family, kernels)
-    then_norm = None if then is None or not eager else _norm(then, family, kernels)
     if (
         family == "gemma3"
         and kernels is not None
@@ -119,6 +117,8 @@ def _sublayer_end(
     ):
         scales, eps = (1.0 + post.weight.detach().float(), 1.0 + then.weight.detach().float()), post.eps
         return lambda hidden, out: kernels.add_norms(hidden, out, scales, eps)
+    post_norm = None if post is None else _norm(post, family, kernels)
+    then_norm = None if then is None or not eager else _norm(then, family, kernels)
 
     def end(hidden: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         hidden = hidden + (out if post_norm is None else post_norm(out))
@@ -138,12 +138,12 @@ def _gate(act: torch.nn.Module, kernels: StepKernels | None) -> Callable[[torch.
         kind = 1
 
     def gated(gate_up: torch.Tensor) -> torch.Tensor:
-        if kind is not None and kernels is not None and kernels.takes(gate_up):
-            return kernels.gated(gate_up, kind)
         gate, up = gate_up.chunk(2, dim=-1)
         return act(gate) * up
 
-    return gated
+    if kind is None or kernels is None:
+        return gated
+    return lambda gate_up: kernels.gated(gate_up, kind) if kernels.takes(gate_up) else gated(gate_up)
 
 
 def _head_scales(
@@ -260,7 +260,7 @@ class _Layer:
     device: torch.device
     norm_in: Callable
     qkv: torch.nn.Module
-    qk_norm: Callable | None  # the query and key norms as one, then the rotation (Gemma 3)
+    qk_norm: Callable | None  # the query and key norms, then the rotation (Gemma 3 in torch)
     attend_projected: Callable | None  # a step's attention from the projection (Gemma 3, built kernels)
     o_proj: torch.nn.Module
     gate_up: torch.nn.Module
@@ -298,6 +298,8 @@ class LeanDecoder:
             pre_mlp = layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm
             post_attention = layer.post_attention_layernorm if sandwich else None  # Gemma 3's sandwich norms
             post_mlp = layer.post_feedforward_layernorm if sandwich else None
+            heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+            projected = _projected_attention(attn, heads, kv_heads, i, kernels)
             self.layers.append(
                 _Layer(
                     index=i,
@@ -305,22 +307,18 @@ class LeanDecoder:
                     device=layer.input_layernorm.weight.device,
                     norm_in=_norm(layer.input_layernorm, family, kernels),
                     qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
-                    qk_norm=_head_norm(
-                        attn.q_norm, attn.k_norm, config.num_attention_heads, config.num_key_value_heads
-                    )
-                    if hasattr(attn, "q_norm")
+                    qk_norm=_head_norm(attn.q_norm, attn.k_norm, heads, kv_heads)
+                    if hasattr(attn, "q_norm") and projected is None
                     else None,
-                    attend_projected=_projected_attention(
-                        attn, config.num_attention_heads, config.num_key_value_heads, i, kernels
-                    ),
+                    attend_projected=projected,
                     o_proj=attn.o_proj,
                     gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
                     gated=_gate(mlp.act_fn, kernels),
                     down=mlp.down_proj,
                     after_attention=_sublayer_end(post_attention, pre_mlp, family, kernels, True),
                     after_mlp=_sublayer_end(post_mlp, following, family, kernels, False),
-                    heads=config.num_attention_heads,
-                    kv_heads=config.num_key_value_heads,
+                    heads=heads,
+                    kv_heads=kv_heads,
                     head_dim=attn.head_dim,
                     scale=attn.scaling,
                 )

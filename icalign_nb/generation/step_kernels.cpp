@@ -62,6 +62,13 @@ inline float rounded(float x) {
   return to_float(t);
 }
 
+// work(T()) with T the dtype a tensor holds, bfloat16 or float32 (else an error naming `what`)
+template <typename Work>
+auto by_dtype(at::ScalarType dtype, const char* what, Work&& work) {
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, what, " must be bfloat16 or float32");
+  return dtype == at::kBFloat16 ? work(at::BFloat16()) : work(float());
+}
+
 #if defined(__AVX512F__)
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const at::BFloat16* p) {
@@ -427,7 +434,6 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
   keys = keys.narrow(1, lo, hi - lo).view({keys.size(0), used, keys.size(3)});
   values = values.narrow(1, lo, hi - lo).view({values.size(0), used, values.size(3)});
   const auto dtype = keys.scalar_type();
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "keys must be bfloat16 or float32");
   for (const auto* t : {&query, &values, &new_keys, &new_values}) {
     TORCH_CHECK(t->scalar_type() == dtype && t->dim() == 3 && t->stride(2) == 1, "query, keys and values");
   }
@@ -444,9 +450,9 @@ torch::Tensor decode_attention(torch::Tensor query, torch::Tensor keys, torch::T
               "new keys and values");
   const int64_t* sp = slot.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) TORCH_CHECK(sp[r] >= 0 && sp[r] < n, "slot out of range");
-  const auto out = dtype == at::kBFloat16
-                       ? attend_rows<at::BFloat16>(query, keys, values, bias, scale, new_keys, new_values, slot, share)
-                       : attend_rows<float>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
+  const auto out = by_dtype(dtype, "keys", [&](auto t) {
+    return attend_rows<decltype(t)>(query, keys, values, bias, scale, new_keys, new_values, slot, share);
+  });
   return out.view({rows, 1, heads, dim});
 }
 
@@ -526,17 +532,12 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor scale, double eps, torch::
                           sin.numel() == rows * dim && dim % 2 == 0),
               "cos and sin must be [rows, dim] in x's dtype");
   auto out = torch::empty(x.sizes(), x.options());
-  if (x.scalar_type() == at::kBFloat16) {
-    using T = at::BFloat16;
+  by_dtype(x.scalar_type(), "x", [&](auto t) {
+    using T = decltype(t);
     norm_rows(x.data_ptr<T>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales, dim,
               float(eps), out.data_ptr<T>(), rotate ? cos.data_ptr<T>() : nullptr,
               rotate ? sin.data_ptr<T>() : nullptr);
-  } else {
-    TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
-    norm_rows(x.data_ptr<float>(), rows, vectors, x.stride(0), vector_stride, scale.data_ptr<float>(), scales, dim,
-              float(eps), out.data_ptr<float>(), rotate ? cos.data_ptr<float>() : nullptr,
-              rotate ? sin.data_ptr<float>() : nullptr);
-  }
+  });
   return out;
 }
 
@@ -553,15 +554,11 @@ std::vector<torch::Tensor> add_norms(torch::Tensor hidden, torch::Tensor out, to
     TORCH_CHECK(s->scalar_type() == at::kFloat && s->is_contiguous() && s->numel() == dim, "scales");
   }
   auto h = torch::empty_like(hidden), x = torch::empty_like(hidden);
-  if (hidden.scalar_type() == at::kBFloat16) {
-    using T = at::BFloat16;
+  by_dtype(hidden.scalar_type(), "hidden", [&](auto t) {
+    using T = decltype(t);
     add_norm_rows(hidden.data_ptr<T>(), out.data_ptr<T>(), rows, dim, scale_out.data_ptr<float>(),
                   scale_next.data_ptr<float>(), float(eps), h.data_ptr<T>(), x.data_ptr<T>());
-  } else {
-    TORCH_CHECK(hidden.scalar_type() == at::kFloat, "hidden must be bfloat16 or float32");
-    add_norm_rows(hidden.data_ptr<float>(), out.data_ptr<float>(), rows, dim, scale_out.data_ptr<float>(),
-                  scale_next.data_ptr<float>(), float(eps), h.data_ptr<float>(), x.data_ptr<float>());
-  }
+  });
   return {h, x};
 }
 
@@ -644,12 +641,10 @@ torch::Tensor gated(torch::Tensor gate_up, int64_t kind) {
   TORCH_CHECK(kind == 0 || kind == 1, "kind: 0 (GELU, tanh form) or 1 (SiLU)");
   const int64_t rows = gate_up.size(0), inner = gate_up.size(1) / 2;
   auto out = torch::empty({rows, inner}, gate_up.options());
-  if (gate_up.scalar_type() == at::kBFloat16) {
-    gate_rows(gate_up.data_ptr<at::BFloat16>(), rows, inner, kind, out.data_ptr<at::BFloat16>());
-  } else {
-    TORCH_CHECK(gate_up.scalar_type() == at::kFloat, "gate_up must be bfloat16 or float32");
-    gate_rows(gate_up.data_ptr<float>(), rows, inner, kind, out.data_ptr<float>());
-  }
+  by_dtype(gate_up.scalar_type(), "gate_up", [&](auto t) {
+    using T = decltype(t);
+    gate_rows(gate_up.data_ptr<T>(), rows, inner, kind, out.data_ptr<T>());
+  });
   return out;
 }
 
@@ -789,7 +784,6 @@ void product_in(const torch::Tensor& x, const torch::Tensor& weight, const torch
 // dtype, or in x's dtype with no scales (an empty tensor) -> x @ weight.T (* scales) [rows, out] in x's dtype
 torch::Tensor weights_product(torch::Tensor x, torch::Tensor weight, torch::Tensor scales) {
   const auto dtype = x.scalar_type();
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "x must be bfloat16 or float32");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.size(0) >= 1 && x.size(0) <= kRowsMax, "x");
   TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == x.size(1), "weight");
   const bool int8 = weight.scalar_type() == at::kChar;
@@ -799,11 +793,7 @@ torch::Tensor weights_product(torch::Tensor x, torch::Tensor weight, torch::Tens
               "scales");
   TORCH_CHECK(!int8 || scales.numel() > 0, "int8 weights need their scales");
   auto out = torch::empty({x.size(0), weight.size(0)}, x.options());
-  if (dtype == at::kBFloat16) {
-    product_in<at::BFloat16>(x, weight, scales, out);
-  } else {
-    product_in<float>(x, weight, scales, out);
-  }
+  by_dtype(dtype, "x", [&](auto t) { product_in<decltype(t)>(x, weight, scales, out); });
   return out;
 }
 
@@ -877,17 +867,13 @@ std::vector<torch::Tensor> top_values(torch::Tensor logits, int64_t k) {
   auto values = torch::empty({rows, k}, logits.options().dtype(at::kFloat));
   auto index = torch::empty({rows, k}, logits.options().dtype(at::kLong));
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / (n * int64_t(logits.element_size())));
-  at::parallel_for(0, rows, grain, [&](int64_t first, int64_t last) {
-    for (int64_t r = first; r < last; ++r) {
-      float* vr = values.data_ptr<float>() + r * k;
-      int64_t* ir = index.data_ptr<int64_t>() + r * k;
-      if (logits.scalar_type() == at::kBFloat16) {
-        top_row(logits.data_ptr<at::BFloat16>() + r * logits.stride(0), n, k, vr, ir);
-      } else {
-        TORCH_CHECK(logits.scalar_type() == at::kFloat, "logits must be bfloat16 or float32");
-        top_row(logits.data_ptr<float>() + r * logits.stride(0), n, k, vr, ir);
+  by_dtype(logits.scalar_type(), "logits", [&](auto t) {
+    const auto* x = logits.data_ptr<decltype(t)>();
+    at::parallel_for(0, rows, grain, [&](int64_t first, int64_t last) {
+      for (int64_t r = first; r < last; ++r) {
+        top_row(x + r * logits.stride(0), n, k, values.data_ptr<float>() + r * k, index.data_ptr<int64_t>() + r * k);
       }
-    }
+    });
   });
   return {values, index};
 }
