@@ -4,7 +4,7 @@
 // value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
 // sees, a softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and
 // values are read as stored, bfloat16 or float32), rounded once to their dtype. Keys are scored 16 at a
-// time (bfloat16 keys by the CPU's bfloat16 dot product), the keys two steps ahead asked of the memory
+// time (bfloat16 keys by the CPU's bfloat16 dot product), the keys four steps ahead asked of the memory
 // meanwhile; 16 unseen keys in a row (bias -inf) are not read, nor is an unseen key's value. Rows of one
 // prompt go through a head's keys and values together, a chunk at a time, so the prompt's are read from
 // memory once for all its samples. Ranges longer than a span are split by position into spans, attended
@@ -115,17 +115,10 @@ __attribute__((always_inline)) inline __m512 sum16(const __m512* a) {
 }
 #endif
 
-// ask the memory for `bytes` bytes from p, a cache line at a time, into the L1 cache
+// ask the memory for `bytes` bytes from p, a cache line at a time, into the L2 cache: a fetch into L1
+// would hold one of its few miss buffers until the line arrives, which caps what one thread streams
+// (measured on int8 layer products, one thread: 9-13 GB/s into L1, 14-16 into L2)
 inline void prefetch(const void* p, int64_t bytes) {
-#if defined(__AVX512F__)
-  for (int64_t l = 0; l < bytes; l += 64) _mm_prefetch(static_cast<const char*>(p) + l, _MM_HINT_T0);
-#endif
-}
-
-// the same into the L2 cache only: a fetch into L1 holds one of its few miss buffers until the line
-// arrives, which caps one thread's stream of weights (measured on int8 layer products, one thread: 9-13
-// against 14-16 GB/s)
-inline void fetch_l2(const void* p, int64_t bytes) {
 #if defined(__AVX512F__)
   for (int64_t l = 0; l < bytes; l += 64) _mm_prefetch(static_cast<const char*>(p) + l, _MM_HINT_T1);
 #endif
@@ -168,7 +161,7 @@ bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, 
       for (int g = 0; g < G; ++g)
         for (int w = 0; w < W; ++w) acc[g][w] = _mm512_loadu_ps(out + g * dim + d0 + 16 * w);
       for (int64_t n = lo; n < hi; ++n) {
-        if (d0 == 0 && n + 32 < hi) prefetch(v + (n + 32) * dim, dim * sizeof(T));
+        if (d0 == 0 && n + 64 < hi) prefetch(v + (n + 64) * dim, dim * sizeof(T));
         if (bias[n] == kNeg) continue;
         const T* vn = v + n * dim + d0;
         __m512 vd[W];
@@ -194,7 +187,7 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
   int64_t n = lo;
 #if defined(__AVX512F__)
   // 16 keys at a time, their 16 sums reduced as one vector (16 unseen keys in a row are not read; the
-  // unseen ones among seen ones are, and their scores set to -inf whatever they hold); the keys two
+  // unseen ones among seen ones are, and their scores set to -inf whatever they hold); the keys four
   // steps ahead are asked of the memory meanwhile
   if (dim % 16 == 0) {
     const __m512 none = _mm512_set1_ps(kNeg);
@@ -203,7 +196,7 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
       const __mmask16 seen = _mm512_cmp_ps_mask(b, none, _CMP_NEQ_OQ);
       if (seen == 0) continue;
       const T* kn = k + n * dim;
-      if (n + 48 <= hi) prefetch(kn + 32 * dim, 16 * dim * sizeof(T));
+      if (n + 80 <= hi) prefetch(kn + 64 * dim, 16 * dim * sizeof(T));
       for (int g = 0; g < G; ++g) {
         __m512 acc[16];
         for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
@@ -685,7 +678,7 @@ void product_block(const float* x, int64_t in, const W* w, const T* scales, T* o
     // bfloat16 weights and activations (x holds bfloat16 values, so rounding it back is exact): pairs of
     // products summed into float32 by the CPU's bfloat16 dot product, 32 inputs a step
     for (; d + 32 <= in; d += 32) {
-      if (next != nullptr) fetch_l2(next + d * O, O * 32 * 2);
+      if (next != nullptr) prefetch(next + d * O, O * 32 * 2);
       __m512bh wj[O];
       for (int j = 0; j < O; ++j) wj[j] = (__m512bh)_mm512_loadu_si512(w + j * in + d);
       for (int r = 0; r < R; ++r) {
@@ -696,7 +689,7 @@ void product_block(const float* x, int64_t in, const W* w, const T* scales, T* o
   }
 #endif
   for (; d + 16 <= in; d += 16) {
-    if (next != nullptr) fetch_l2(next + d * O, O * 16 * int64_t(sizeof(W)));  // this step's share of the next block
+    if (next != nullptr) prefetch(next + d * O, O * 16 * int64_t(sizeof(W)));  // this step's share of the next block
     __m512 wj[O];
     for (int j = 0; j < O; ++j) wj[j] = load16(w + j * in + d);
     for (int r = 0; r < R; ++r) {
