@@ -1,15 +1,15 @@
 // Pieces of a decode step on the CPU as single calls (built by `native.py`).
 //
 // decode_attention: one step's attention for every row of a batch, after storing each row's new key and
-// value. Each row's queries (a kv head's group of query heads) take the scores of every key the row
-// sees, a softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and
-// values are read as stored, bfloat16 or float32), rounded once to their dtype. Keys are scored 16 at a
-// time (bfloat16 keys by the CPU's bfloat16 dot product), the keys four steps ahead asked of the memory
+// value. Each row's queries (a kv head's group of query heads) take the scores of every key the row sees, a
+// softmax, and the probability-weighted sum of the values, all in float32 (queries, keys and values are
+// read as stored, bfloat16 or float32), rounded once to their dtype. Keys are scored 16 at a time (bfloat16
+// keys by the CPU's bfloat16 dot product), the keys and values four steps ahead asked of the memory
 // meanwhile; 16 unseen keys in a row (bias -inf) are not read, nor is an unseen key's value. Rows of one
 // prompt go through a head's keys and values together, a chunk at a time, so the prompt's are read from
-// memory once for all its samples. Ranges longer than a span are split by position into spans, attended
-// to on every thread and joined (the same result on any number of threads). AVX-512 where the compiler
-// targets it; plain loops elsewhere (same results to rounding).
+// memory once for all its samples. Ranges longer than a span are split by position into spans, attended to
+// on every thread and joined (the same result on any number of threads). AVX-512 where the compiler targets
+// it; plain loops elsewhere (same results to rounding).
 //
 // rms_norm: x * rsqrt(mean(x^2) + eps) * scale per vector, in float32, rounded once to x's dtype
 // (Gemma 3's norms, and its query and key norms with one scale per head, then the rotary embedding);
@@ -180,15 +180,15 @@ bool weighted_sums(const T* v, const float* bias, const float* p, int64_t keys, 
 #endif
 
 // scores[g, n] = q[g] . k[n] * scale + bias[n] for the seen keys n in [lo, hi) (G queries [G, dim]; the
-// scores' rows `keys` long); top[g]: the largest so far
+// scores' rows `keys` long); top[g]: the largest so far. The values v [keys, dim] are fetched meanwhile.
 template <int G, typename T>
-void dots(const float* q, const T* k, const float* bias, float scale, float* scores, float* top, int64_t keys,
-          int64_t lo, int64_t hi, int64_t dim) {
+void dots(const float* q, const T* k, const T* v, const float* bias, float scale, float* scores, float* top,
+          int64_t keys, int64_t lo, int64_t hi, int64_t dim) {
   int64_t n = lo;
 #if defined(__AVX512F__)
   // 16 keys at a time, their 16 sums reduced as one vector (16 unseen keys in a row are not read; the
-  // unseen ones among seen ones are, and their scores set to -inf whatever they hold); the keys four
-  // steps ahead are asked of the memory meanwhile
+  // unseen ones among seen ones are, and their scores set to -inf whatever they hold); the keys and values
+  // four steps ahead are asked of the memory meanwhile
   if (dim % 16 == 0) {
     const __m512 none = _mm512_set1_ps(kNeg);
     for (; n + 16 <= hi; n += 16) {
@@ -196,7 +196,10 @@ void dots(const float* q, const T* k, const float* bias, float scale, float* sco
       const __mmask16 seen = _mm512_cmp_ps_mask(b, none, _CMP_NEQ_OQ);
       if (seen == 0) continue;
       const T* kn = k + n * dim;
-      if (n + 80 <= hi) prefetch(kn + 64 * dim, 16 * dim * sizeof(T));
+      if (n + 80 <= hi) {  // and their values, read after the softmax (a span's stay in the L2 cache)
+        prefetch(kn + 64 * dim, 16 * dim * sizeof(T));
+        prefetch(v + (n + 64) * dim, 16 * dim * sizeof(T));
+      }
       for (int g = 0; g < G; ++g) {
         __m512 acc[16];
         for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
@@ -265,10 +268,12 @@ void attend(int64_t count, const float* q, const T* k, const T* v, const float* 
             float* top, float* total, int64_t keys, int64_t dim, std::vector<float>& scores) {
   scores.assign(count * G * keys, kNeg);
   std::fill(top, top + count * G, kNeg);
+  prefetch(k, std::min<int64_t>(keys, 64) * dim * sizeof(T));  // the first keys and values, not fetched ahead
+  prefetch(v, std::min<int64_t>(keys, 64) * dim * sizeof(T));
   for (int64_t lo = 0; lo < keys; lo += kChunk) {
     const int64_t hi = std::min(keys, lo + kChunk);
     for (int64_t r = 0; r < count; ++r) {
-      dots<G>(q + r * G * dim, k, bias[r], scale, scores.data() + r * G * keys, top + r * G, keys, lo, hi, dim);
+      dots<G>(q + r * G * dim, k, v, bias[r], scale, scores.data() + r * G * keys, top + r * G, keys, lo, hi, dim);
     }
   }
   std::memset(out, 0, count * G * dim * sizeof(float));
@@ -463,9 +468,15 @@ namespace {
 // x * rsqrt(mean(x^2) + eps) * scale for one vector x [dim] (float32), into y (not rounded)
 inline void normed(const float* x, int64_t dim, const float* scale, float eps, float* y) {
   float squares = 0.f;
-  for (int64_t d = 0; d < dim; ++d) squares += x[d] * x[d];
+  int64_t d = 0;
+#if defined(__AVX512F__)
+  __m512 acc = _mm512_setzero_ps();  // 16 sums side by side (one chain of additions would wait on each)
+  for (; d + 16 <= dim; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + d), _mm512_loadu_ps(x + d), acc);
+  squares = _mm512_reduce_add_ps(acc);
+#endif
+  for (; d < dim; ++d) squares += x[d] * x[d];
   const float inv = 1.f / std::sqrt(squares / float(dim) + eps);
-  for (int64_t d = 0; d < dim; ++d) y[d] = x[d] * inv * scale[d];
+  for (d = 0; d < dim; ++d) y[d] = x[d] * inv * scale[d];
 }
 
 // each row: the residual stream h plus out normed (scale_out), rounded to T; then that normed (scale_next)
@@ -507,7 +518,7 @@ void norm_rows(const T* x, int64_t rows, int64_t vectors, int64_t row_stride, in
       const T* sn = sin + r * dim;
       for (int64_t d = 0; d < dim; ++d) {
         const float a = rounded<T>(y[d] * to_float(c[d]));
-        const float b = rounded<T>(y[(d + half) % dim] * to_float(sn[d]));
+        const float b = rounded<T>(y[d < half ? d + half : d - half] * to_float(sn[d]));
         store(a + b, oi + d);
       }
     }
