@@ -72,13 +72,18 @@ def _fuse(modules: list[torch.nn.Module]) -> torch.nn.Module:
     return fused
 
 
+def _gemma_scale(module: torch.nn.Module) -> torch.Tensor:
+    """A Gemma 3 RMSNorm's scale, 1 + its weight, in float32 (as the module multiplies)."""
+    return 1.0 + module.weight.detach().float()
+
+
 def _norm(
     module: torch.nn.Module, family: str, kernels: StepKernels | None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """An RMSNorm module's computation, its constants taken once (Gemma 3's in one built kernel, if given
     and it takes the weights)."""
     if family == "gemma3":  # (x * rsqrt(mean(x^2) + eps) * (1 + w)) in float32, then the input's dtype
-        scale, eps = 1.0 + module.weight.detach().float(), module.eps
+        scale, eps = _gemma_scale(module), module.eps
         size = scale.shape
         if kernels is not None and kernels.takes(module.weight):
             return lambda x: kernels.rms_norm(x, scale, eps)
@@ -115,7 +120,7 @@ def _sublayer_end(
         and post.weight.device == then.weight.device
         and post.eps == then.eps
     ):
-        scales, eps = (1.0 + post.weight.detach().float(), 1.0 + then.weight.detach().float()), post.eps
+        scales, eps = (_gemma_scale(post), _gemma_scale(then)), post.eps
         return lambda hidden, out: kernels.add_norms(hidden, out, scales, eps)
     post_norm = None if post is None else _norm(post, family, kernels)
     then_norm = None if then is None or not eager else _norm(then, family, kernels)
@@ -151,7 +156,7 @@ def _head_scales(
 ) -> tuple[torch.Tensor, float]:
     """Gemma 3's query and key norms as one: each head's scale [heads + kv_heads, dim] (float32) and the
     epsilon."""
-    q_scale, k_scale = (1.0 + m.weight.detach().float() for m in (q_norm, k_norm))
+    q_scale, k_scale = _gemma_scale(q_norm), _gemma_scale(k_norm)
     if k_norm.eps != q_norm.eps:
         raise ValueError("the query and key norms differ in epsilon")
     return torch.cat([q_scale.expand(heads, -1), k_scale.expand(kv_heads, -1)]), q_norm.eps

@@ -373,16 +373,12 @@ class _Step:
         key = (window, device)
         if key not in self._on:
             kind = self.kinds[window]
-            block, column = self.row_block[window]
-            # where each row's new token goes: block and column, and within the used blocks (the kernel's)
-            slot = (block - kind["lo"]) * self.state.block + column
-            moved = {
-                "block": block,
-                "column": column,
-                "slot": slot,
-                "bias": kind["bias"],
-                "group": self.row_g,
-            }
+            block, column = self.row_block[window]  # where each row's new token goes
+            moved = {"bias": kind["bias"]}
+            if self.state.kernels is not None:  # the kernel stores it itself, at its index in the used blocks
+                moved.update(slot=(block - kind["lo"]) * self.state.block + column, group=self.row_g)
+            else:
+                moved.update(block=block, column=column)
             if not self.dense:
                 moved.update(target=kind["target"], row_slot=self.row_slot, rows=torch.arange(len(self.rows)))
             self._on[key] = {

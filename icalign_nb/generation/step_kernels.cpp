@@ -622,9 +622,14 @@ inline void store16(__m512 v, at::BFloat16* p) {  // rounded to nearest even, as
 // v rounded to T (a tensor operation's result in T), 16 at a time
 inline __m512 rounded16(__m512 v, float*) { return v; }
 inline __m512 rounded16(__m512 v, at::BFloat16*) {
+#if defined(__AVX512BF16__)  // in registers: to bfloat16 (nearest even) and back
+  const __m256i b = (__m256i)_mm512_cvtneps_pbh(v);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+#else
   at::BFloat16 b[16];
   store16(v, b);
   return load16(b);
+#endif
 }
 #endif
 
